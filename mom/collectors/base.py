@@ -1,0 +1,111 @@
+"""Collectors: one module per data source, registered by its MOM name.
+
+A collector declares the fields it provides, split into mandatory and optional.
+The engine merges the rows of all configured collectors into one sample per
+entity per tick. When a collector raises :class:`CollectionError` (or a mandatory
+field is missing), the entity is left out of that tick's policy run; optional
+fields that are missing simply become nil.
+
+Host collectors read files through ``proc_root``/``sys_root`` (like
+node_exporter's ``--path.procfs``), so tests point them at fixture trees and the
+simulator at its own tree. Guest collectors read the GuestData the hypervisor
+interface returned for the tick (or /proc/PID for GuestQemuProc).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal, Mapping
+
+from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
+
+
+class CollectionError(Exception):
+    """The collector could not produce its data this time (one clear message)."""
+
+
+@dataclass
+class CollectorContext:
+    """What every collector may use."""
+
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    hypervisor: HypervisorInterface | None = None
+    interval: float = 5.0
+    clock: Callable[[], float] | None = None  # seconds; monotonic or simulated
+
+
+@dataclass
+class GuestSubject:
+    """The guest a guest collector collects for, with this tick's bulk data."""
+
+    info: GuestInfo
+    data: GuestData = field(default_factory=GuestData)
+
+
+class Collector(ABC):
+    """Base class. Subclasses set name, scope, mandatory and optional fields."""
+
+    name: ClassVar[str]
+    scope: ClassVar[Literal["host", "guest"]]
+    mandatory: ClassVar[frozenset[str]] = frozenset()
+    optional: ClassVar[frozenset[str]] = frozenset()
+    # Hypervisor data sections this collector needs (for guest collectors).
+    sections: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, ctx: CollectorContext, settings: Mapping[str, str] | None = None) -> None:
+        self.ctx = ctx
+        self.settings = dict(settings or {})
+
+    @classmethod
+    def fields(cls) -> frozenset[str]:
+        return cls.mandatory | cls.optional
+
+    @abstractmethod
+    def collect(self, subject: GuestSubject | None) -> dict[str, Any]:
+        """Return {field: value}; host collectors get None as subject.
+
+        Raises CollectionError when the data cannot be had this time.
+        """
+
+    # helpers ---------------------------------------------------------------
+    def proc_path(self, *parts: str) -> str:
+        return os.path.join(self.ctx.proc_root, *parts)
+
+    def sys_path(self, *parts: str) -> str:
+        return os.path.join(self.ctx.sys_root, *parts)
+
+
+REGISTRY: dict[str, type[Collector]] = {}
+
+
+def register(cls: type[Collector]) -> type[Collector]:
+    """Class decorator: make a collector known by its MOM name."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"collector {cls.name} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def read_key_value_file(path: str) -> dict[str, int]:
+    """Parse /proc/meminfo-style ("Key: 123 kB") and /proc/vmstat-style ("key 123")
+    files into {key: int}. Raises CollectionError with the path on any problem."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise CollectionError(f"cannot read {path}: {e.strerror}") from None
+    values: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.replace(":", " ").split()
+        if len(parts) < 2:
+            raise CollectionError(f"{path}:{lineno}: malformed line {line.strip()!r}")
+        try:
+            values[parts[0]] = int(parts[1])
+        except ValueError:
+            raise CollectionError(f"{path}:{lineno}: not a number: {parts[1]!r}") from None
+    return values

@@ -1,0 +1,166 @@
+"""The hypervisor interface: how MOM sees and changes the guests on a host.
+
+One class per hypervisor (libvirt, vdsm, the simulator, later QMP). Collection is
+bulk first: the engine calls :meth:`HypervisorInterface.collect_all` once per tick
+for all guests; the per-guest methods are the building blocks an interface may
+use when its hypervisor has no bulk call.
+
+Units follow the original MOM: memory in KiB, CPU quota and period in
+microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Mapping
+
+# Data sections a guest collector may ask for.
+SECTIONS = ("memory", "balloon", "cpu_tune", "io_tune")
+
+
+class HypervisorError(Exception):
+    """A hypervisor call failed."""
+
+
+class GuestGone(HypervisorError):
+    """The guest disappeared (shut down, migrated) while we talked about it."""
+
+
+class NotSupported(HypervisorError):
+    """This hypervisor (or this guest) cannot do what was asked."""
+
+
+class InterfaceUnavailable(HypervisorError):
+    """The configured interface exists in MOM's vocabulary but is not built yet."""
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """What discovery knows about a running guest."""
+
+    uuid: str
+    name: str
+    pid: int | None = None
+
+
+@dataclass
+class GuestData:
+    """One guest's data from one bulk collection; a section is None when unavailable.
+
+    - memory: mem_available (guest total), mem_unused, mem_free, major_fault,
+      minor_fault, swap_in, swap_out, swap_total, swap_usage, and where known
+      mem_usable, disk_caches (KiB or counts).
+    - balloon: balloon_cur, balloon_max, balloon_min (KiB).
+    - cpu_tune: vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count.
+    - io_tune: list of {name, path, guaranteed, maximum, current}, the value maps
+      keyed total/read/write_bytes_sec and total/read/write_iops_sec.
+    - errors: section -> message for sections that failed.
+    """
+
+    memory: dict[str, Any] | None = None
+    balloon: dict[str, Any] | None = None
+    cpu_tune: dict[str, Any] | None = None
+    io_tune: list[dict[str, Any]] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+KSM_TUNABLES = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes")
+
+
+class HypervisorInterface(ABC):
+    """Abstract base of every hypervisor interface.
+
+    Subclasses set ``names`` (the config names that select them) and implement
+    at least :meth:`list_guests`. Every method may raise :class:`HypervisorError`;
+    :class:`GuestGone` when the guest no longer exists. Calls may block: the
+    engine runs them on a small fixed pool with timeouts.
+    """
+
+    names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, sys_root: str = "/sys") -> None:
+        self.sys_root = sys_root
+
+    # -- discovery -----------------------------------------------------------
+    @abstractmethod
+    def list_guests(self) -> list[GuestInfo]:
+        """Return the running guests."""
+
+    def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:
+        """Called once when a guest is first seen (e.g. to set a stats period)."""
+
+    # -- per-guest collection ----------------------------------------------------
+    def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
+        """Memory statistics as seen by the balloon driver (see GuestData.memory)."""
+        raise NotSupported("memory statistics")
+
+    def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
+        """balloon_cur, balloon_max, balloon_min in KiB."""
+        raise NotSupported("balloon information")
+
+    def guest_cpu_tune(self, guest: GuestInfo) -> dict[str, Any]:
+        """vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count."""
+        raise NotSupported("CPU tuning information")
+
+    def guest_io_tune(self, guest: GuestInfo) -> list[dict[str, Any]] | None:
+        """IO tune entries (see GuestData.io_tune), None when the guest has none."""
+        raise NotSupported("IO tuning information")
+
+    def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
+        """Collect the asked sections for all guests: {uuid: GuestData}.
+
+        This default calls the per-guest methods; interfaces with a bulk call
+        override it. A failing section is recorded in GuestData.errors; a guest
+        that is gone is left out.
+        """
+        getters = {
+            "memory": self.guest_memory_stats,
+            "balloon": self.guest_balloon_info,
+            "cpu_tune": self.guest_cpu_tune,
+            "io_tune": self.guest_io_tune,
+        }
+        wanted = [s for s in SECTIONS if s in set(sections)]
+        result: dict[str, GuestData] = {}
+        for guest in guests:
+            data = GuestData()
+            try:
+                for section in wanted:
+                    try:
+                        setattr(data, section, getters[section](guest))
+                    except GuestGone:
+                        raise
+                    except HypervisorError as e:
+                        data.errors[section] = str(e)
+            except GuestGone:
+                continue
+            result[guest.uuid] = data
+        return result
+
+    # -- control -------------------------------------------------------------------
+    def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
+        raise NotSupported("balloon control")
+
+    def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
+        raise NotSupported("CPU tuning")
+
+    def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
+        """Apply IO limits; each tune is {name, path, current: {...}}."""
+        raise NotSupported("IO tuning")
+
+    def set_ksm_tune(self, params: Mapping[str, int]) -> None:
+        """Write KSM tunables (keys from KSM_TUNABLES). Default: the host's sysfs
+        under ``sys_root``; vdsm overrides it with its RPC."""
+        for key, value in params.items():
+            if key not in KSM_TUNABLES:
+                raise NotSupported(f"KSM tunable {key}")
+            path = os.path.join(self.sys_root, "kernel/mm/ksm", key)
+            try:
+                with open(path, "w") as f:
+                    f.write(f"{int(value)}\n")
+            except OSError as e:
+                raise HypervisorError(f"cannot write {path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        """Release connections."""
