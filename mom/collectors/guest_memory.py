@@ -1,0 +1,42 @@
+"""GuestMemory: a guest's memory statistics from the hypervisor (balloon driver).
+
+Reads the "memory" section of the tick's GuestData. Raises CollectionError when
+the section or a mandatory field is missing.
+
+Mandatory fields:
+
+- mem_available: memory the guest OS sees in total (KiB).
+- mem_unused: memory the guest leaves completely unused (KiB).
+- major_fault, minor_fault: the guest's page faults (counts, as the
+  hypervisor reports them).
+- swap_in, swap_out: memory the guest swapped in/out (KiB, as reported).
+
+Optional fields:
+
+- mem_free: unused memory plus reclaimable caches (KiB).
+- swap_total, swap_usage: the guest's swap space and the part in use (KiB).
+- mem_usable: what the guest could give without swapping (KiB; virtio
+  "usable", close to the guest's MemAvailable).
+- disk_caches: memory the guest uses for its page cache (KiB).
+"""
+
+from __future__ import annotations
+
+from mom.collectors._common import SectionCollector
+from mom.collectors.base import register
+
+MEMORY_MANDATORY = frozenset({
+    "mem_available", "mem_unused", "major_fault", "minor_fault", "swap_in", "swap_out",
+})
+MEMORY_OPTIONAL = frozenset({"mem_free", "swap_total", "swap_usage", "mem_usable", "disk_caches"})
+
+
+@register
+class GuestMemory(SectionCollector):
+    """Guest memory statistics; the guest is skipped when they are missing."""
+
+    name = "GuestMemory"
+    section = "memory"
+    sections = frozenset({"memory"})
+    mandatory = MEMORY_MANDATORY
+    optional = MEMORY_OPTIONAL
