@@ -1,0 +1,288 @@
+"""What a policy can touch: entities (Host, each guest), IO tune entries, built-ins.
+
+This is the whole sandbox. A policy reaches values only through the field
+reads and methods listed here (ENTITY_METHODS, IOTUNE_METHODS) and the built-in
+functions (BUILTINS); it never reaches a Python attribute.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import operator
+from typing import Any, Callable
+
+debug_log = logging.getLogger("mom.policy.debug")
+
+IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
+           "total_iops_sec", "read_iops_sec", "write_iops_sec")
+IO_ENTRY_FIELDS = ("name", "path", "guaranteed", "maximum", "current")
+
+
+class RuntimeFault(Exception):
+    """Raised by runtime helpers; the compiler turns it into a PolicyError at the node."""
+
+
+class Entity:
+    """Host or one guest as the policy sees it: a thin view on a snapshot entity.
+
+    ``latest`` maps every declared statistic (a field present in any history row)
+    to its newest value, nil when the newest row lacks it.
+    """
+
+    __slots__ = ("kind", "label", "properties", "rows", "latest", "controls", "variables", "io_entries", "_avgs")
+
+    def __init__(self, kind: str, properties: dict[str, Any], rows: list[dict[str, Any]],
+                 variables: dict[str, Any] | None = None) -> None:
+        self.kind = kind  # "Host" or "Guest"
+        self.properties = properties
+        self.label = kind if kind == "Host" else f"guest {properties.get('name', '?')!s}"
+        self.rows = rows
+        latest: dict[str, Any] = dict(rows[-1]) if rows else {}
+        for row in rows:
+            if row.keys() != latest.keys():  # rare: a field missing from some rows
+                for key in row:
+                    latest.setdefault(key, None)
+        self.io_entries: list[IoTuneEntry] = []
+        tunes = latest.get("io_tune")
+        if isinstance(tunes, list):
+            self.io_entries = [IoTuneEntry(t) for t in tunes if isinstance(t, dict)]
+            latest["io_tune"] = self.io_entries
+        self.latest = latest
+        self.controls: dict[str, Any] = {}
+        self.variables = dict(variables or {})
+        self._avgs: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return self.label
+
+    def field(self, name: str) -> Any:
+        try:
+            return self.latest[name]
+        except KeyError:
+            raise RuntimeFault(f"{self.label} has no statistic {name!r}") from None
+
+    # -- methods a policy may call --------------------------------------------
+    def Stat(self, name: str) -> Any:
+        """The newest value of a statistic."""
+        return self.field(name)
+
+    def StatAvg(self, name: str) -> float:
+        """The average of the non-nil values in the history window; 0.0 if none."""
+        cached = self._avgs.get(name)
+        if cached is not None:
+            return cached
+        if name not in self.latest:
+            raise RuntimeFault(f"{self.label} has no statistic {name!r}")
+        total, count = 0, 0
+        for row in self.rows:
+            v = row.get(name)
+            if v is None:
+                continue
+            if type(v) not in (int, float) or v is True or v is False:
+                raise RuntimeFault(f"StatAvg of {name!r}: {v!r} is not a number")
+            total += v
+            count += 1
+        avg = float(total) / count if count else 0.0
+        self._avgs[name] = avg
+        return avg
+
+    def Prop(self, name: str) -> Any:
+        try:
+            return self.properties[name]
+        except KeyError:
+            raise RuntimeFault(f"{self.label} has no property {name!r}") from None
+
+    def Control(self, name: str, value: Any) -> None:
+        """Set a control; the last write in a run wins."""
+        self.controls[name] = value
+
+    def GetControl(self, name: str) -> Any:
+        return self.controls.get(name)
+
+    def SetVar(self, name: str, value: Any) -> None:
+        self.variables[name] = value
+
+    def GetVar(self, name: str) -> Any:
+        return self.variables.get(name)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RuntimeFault(f"IO limit must be a number, not {value!r}") from None
+
+
+class IoTuneEntry:
+    """One disk's IO tune: name, path and the guaranteed/maximum/current maps."""
+
+    __slots__ = ("fields", "original")
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        get = entry.get
+        self.fields = {"name": get("name"), "path": get("path"), "guaranteed": dict(get("guaranteed") or {}),
+                       "maximum": dict(get("maximum") or {}), "current": dict(get("current") or {})}
+        self.original = dict(self.fields["current"])
+
+    def __repr__(self) -> str:
+        return f"io_tune {self.fields.get('name')!s}"
+
+    def field(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise RuntimeFault(f"an io_tune entry has no field {name!r}") from None
+
+    @property
+    def changed(self) -> bool:
+        return self.fields["current"] != self.original
+
+    def to_json(self) -> dict[str, Any]:
+        return copy.deepcopy(self.fields)
+
+    def _setter(key: str) -> Callable[["IoTuneEntry", Any], None]:  # type: ignore[misc]
+        def set_value(self: "IoTuneEntry", value: Any) -> None:
+            self.fields["current"][key] = _int_or_none(value)
+        set_value.__name__ = key
+        return set_value
+
+    setTotalBytesSec = _setter("total_bytes_sec")
+    setReadBytesSec = _setter("read_bytes_sec")
+    setWriteBytesSec = _setter("write_bytes_sec")
+    setTotalIopsSec = _setter("total_iops_sec")
+    setReadIopsSec = _setter("read_iops_sec")
+    setWriteIopsSec = _setter("write_iops_sec")
+    del _setter
+
+
+# Methods by the class they belong to: name -> number of arguments.
+ENTITY_METHODS: dict[str, int] = {
+    "Stat": 1, "StatAvg": 1, "Prop": 1, "Control": 2, "GetControl": 1, "SetVar": 2, "GetVar": 1,
+}
+IOTUNE_METHODS: dict[str, int] = {
+    "setTotalBytesSec": 1, "setReadBytesSec": 1, "setWriteBytesSec": 1,
+    "setTotalIopsSec": 1, "setReadIopsSec": 1, "setWriteIopsSec": 1,
+}
+METHODS_BY_TYPE: dict[type, dict[str, int]] = {Entity: ENTITY_METHODS, IoTuneEntry: IOTUNE_METHODS}
+ALL_METHODS = {**ENTITY_METHODS, **IOTUNE_METHODS}
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, Entity):
+        return value.kind
+    if isinstance(value, IoTuneEntry):
+        return "io_tune entry"
+    return {bool: "boolean", int: "integer", float: "float", str: "string",
+            list: "list", dict: "map"}.get(type(value), type(value).__name__)
+
+
+def read_field(obj: Any, name: str) -> Any:
+    """``obj.name`` in a policy: a statistic, an io_tune entry field or a map key."""
+    t = type(obj)
+    if t is Entity or t is IoTuneEntry:
+        return obj.field(name)
+    if t is dict:
+        try:
+            return obj[name]
+        except KeyError:
+            raise RuntimeFault(f"the map has no key {name!r}") from None
+    raise RuntimeFault(f"{type_name(obj)} has no field {name!r}")
+
+
+# -- built-in functions ---------------------------------------------------------
+MAX_INT_BITS = 4096
+MAX_STRING = 1 << 20
+
+
+def _checked_int(value: Any) -> Any:
+    if type(value) is int and value.bit_length() > MAX_INT_BITS:
+        raise RuntimeFault(f"integer result larger than {MAX_INT_BITS} bits")
+    return value
+
+
+def _mul(x: Any, y: Any) -> Any:
+    for s, n in ((x, y), (y, x)):
+        if isinstance(s, (str, list)) and type(n) is int and len(s) * max(n, 0) > MAX_STRING:
+            raise RuntimeFault(f"result longer than {MAX_STRING} characters")
+    return _checked_int(x * y)
+
+
+def _shl(x: Any, y: Any) -> Any:
+    if type(y) is int and y > MAX_INT_BITS:
+        raise RuntimeFault(f"shift by more than {MAX_INT_BITS} bits")
+    return _checked_int(x << y)
+
+
+def _add(x: Any, y: Any) -> Any:
+    r = x + y
+    if type(r) is str and len(r) > MAX_STRING:
+        raise RuntimeFault(f"result longer than {MAX_STRING} characters")
+    return r
+
+
+def _and(*args: Any) -> Any:
+    for a in args:
+        if not a:
+            return a
+    return args[-1]
+
+
+def _or(*args: Any) -> Any:
+    for a in args:
+        if a:
+            return a
+    return args[-1]
+
+
+def _null(*args: Any) -> bool:
+    return all(a is None or (isinstance(a, (str, list, dict)) and len(a) == 0) for a in args)
+
+
+def _valid(*args: Any) -> bool:
+    return not any(a is None for a in args)
+
+
+def _min(*args: Any) -> Any:
+    return min(args)  # the first smallest argument, itself
+
+
+def _max(*args: Any) -> Any:
+    return max(args)
+
+
+def _debug(*args: Any) -> Any:
+    debug_log.debug("debug: %s", " ".join(map(str, args)))
+    return args[-1]
+
+
+# name -> (function, minimum arity, maximum arity or None for any)
+BUILTINS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
+    "+": (_add, 2, 2),
+    "-": (operator.sub, 2, 2),
+    "*": (_mul, 2, 2),
+    "/": (operator.truediv, 2, 2),
+    "<": (operator.lt, 2, 2),
+    ">": (operator.gt, 2, 2),
+    "<=": (operator.le, 2, 2),
+    ">=": (operator.ge, 2, 2),
+    "==": (operator.eq, 2, 2),
+    "!=": (operator.ne, 2, 2),
+    "<<": (_shl, 2, 2),
+    ">>": (operator.rshift, 2, 2),
+    "and": (_and, 1, None),
+    "or": (_or, 1, None),
+    "not": (operator.not_, 1, 1),
+    "min": (_min, 1, None),
+    "max": (_max, 1, None),
+    "abs": (abs, 1, 1),
+    "null": (_null, 0, None),
+    "valid": (_valid, 0, None),
+    "debug": (_debug, 1, None),
+}
+
+SPECIAL_FORMS = ("defvar", "set", "setq", "def", "defun", "let", "if", "with")
