@@ -79,6 +79,10 @@ class HypervisorInterface(ABC):
     """
 
     names: ClassVar[tuple[str, ...]] = ()
+    # True when collect_all is one call for all guests; otherwise the engine
+    # calls it per guest, in parallel and with a deadline, so one hung guest
+    # cannot hold up the others.
+    bulk: ClassVar[bool] = False
 
     def __init__(self, sys_root: str = "/sys") -> None:
         self.sys_root = sys_root

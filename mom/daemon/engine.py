@@ -1,0 +1,375 @@
+"""The engine: discovery, collection, policy and controllers on their intervals.
+
+One scheduler thread owns time; blocking hypervisor calls and controllers run
+on a small fixed pool with deadlines. Nothing is per guest: the thread count is
+the same for 1 guest or 1,000.
+
+Data flows one way: collectors -> history -> snapshot -> policy -> decisions ->
+controllers. The snapshot is a plain value, the same thing the flight recorder
+writes and `momctl policy run` replays.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mom.collectors.base import REGISTRY as COLLECTORS, CollectionError, Collector, CollectorContext, GuestSubject
+from mom.controllers.base import REGISTRY as CONTROLLERS, Action, Controller, ControllerContext, GuestView, TickView
+from mom.daemon.clock import Clock
+from mom.daemon.faults import FaultLog
+from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
+from mom.policy.errors import PolicyError
+from mom.policy.policy import Decisions, PolicySet
+from mom.policy.snapshot import EntityData, Snapshot
+
+log = logging.getLogger("mom.engine")
+tick_log = logging.getLogger("mom.tick")
+
+POOL_SIZE = 4
+
+
+@dataclass
+class EngineSettings:
+    """The engine's part of the configuration (intervals in clock seconds)."""
+
+    host_interval: float = 5.0
+    guest_interval: float = 5.0
+    discovery_interval: float = 5.0
+    policy_interval: float = 10.0
+    history_length: int = 10
+    call_timeout: float = 10.0
+    host_collectors: tuple[str, ...] = ("HostMemory",)
+    guest_collectors: tuple[str, ...] = ("GuestQemuProc", "GuestMemory")
+    collector_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    controllers: tuple[str, ...] = ("Balloon",)
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+
+
+@dataclass
+class GuestState:
+    info: GuestInfo
+    history: collections.deque
+    ready: bool = False
+    variables: dict[str, Any] = field(default_factory=dict)
+    pending: Future | None = None  # a collection call still running (hung guest)
+
+
+@dataclass
+class TickRecord:
+    """What one policy tick saw, decided and did (for the recorder, RPC, metrics)."""
+
+    number: int
+    time: float
+    snapshot: Snapshot
+    decisions: Decisions
+    actions: list[Action]
+    eval_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tick": self.number, "time": self.time, **self.snapshot.to_json()}
+        out.update(self.decisions.to_json())
+        out["actions"] = [a.to_json() for a in self.actions]
+        return out
+
+
+def _split_fields(collectors: list[Collector]) -> tuple[set[str], set[str]]:
+    mandatory: set[str] = set()
+    optional: set[str] = set()
+    for c in collectors:
+        mandatory |= c.mandatory
+        optional |= c.optional
+    return mandatory, optional - mandatory
+
+
+class Engine:
+    """Runs MOM's pipeline against one hypervisor interface."""
+
+    def __init__(self, settings: EngineSettings, hypervisor: HypervisorInterface, policies: PolicySet,
+                 clock: Clock | None = None, on_tick: Callable[[TickRecord], None] | None = None,
+                 on_sample: Callable[[str, float, dict[str, Any]], None] | None = None) -> None:
+        self.s = settings
+        self.hv = hypervisor
+        self.policies = policies
+        self.clock = clock or Clock()
+        self.on_tick = on_tick or (lambda record: None)
+        self.on_sample = on_sample or (lambda entity, t, row: None)
+        self.faults = FaultLog(logging.getLogger("mom.faults"))
+        ctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
+                               interval=settings.host_interval, clock=self.clock.time)
+        gctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
+                                interval=settings.guest_interval, clock=self.clock.time)
+        cs = settings.collector_settings
+        self.host_collectors = [COLLECTORS[n](ctx, cs.get(n)) for n in settings.host_collectors]
+        self.guest_collectors = [COLLECTORS[n](gctx, cs.get(n)) for n in settings.guest_collectors]
+        self.host_fields = _split_fields(self.host_collectors)
+        self.guest_fields = _split_fields(self.guest_collectors)
+        self.sections = set().union(*(c.sections for c in self.guest_collectors)) if self.guest_collectors else set()
+        cctx = ControllerContext(hypervisor=hypervisor, sys_root=settings.sys_root, clock=self.clock.time)
+        self.controllers = [CONTROLLERS[n](cctx, {}) for n in settings.controllers]
+
+        self.host_history: collections.deque = collections.deque(maxlen=settings.history_length)
+        self.host_ready = False
+        self.host_variables: dict[str, Any] = {}
+        self.guests: dict[str, GuestState] = {}  # by uuid
+        self.recent_actions: collections.deque[Action] = collections.deque(maxlen=1000)
+        self.last_tick: TickRecord | None = None
+        self.tick_count = 0
+        self.last_run: dict[str, float] = {}  # component -> clock time of its last success
+        self.lock = threading.RLock()  # guards the state RPC and metrics read
+        self.pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="mom-call")
+        self._event = threading.Event()
+        self._stopping = False
+        self._reload: Callable[[], None] | None = None
+
+    # -- control from outside (signals, RPC) ------------------------------------------
+    def stop(self) -> None:
+        self._stopping = True
+        self._event.set()
+
+    def request(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the scheduler thread at its next wake-up (e.g. a reload)."""
+        self._reload = action
+        self._event.set()
+
+    # -- the scheduler ---------------------------------------------------------------
+    def run(self) -> None:
+        """Run until stop(). Each task runs when due, in pipeline order."""
+        tasks: list[tuple[str, float, Callable[[], None]]] = [
+            ("discovery", self.s.discovery_interval, self.discover),
+            ("host", self.s.host_interval, self.collect_host),
+            ("guests", self.s.guest_interval, self.collect_guests),
+            ("policy", self.s.policy_interval, self.run_policy),
+        ]
+        now = self.clock.time()
+        due = {name: now for name, _, _ in tasks}
+        try:
+            while not self._stopping:
+                now = self.clock.time()
+                for name, interval, task in tasks:
+                    if now >= due[name] and not self._stopping:
+                        self._guarded(name, task)
+                        due[name] = max(due[name] + interval, now + interval * 0.5)
+                if self._stopping:
+                    break
+                sleep = min(due.values()) - self.clock.time()
+                if self.clock.wait(sleep, self._event):
+                    self._event.clear()
+                    action, self._reload = self._reload, None
+                    if action is not None and not self._stopping:
+                        self._guarded("reload", action)
+        finally:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _guarded(self, name: str, task: Callable[[], None]) -> None:
+        try:
+            task()
+        except Exception as e:  # noqa: BLE001 - a bug in one step must not stop the daemon
+            log.exception("%s step failed", name)
+            self.faults.report(f"engine {name}", f"{type(e).__name__}: {e}", "engine", logging.ERROR)
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """Run a hypervisor call on the pool with the deadline; (ok, result)."""
+        future = self.pool.submit(fn)
+        try:
+            result = future.result(timeout=self.s.call_timeout)
+        except TimeoutError:
+            self.faults.report(f"hypervisor {what}", f"no answer within {self.s.call_timeout:g} s", "hypervisor")
+            return False, None
+        except Exception as e:  # noqa: BLE001 - any interface error is one logged fault
+            self.faults.report(f"hypervisor {what}", str(e) or type(e).__name__, "hypervisor")
+            return False, None
+        self.faults.clear(f"hypervisor {what}")
+        return True, result
+
+    # -- steps -------------------------------------------------------------------------
+    def discover(self) -> None:
+        ok, guests = self._call("list_guests", self.hv.list_guests)
+        if not ok:
+            return  # keep the guests we know
+        seen = {g.uuid: g for g in guests}
+        with self.lock:
+            for uuid in [u for u in self.guests if u not in seen]:
+                state = self.guests.pop(uuid)
+                log.info("guest %s (%s) is gone", state.info.name, uuid)
+                self.faults.clear_prefix(f"guest {state.info.name}")
+                for c in self.guest_collectors:
+                    forget = getattr(c, "forget", None)
+                    if forget:
+                        forget(uuid)
+            new = [g for uuid, g in seen.items() if uuid not in self.guests]
+            for g in new:
+                self.guests[g.uuid] = GuestState(g, collections.deque(maxlen=self.s.history_length))
+            for uuid, g in seen.items():
+                self.guests[uuid].info = g  # pid or name may change
+        for g in new:
+            log.info("guest %s (%s) found, pid %s", g.name, g.uuid, g.pid)
+            self._call(f"guest_added {g.name}", lambda g=g: self.hv.guest_added(g, self.s.guest_interval))
+        self.last_run["discovery"] = self.clock.time()
+
+    def _merge(self, key: str, collectors: list[Collector], subject: GuestSubject | None,
+               fields: tuple[set[str], set[str]]) -> dict[str, Any] | None:
+        """Run collectors and merge their rows; None when mandatory fields are missing."""
+        row: dict[str, Any] = {}
+        for c in collectors:
+            fkey = f"{key} collector {c.name}"
+            try:
+                data = c.collect(subject)
+            except CollectionError as e:
+                self.faults.report(fkey, str(e), "collector")
+                continue
+            except Exception as e:  # noqa: BLE001 - a broken collector is a fault, not a crash
+                self.faults.report(fkey, f"{type(e).__name__}: {e}", "collector", logging.ERROR)
+                continue
+            self.faults.clear(fkey)
+            row.update(data)
+        mandatory, optional = fields
+        missing = sorted(mandatory - row.keys())
+        if missing:
+            self.faults.report(f"{key} statistics", f"missing {', '.join(missing)}; left out of the policy",
+                               "collector")
+            return None
+        self.faults.clear(f"{key} statistics")
+        for name in optional:
+            row.setdefault(name, None)
+        return row
+
+    def collect_host(self) -> None:
+        row = self._merge("host", self.host_collectors, None, self.host_fields)
+        now = self.clock.time()
+        with self.lock:
+            self.host_ready = row is not None
+            if row is not None:
+                self.host_history.append(row)
+        if row is not None:
+            self.last_run["host"] = now
+            self.on_sample("host", now, row)
+
+    def collect_guests(self) -> None:
+        with self.lock:
+            states = [s for s in self.guests.values()]
+        if not states:
+            self.last_run["guests"] = self.clock.time()
+            return
+        data = self._collect_data(states)
+        now = self.clock.time()
+        for state in states:
+            gd = data.get(state.info.uuid)
+            if gd is None:
+                state.ready = False
+                continue
+            for section, message in gd.errors.items():
+                self.faults.report(f"guest {state.info.name} {section}", message, "hypervisor")
+            row = self._merge(f"guest {state.info.name}", self.guest_collectors, GuestSubject(state.info, gd),
+                              self.guest_fields)
+            with self.lock:
+                state.ready = row is not None
+                if row is not None:
+                    state.history.append(row)
+            if row is not None:
+                self.on_sample(state.info.name, now, row)
+        self.last_run["guests"] = now
+
+    def _collect_data(self, states: list[GuestState]) -> dict[str, GuestData]:
+        sections = self.sections
+        if not sections:
+            return {s.info.uuid: GuestData() for s in states}
+        if self.hv.bulk:
+            ok, result = self._call("collect_all", lambda: self.hv.collect_all([s.info for s in states], sections))
+            return result if ok else {}
+        # Per guest, in parallel, with one deadline: a hung guest only loses its own data.
+        futures: dict[str, Future] = {}
+        for s in states:
+            if s.pending is not None and not s.pending.done():
+                continue  # its last call is still hanging; do not pile up more
+            s.pending = futures[s.info.uuid] = self.pool.submit(self.hv.collect_all, [s.info], sections)
+        done, _ = wait(list(futures.values()), timeout=self.s.call_timeout)
+        result: dict[str, GuestData] = {}
+        for s in states:
+            key = f"guest {s.info.name} collection"
+            f = s.pending
+            if f is None or f not in done:
+                if f is not None:
+                    self.faults.report(key, f"no answer within {self.s.call_timeout:g} s", "hypervisor")
+                continue
+            try:
+                result.update(f.result())
+                self.faults.clear(key)
+            except Exception as e:  # noqa: BLE001
+                self.faults.report(key, str(e) or type(e).__name__, "hypervisor")
+        return result
+
+    def snapshot(self) -> Snapshot:
+        """The plain value the policy sees: host and ready guests with their history."""
+        with self.lock:
+            host = EntityData({}, list(self.host_history), dict(self.host_variables))
+            guests = [EntityData({"name": s.info.name, "uuid": s.info.uuid, "pid": s.info.pid},
+                                 list(s.history), dict(s.variables))
+                      for s in self.guests.values() if s.ready and s.history]
+        return Snapshot(host, guests)
+
+    def run_policy(self) -> None:
+        if not self.host_ready:
+            self.faults.report("policy", "host statistics are not complete; policy not run", "policy")
+            return
+        self.faults.clear("policy")
+        snap = self.snapshot()
+        t0 = time.perf_counter()
+        decisions = self.policies.run(snap)
+        eval_seconds = time.perf_counter() - t0
+        now = self.clock.time()
+        actions: list[Action] = []
+        if not decisions.ok:
+            err = decisions.policy_error
+            self.faults.report("policy evaluation", err.render() if err else str(decisions.error), "policy",
+                               logging.ERROR)
+        else:
+            self.faults.clear("policy evaluation")
+            with self.lock:
+                self.host_variables = dict(decisions.host_variables)
+                for s in self.guests.values():
+                    if s.info.name in decisions.guest_variables:
+                        s.variables = dict(decisions.guest_variables[s.info.name])
+            actions = self.apply(snap, decisions, now)
+        with self.lock:
+            self.tick_count += 1
+            record = TickRecord(self.tick_count, now, snap, decisions, actions, eval_seconds)
+            self.last_tick = record
+            self.recent_actions.extend(a for a in actions if a.applied)
+        self.last_run["policy"] = now
+        self.on_tick(record)
+
+    def apply(self, snap: Snapshot, decisions: Decisions, now: float) -> list[Action]:
+        by_name = {s.info.name: s.info for s in self.guests.values()}
+        views = []
+        for g in snap.guests:
+            name = g.properties["name"]
+            controls = decisions.guest_controls.get(name)
+            if controls and name in by_name:
+                views.append(GuestView(by_name[name], g.statistics[-1], controls))
+        tick = TickView(now, snap.host.statistics[-1] if snap.host.statistics else {},
+                        decisions.host_controls, views)
+        actions: list[Action] = []
+        for c in self.controllers:
+            ok, result = self._call(f"controller {c.name}", lambda c=c: c.apply(tick))
+            if ok:
+                actions.extend(result)
+                self.last_run[f"controller {c.name}"] = now
+        return actions
+
+    def reload_policies(self, load: Callable[[], None]) -> None:
+        """Run a policy (re)load; a bad policy leaves the old one in force."""
+        try:
+            load()
+        except PolicyError as e:
+            log.error("policy not reloaded, the previous one stays in force:\n%s", e.render())
+        except OSError as e:
+            log.error("policy not reloaded, the previous one stays in force: %s: %s", e.filename, e.strerror)
+        else:
+            log.info("policy reloaded: %s", ", ".join(self.policies.names()) or "(empty)")

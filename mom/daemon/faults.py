@@ -1,0 +1,48 @@
+"""Log each distinct fault once, not every tick, and say when it clears."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+
+class FaultLog:
+    """Remembers which faults are active, per key (e.g. "collector HostKSM").
+
+    ``report`` logs a fault the first time it is seen for a key, or when its
+    message changes; ``clear`` logs once that the key recovered.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        self._active: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
+        self.last: dict[str, tuple[float, str]] = {}  # component -> (time, message)
+
+    def report(self, key: str, message: str, component: str | None = None, level: int = logging.WARNING) -> None:
+        comp = component or key.split(" ", 1)[0]
+        with self._lock:
+            self.counts[comp] = self.counts.get(comp, 0) + 1
+            self.last[comp] = (time.time(), f"{key}: {message}")
+            if self._active.get(key) == message:
+                return
+            self._active[key] = message
+        self.log.log(level, "%s: %s", key, message)
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            if self._active.pop(key, None) is None:
+                return
+        self.log.info("%s: recovered", key)
+
+    def clear_prefix(self, prefix: str) -> None:
+        """Forget faults of something that went away (a guest), without a log line."""
+        with self._lock:
+            for key in [k for k in self._active if k.startswith(prefix)]:
+                del self._active[key]
+
+    def active(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._active)

@@ -1,0 +1,23 @@
+"""Logging to stdio or a rotated file, at the configured verbosity."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+
+
+def setup_logging(target: str, level: int, max_bytes: int = 2097152, backup_count: int = 5) -> None:
+    """Send MOM's logs to stdio (stderr) or to a size-rotated file. Raises OSError."""
+    if target in ("", "stdio"):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    else:
+        handler = logging.handlers.RotatingFileHandler(target, maxBytes=max_bytes, backupCount=backup_count)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("mom.policy.debug").setLevel(level)
