@@ -1,0 +1,89 @@
+"""IoTune: apply the policy's per-disk IO limits (guest control ``io_tune``).
+
+The control is a list of disk entries ``{name, path, current: {limit: value}}``
+(``ioTune`` is accepted for ``current``, as vdsm names it). Each entry is
+compared with the disk's present limits from the guest's stats
+(``io_tune_current``, else ``io_tune``), matched by path, else by name; the
+entries that differ are sent in one set_io_tune call per guest.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mom.controllers._common import action, attempt
+from mom.controllers.base import Action, Controller, TickView, register
+
+log = logging.getLogger("mom.Controllers.IoTune")
+
+
+def _limits(entry: Any) -> dict[str, Any] | None:
+    """The limit map of an entry (dict or object with ioTune()/current)."""
+    if isinstance(entry, dict):
+        values = entry.get("current", entry.get("ioTune"))
+    elif hasattr(entry, "ioTune"):
+        values = entry.ioTune().get("ioTune")
+    else:
+        values = getattr(entry, "current", None)
+        values = getattr(values, "vals", values)
+    return dict(values) if isinstance(values, dict) else None
+
+
+def _ident(entry: Any) -> tuple[Any, Any]:
+    if isinstance(entry, dict):
+        return entry.get("name"), entry.get("path")
+    return getattr(entry, "name", None), getattr(entry, "path", None)
+
+
+def _find(present: list[Any], name: Any, path: Any) -> dict[str, Any] | None:
+    for entry in present:
+        e_name, e_path = _ident(entry)
+        if path is not None and e_path == path:
+            return _limits(entry)
+    for entry in present:
+        e_name, e_path = _ident(entry)
+        if (path is None or e_path is None) and name is not None and e_name == name:
+            return _limits(entry)
+    return None
+
+
+@register
+class IoTune(Controller):
+    """Guest control io_tune -> HypervisorInterface.set_io_tune (changed disks only)."""
+
+    name = "IoTune"
+
+    def apply(self, tick: TickView) -> list[Action]:
+        actions: list[Action] = []
+        for guest in tick.guests:
+            wanted = guest.controls.get("io_tune")
+            if not wanted:
+                continue
+            name = guest.info.name
+            present = guest.stats.get("io_tune_current") or guest.stats.get("io_tune")
+            if not isinstance(wanted, list) or not isinstance(present, list):
+                reason = ("io_tune control is not a list" if not isinstance(wanted, list)
+                          else "the guest's current IO limits are unknown")
+                actions.append(action(self.name, name, "io_tune", None, wanted, tick.time, reason))
+                continue
+            changed: list[dict[str, Any]] = []
+            before: list[dict[str, Any] | None] = []
+            for entry in wanted:
+                d_name, d_path = _ident(entry)
+                limits = _limits(entry)
+                if limits is None:
+                    continue
+                now = _find(present, d_name, d_path)
+                if now is not None and all(now.get(k) == v for k, v in limits.items()):
+                    continue
+                changed.append({"name": d_name, "path": d_path, "current": limits})
+                before.append(now)
+            if not changed:
+                continue
+            log.info("IoTune guest:%s setting %s", name, changed)
+            error = attempt(lambda: self.ctx.hypervisor.set_io_tune(guest.info, changed))
+            if error is not None:
+                log.warning("IoTune guest:%s failed: %s", name, error)
+            actions.append(action(self.name, name, "io_tune", before, changed, tick.time, error))
+        return actions

@@ -1,0 +1,211 @@
+"""SimHypervisor: the hypervisor interface over the simulated host (mom.sim).
+
+Every discovery or collection call first advances the model to the clock's
+time, so with a FastClock the whole system runs in accelerated simulated time.
+The simulator keeps a /proc and /sys tree (``proc_root``, ``sys_root``) for
+the host collectors; KSM tunables reach it through the default sysfs writer.
+
+Fault injection for tests: :meth:`SimHypervisor.inject_fault` makes one
+guest's calls raise or hang; :meth:`SimHypervisor.vanish` destroys a guest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from mom.daemon.clock import Clock
+from mom.hypervisors.base import GuestData, GuestGone, GuestInfo, HypervisorError, HypervisorInterface
+from mom.sim.model import SimGuest, SimModel
+from mom.sim.proctree import ProcTree
+from mom.sim.scenario import IO_KEYS, Scenario, default_scenario, load_scenario
+
+# Limits libvirt enforces for the CFS bandwidth of a vCPU (µs).
+QUOTA_MIN, QUOTA_MAX = 1000, 18446744073709551
+PERIOD_MIN, PERIOD_MAX = 1000, 1000000
+KSM_LIMITS = {"run": 3, "merge_across_nodes": 2, "sleep_millisecs": 2**32, "pages_to_scan": 2**32}
+
+
+@dataclass
+class Fault:
+    kind: str  # "raise" or "hang"
+    message: str = "injected fault"
+    seconds: float = 3600.0  # real seconds a hang lasts
+
+
+class SimHypervisor(HypervisorInterface):
+    """A HypervisorInterface backed by a SimModel and its proc/sys tree."""
+
+    names = ("sim",)
+
+    def __init__(self, scenario: Scenario | str | os.PathLike[str] | None = None, *,
+                 seed: int | None = None, clock: Clock | None = None,
+                 tree_dir: str | None = None) -> None:
+        """scenario: a Scenario, a scenario file path, or None for the built-in
+        default. seed: overrides the scenario's seed. clock: time source (real
+        time by default). tree_dir: where the proc/sys tree lives; a temporary
+        directory removed by close() when None.
+
+        Raises ScenarioError for a bad scenario file, OSError when the tree
+        cannot be written."""
+        if scenario is None:
+            scenario = default_scenario()
+        elif not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        self.clock = clock or Clock()
+        self._own_dir = tree_dir is None
+        root = tempfile.mkdtemp(prefix="mom-sim-") if tree_dir is None else tree_dir
+        self.tree = ProcTree(root)
+        super().__init__(sys_root=self.tree.sys_root)
+        self.model = SimModel(scenario, seed=seed, start=self.clock.time(), tree=self.tree)
+        self._faults: dict[str, Fault] = {}
+        self._faults_lock = threading.Lock()
+
+    # -- tree ------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return self.tree.root
+
+    @property
+    def proc_root(self) -> str:
+        return self.tree.proc_root
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.model.scenario
+
+    def sync(self) -> None:
+        """Advance the model to the clock's time; raises HypervisorError if the tree fails."""
+        try:
+            self.model.advance_to(self.clock.time())
+        except OSError as e:
+            raise HypervisorError(f"simulator tree {self.root}: {e.strerror or e}") from None
+
+    # -- faults ------------------------------------------------------------------
+    def inject_fault(self, name: str, kind: str | None, *, message: str = "injected fault",
+                     seconds: float = 3600.0) -> None:
+        """Make calls about guest ``name`` raise HypervisorError(message) (kind
+        "raise"), block for ``seconds`` real seconds then raise (kind "hang"),
+        or behave again (kind None). Raises ValueError for another kind."""
+        if kind not in (None, "raise", "hang"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._faults_lock:
+            if kind is None:
+                self._faults.pop(name, None)
+            else:
+                self._faults[name] = Fault(kind, message, seconds)
+
+    def vanish(self, name: str) -> None:
+        """Destroy guest ``name`` now; later calls about it raise GuestGone. Raises KeyError."""
+        self.model.vanish(name)
+
+    def _guest(self, info: GuestInfo) -> SimGuest:
+        with self._faults_lock:
+            fault = self._faults.get(info.name)
+        if fault is not None:
+            if fault.kind == "hang":
+                time.sleep(fault.seconds)  # outside every lock, so other guests go on
+            raise HypervisorError(f"guest {info.name}: {fault.message}")
+        with self.model.lock:
+            for g in self.model.guests.values():
+                if g.spec.uuid == info.uuid:
+                    if not g.running:
+                        raise GuestGone(f"guest {info.name} ({info.uuid}) is not running")
+                    return g
+        raise GuestGone(f"no guest {info.name} ({info.uuid})")
+
+    # -- discovery and collection ----------------------------------------------------
+    def list_guests(self) -> list[GuestInfo]:
+        """The running guests after advancing the model to now."""
+        self.sync()
+        with self.model.lock:
+            return [GuestInfo(uuid=g.spec.uuid, name=g.name, pid=g.pid) for g in self.model.running_guests()]
+
+    def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
+        self.sync()
+        return super().collect_all(guests, sections)
+
+    def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
+        g = self._guest(guest)
+        with self.model.lock:
+            return g.memory_stats()
+
+    def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
+        g = self._guest(guest)
+        with self.model.lock:
+            return {"balloon_cur": int(g.balloon_cur), "balloon_max": g.max_kib,
+                    "balloon_min": g.spec.min_mib * 1024}
+
+    def guest_cpu_tune(self, guest: GuestInfo) -> dict[str, Any]:
+        g = self._guest(guest)
+        with self.model.lock:
+            return {"vcpu_quota": g.vcpu_quota, "vcpu_period": g.vcpu_period,
+                    "vcpu_user_limit": g.spec.vcpu_user_limit, "vcpu_count": g.spec.vcpus}
+
+    def guest_io_tune(self, guest: GuestInfo) -> list[dict[str, Any]] | None:
+        g = self._guest(guest)
+        with self.model.lock:
+            return [d.as_dict() for d in g.disks]
+
+    # -- control ---------------------------------------------------------------------
+    def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
+        """Start moving the balloon to target_kib, clamped to [0, balloon_max]."""
+        g = self._guest(guest)
+        with self.model.lock:
+            g.set_balloon_target(target_kib)
+
+    def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
+        """Set vCPU quota/period (µs; quota -1 = unlimited); None keeps a value.
+        Raises HypervisorError for values libvirt would reject."""
+        if quota is not None and quota != -1 and not QUOTA_MIN <= int(quota) <= QUOTA_MAX:
+            raise HypervisorError(f"vcpu_quota {quota} out of range [{QUOTA_MIN}, {QUOTA_MAX}] or -1")
+        if period is not None and not PERIOD_MIN <= int(period) <= PERIOD_MAX:
+            raise HypervisorError(f"vcpu_period {period} out of range [{PERIOD_MIN}, {PERIOD_MAX}]")
+        g = self._guest(guest)
+        with self.model.lock:
+            if quota is not None:
+                g.vcpu_quota = int(quota)
+            if period is not None:
+                g.vcpu_period = int(period)
+
+    def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
+        """Apply each tune's ``current`` (or vdsm-style ``ioTune``) limits to the
+        disk with that path (or name). Raises HypervisorError for an unknown
+        disk or a bad value; nothing is applied then."""
+        g = self._guest(guest)
+        with self.model.lock:
+            updates = []
+            for tune in tunes:
+                disk = next((d for d in g.disks if tune.get("path") is not None and d.path == tune["path"]), None)
+                if disk is None:
+                    disk = next((d for d in g.disks if d.name == tune.get("name")), None)
+                if disk is None:
+                    raise HypervisorError(f"guest {g.name}: no disk {tune.get('name')!r} ({tune.get('path')!r})")
+                values = tune.get("current", tune.get("ioTune")) or {}
+                for key, value in values.items():
+                    if key not in IO_KEYS:
+                        raise HypervisorError(f"guest {g.name}: unknown IO limit {key}")
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise HypervisorError(f"guest {g.name}: bad IO limit {key}={value!r}")
+                updates.append((disk, values))
+            for disk, values in updates:
+                disk.current.update(values)
+
+    def set_ksm_tune(self, params: Mapping[str, int]) -> None:
+        """Check values like vdsm's supervdsm does, then write sysfs in the tree."""
+        for key, value in params.items():
+            limit = KSM_LIMITS.get(key)
+            if limit is not None and not 0 <= int(value) < limit:
+                raise HypervisorError(f"invalid KSM value {key}={value}")
+        super().set_ksm_tune(params)
+
+    def close(self) -> None:
+        """Remove the tree when this instance created it."""
+        if self._own_dir:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self._own_dir = False

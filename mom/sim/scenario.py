@@ -1,0 +1,313 @@
+"""Simulator scenarios: a TOML file describing a host, its guests and their workloads.
+
+Format (sizes in MiB, times in simulated seconds from the start; every key but
+the guests' ``name`` and ``max`` and the workload's own parameters is optional)::
+
+    name = "small"          # for logs
+    seed = 7                # default seed when the caller gives none
+    step = 1.0              # model step (s)
+
+    [host]
+    memory = 8192           # RAM (MiB)
+    swap = 2048             # swap (MiB)
+    cpus = 8
+    base_used = 512         # memory the host itself uses (kernel, daemons, qemu overhead)
+    cache = 192             # host page cache when memory allows
+
+    [ksm]                   # initial /sys/kernel/mm/ksm tunables
+    run = 0
+    pages_to_scan = 100
+    sleep_millisecs = 20
+    merge_across_nodes = 1
+
+    [[guest]]
+    name = "web1"
+    max = 2048              # balloon_max (MiB)
+    balloon = 2048          # initial balloon size; default max
+    min = 512               # balloon_min, the minimum guarantee; default 0
+    vcpus = 2
+    swap = 1024             # the guest's own swap
+    cache_fraction = 0.2    # share of the guest's free memory the page cache fills
+    shareable = 0.3         # share of its touched memory KSM can merge
+    start = 0               # when it appears; default 0
+    stop = 900              # when it shuts down; default never
+    uuid = "..."            # default derived from the name
+    vcpu_quota = -1
+    vcpu_period = 100000
+    vcpu_user_limit = 100
+    workload = { type = "daily", mean = 900, amplitude = 500, period = 600, noise = 20 }
+    io_guaranteed = { total_bytes_sec = 0, ... }   # the disk's policy limits
+    io_maximum = { total_bytes_sec = 0, ... }
+
+Workload types and parameters are listed in :mod:`mom.sim.workloads`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from mom.sim.workloads import WorkloadSpec, check_workload
+
+IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
+           "total_iops_sec", "read_iops_sec", "write_iops_sec")
+_UUID_NS = uuidlib.UUID("5c0e7a1e-3b1d-4d38-9a55-6d6f6d73696d")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is unreadable or invalid (the message says where)."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    memory_mib: int = 8192
+    swap_mib: int = 2048
+    cpus: int = 8
+    base_used_mib: int = 512
+    cache_mib: int = 192
+
+
+@dataclass(frozen=True)
+class KsmSpec:
+    run: int = 0
+    pages_to_scan: int = 100
+    sleep_millisecs: int = 20
+    merge_across_nodes: int = 1
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    name: str
+    max_mib: int
+    workload: WorkloadSpec
+    balloon_mib: int | None = None
+    min_mib: int = 0
+    vcpus: int = 2
+    swap_mib: int = 1024
+    cache_fraction: float = 0.2
+    shareable: float = 0.3
+    start: float = 0.0
+    stop: float | None = None
+    uuid: str = ""
+    vcpu_quota: int = -1
+    vcpu_period: int = 100000
+    vcpu_user_limit: int = 100
+    io_guaranteed: dict[str, int] = field(default_factory=dict)
+    io_maximum: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    host: HostSpec
+    ksm: KsmSpec
+    guests: tuple[GuestSpec, ...]
+    seed: int = 0
+    step: float = 1.0
+
+
+def _num(where: str, value: Any, *, integer: bool = False, lo: float | None = 0, hi: float | None = None) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ScenarioError(f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}")
+    if lo is not None and value < lo:
+        raise ScenarioError(f"{where}: must be >= {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ScenarioError(f"{where}: must be <= {hi}, got {value}")
+    return value
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _table(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: expected a table")
+    return value
+
+
+def _io(where: str, value: Any) -> dict[str, int]:
+    table = _table(where, value)
+    _check_keys(where, table, set(IO_KEYS))
+    return {k: _num(f"{where}.{k}", v, integer=True) for k, v in table.items()}
+
+
+def _guest(where: str, raw: Any, default_seed_name: str) -> GuestSpec:
+    g = _table(where, raw)
+    ints = {"max": "max_mib", "balloon": "balloon_mib", "min": "min_mib", "vcpus": "vcpus",
+            "swap": "swap_mib", "vcpu_period": "vcpu_period", "vcpu_user_limit": "vcpu_user_limit"}
+    _check_keys(where, g, set(ints) | {"name", "workload", "cache_fraction", "shareable", "start",
+                                       "stop", "uuid", "vcpu_quota", "io_guaranteed", "io_maximum"})
+    for key in ("name", "max", "workload"):
+        if key not in g:
+            raise ScenarioError(f"{where}: missing {key}")
+    name = g["name"]
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ScenarioError(f"{where}.name: expected a non-empty name without '/'")
+    kw: dict[str, Any] = {ints[k]: _num(f"{where}.{k}", g[k], integer=True) for k in ints if k in g}
+    if kw["max_mib"] <= 0:
+        raise ScenarioError(f"{where}.max: must be positive")
+    for key in ("balloon_mib", "min_mib"):
+        if kw.get(key, 0) > kw["max_mib"]:
+            raise ScenarioError(f"{where}: {key[:-4]} exceeds max")
+    for key in ("cache_fraction", "shareable"):
+        if key in g:
+            kw[key] = float(_num(f"{where}.{key}", g[key], hi=1))
+    for key in ("start", "stop"):
+        if key in g:
+            kw[key] = float(_num(f"{where}.{key}", g[key]))
+    if kw.get("stop") is not None and kw["stop"] <= kw.get("start", 0.0):
+        raise ScenarioError(f"{where}: stop must come after start")
+    if "vcpu_quota" in g:
+        kw["vcpu_quota"] = _num(f"{where}.vcpu_quota", g["vcpu_quota"], integer=True, lo=-1)
+    for key in ("io_guaranteed", "io_maximum"):
+        if key in g:
+            kw[key] = _io(f"{where}.{key}", g[key])
+    wl = dict(_table(f"{where}.workload", g["workload"]))
+    wtype = wl.pop("type", None)
+    if not isinstance(wtype, str):
+        raise ScenarioError(f"{where}.workload: missing type")
+    spec = WorkloadSpec(wtype, wl)
+    try:
+        check_workload(spec)
+    except ValueError as e:
+        raise ScenarioError(f"{where}.workload: {e}") from None
+    if "uuid" in g:
+        try:
+            kw["uuid"] = str(uuidlib.UUID(str(g["uuid"])))
+        except ValueError:
+            raise ScenarioError(f"{where}.uuid: not a UUID: {g['uuid']!r}") from None
+    else:
+        kw["uuid"] = str(uuidlib.uuid5(_UUID_NS, f"{default_seed_name}/{name}"))
+    return GuestSpec(name=name, workload=spec, **kw)
+
+
+def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Build a Scenario from parsed TOML; raises ScenarioError naming the bad key."""
+    _check_keys(source, data, {"name", "seed", "step", "host", "ksm", "guest"})
+    name = data.get("name", os.path.splitext(os.path.basename(source))[0])
+    if not isinstance(name, str):
+        raise ScenarioError(f"{source}: name must be a string")
+    host_raw = _table(f"{source}: [host]", data.get("host", {}))
+    host_keys = {"memory": "memory_mib", "swap": "swap_mib", "cpus": "cpus",
+                 "base_used": "base_used_mib", "cache": "cache_mib"}
+    _check_keys(f"{source}: [host]", host_raw, set(host_keys))
+    host = HostSpec(**{host_keys[k]: _num(f"{source}: host.{k}", v, integer=True) for k, v in host_raw.items()})
+    if host.memory_mib <= 0 or host.cpus <= 0:
+        raise ScenarioError(f"{source}: host memory and cpus must be positive")
+    ksm_raw = _table(f"{source}: [ksm]", data.get("ksm", {}))
+    _check_keys(f"{source}: [ksm]", ksm_raw, {"run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes"})
+    ksm = KsmSpec(**{k: _num(f"{source}: ksm.{k}", v, integer=True) for k, v in ksm_raw.items()})
+    if ksm.run not in (0, 1, 2) or ksm.merge_across_nodes not in (0, 1):
+        raise ScenarioError(f"{source}: ksm.run must be 0, 1 or 2 and merge_across_nodes 0 or 1")
+    raw_guests = data.get("guest", [])
+    if not isinstance(raw_guests, list):
+        raise ScenarioError(f"{source}: guests are [[guest]] tables")
+    guests = tuple(_guest(f"{source}: guest[{i}]", g, name) for i, g in enumerate(raw_guests))
+    names = [g.name for g in guests]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ScenarioError(f"{source}: duplicate guest name(s) {', '.join(dup)}")
+    seed = _num(f"{source}: seed", data.get("seed", 0), integer=True, lo=None)
+    step = float(_num(f"{source}: step", data.get("step", 1.0)))
+    if not 0 < step <= 60:
+        raise ScenarioError(f"{source}: step must be in (0, 60] seconds")
+    return Scenario(name=name, host=host, ksm=ksm, guests=guests, seed=seed, step=step)
+
+
+def loads_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Parse scenario TOML text; raises ScenarioError."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{source}: {e}") from None
+    return parse_scenario(data, source)
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and parse a scenario file; raises ScenarioError (also when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
+    return loads_scenario(raw.decode("utf-8", errors="replace"), os.fspath(path))
+
+
+# An 8 GiB host with 12 GiB of guests. Demand peaks together around t=300 s of
+# every 600 s "day" (host free memory well under 20% without ballooning or KSM)
+# and falls back by t=600 s (free memory back above 20%).
+DEFAULT_SCENARIO_TOML = """\
+name = "default"
+seed = 1
+step = 1.0
+
+[host]
+memory = 8192
+swap = 2048
+cpus = 8
+base_used = 512
+cache = 192
+
+[ksm]
+run = 0
+pages_to_scan = 100
+sleep_millisecs = 20
+merge_across_nodes = 1
+
+[[guest]]
+name = "web1"
+max = 2048
+min = 512
+vcpus = 2
+cache_fraction = 0.15
+workload = { type = "daily", mean = 850, amplitude = 550, period = 600, noise = 16 }
+
+[[guest]]
+name = "web2"
+max = 2048
+min = 512
+vcpus = 2
+cache_fraction = 0.15
+workload = { type = "daily", mean = 800, amplitude = 500, period = 600, phase = 0.05, noise = 16 }
+
+[[guest]]
+name = "db"
+max = 2048
+min = 1024
+vcpus = 4
+cache_fraction = 0.3
+workload = { type = "steady", level = 1100, noise = 8 }
+
+[[guest]]
+name = "batch"
+max = 2048
+min = 256
+vcpus = 2
+workload = { type = "ramp", low = 200, high = 1500, period = 600 }
+
+[[guest]]
+name = "dev"
+max = 2048
+min = 256
+vcpus = 1
+workload = { type = "burst", base = 300, peak = 1200, rate = 0.004, duration = 40, noise = 8 }
+
+[[guest]]
+name = "idle"
+max = 2048
+min = 256
+vcpus = 1
+cache_fraction = 0.1
+workload = { type = "idle", level = 150 }
+"""
+
+
+def default_scenario() -> Scenario:
+    """The built-in overcommitted scenario (8 GiB host, six 2 GiB guests)."""
+    return loads_scenario(DEFAULT_SCENARIO_TOML, "<default>")
