@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ from mom.collectors.base import REGISTRY as COLLECTORS, CollectionError, Collect
 from mom.controllers.base import REGISTRY as CONTROLLERS, Action, Controller, ControllerContext, GuestView, TickView
 from mom.daemon.clock import Clock
 from mom.daemon.faults import FaultLog
+from mom.daemon.pool import CallPool
 from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
 from mom.policy.errors import PolicyError
 from mom.policy.policy import Decisions, PolicySet
@@ -123,7 +124,7 @@ class Engine:
         self.tick_count = 0
         self.last_run: dict[str, float] = {}  # component -> clock time of its last success
         self.lock = threading.RLock()  # guards the state RPC and metrics read
-        self.pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="mom-call")
+        self.pool = CallPool(POOL_SIZE)
         self._event = threading.Event()
         self._stopping = False
         self._reload: Callable[[], None] | None = None
@@ -165,7 +166,7 @@ class Engine:
                     if action is not None and not self._stopping:
                         self._guarded("reload", action)
         finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown()
 
     def _guarded(self, name: str, task: Callable[[], None]) -> None:
         try:
@@ -177,16 +178,28 @@ class Engine:
     def _call(self, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
         """Run a hypervisor call on the pool with the deadline; (ok, result)."""
         future = self.pool.submit(fn)
-        try:
-            result = future.result(timeout=self.s.call_timeout)
-        except TimeoutError:
-            self.faults.report(f"hypervisor {what}", f"no answer within {self.s.call_timeout:g} s", "hypervisor")
+        if not self._wait([future]):
+            if not self._stopping:
+                self.faults.report(f"hypervisor {what}", f"no answer within {self.s.call_timeout:g} s", "hypervisor")
             return False, None
+        try:
+            result = future.result()
         except Exception as e:  # noqa: BLE001 - any interface error is one logged fault
             self.faults.report(f"hypervisor {what}", str(e) or type(e).__name__, "hypervisor")
             return False, None
         self.faults.clear(f"hypervisor {what}")
         return True, result
+
+    def _wait(self, futures: list[Future]) -> set[Future]:
+        """Wait for futures up to the call deadline, returning early on stop."""
+        deadline = time.monotonic() + self.s.call_timeout
+        pending = set(futures)
+        while pending and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, pending = wait(pending, timeout=min(left, 0.2), return_when=FIRST_COMPLETED)
+        return set(futures) - pending
 
     # -- steps -------------------------------------------------------------------------
     def discover(self) -> None:
@@ -289,7 +302,7 @@ class Engine:
             if s.pending is not None and not s.pending.done():
                 continue  # its last call is still hanging; do not pile up more
             s.pending = futures[s.info.uuid] = self.pool.submit(self.hv.collect_all, [s.info], sections)
-        done, _ = wait(list(futures.values()), timeout=self.s.call_timeout)
+        done = self._wait(list(futures.values()))
         result: dict[str, GuestData] = {}
         for s in states:
             key = f"guest {s.info.name} collection"

@@ -1,0 +1,102 @@
+"""The daemon: builds the engine and its outputs from a Config and runs it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mom.daemon.clock import Clock, FastClock
+from mom.daemon.config import Config
+from mom.daemon.engine import Engine, EngineSettings, TickRecord
+from mom.daemon.plot import Plotter
+from mom.daemon.recorder import FlightRecorder
+from mom.daemon.status import tick_line
+from mom.hypervisors import interface_class
+from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
+from mom.policy.policy import PolicySet
+
+log = logging.getLogger("mom.daemon")
+tick_log = logging.getLogger("mom.tick")
+
+
+class DaemonError(Exception):
+    """The daemon cannot be built from this configuration (one line)."""
+
+
+def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
+    """The configured hypervisor interface. Raises DaemonError."""
+    name = config.main.hypervisor_interface
+    try:
+        cls = interface_class(name)
+    except InterfaceUnavailable as e:
+        raise DaemonError(str(e)) from None
+    if name == "sim":
+        from mom.sim.scenario import ScenarioError
+        try:
+            return cls(config.sim.scenario or None, seed=config.sim.seed, clock=clock,  # type: ignore[call-arg]
+                       tree_dir=config.sim.tree_dir or None)
+        except ScenarioError as e:
+            raise DaemonError(str(e)) from None
+        except OSError as e:
+            raise DaemonError(f"simulator tree: {e.strerror or e}") from None
+    return cls.from_config(config, clock)  # type: ignore[attr-defined]
+
+
+class Daemon:
+    def __init__(self, config: Config, policies: PolicySet) -> None:
+        self.config = config
+        self.policies = policies
+        main = config.main
+        sim = main.hypervisor_interface == "sim"
+        self.clock: Clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
+        self.hypervisor = make_hypervisor(config, self.clock)
+        proc_root, sys_root = main.proc_root, main.sys_root
+        if sim:  # the simulated host is seen through its own tree
+            proc_root, sys_root = self.hypervisor.proc_root, self.hypervisor.sys_root  # type: ignore[attr-defined]
+        try:
+            self.plotter = Plotter(main.plot_dir) if main.plot_dir else None
+        except OSError as e:
+            self.hypervisor.close()
+            raise DaemonError(f"plot-dir {main.plot_dir}: {e.strerror}") from None
+        self.recorder = (FlightRecorder(main.record_file, main.record_max_bytes, main.record_backup_count)
+                         if main.record_file else None)
+        settings = EngineSettings(
+            host_interval=main.host_monitor_interval, guest_interval=main.guest_monitor_interval,
+            discovery_interval=main.guest_manager_interval, policy_interval=main.policy_engine_interval,
+            history_length=main.sample_history_length, call_timeout=main.hypervisor_call_timeout,
+            host_collectors=config.host_collectors, guest_collectors=config.guest_collectors,
+            collector_settings=config.collector_settings, controllers=main.controllers,
+            proc_root=proc_root, sys_root=sys_root)
+        self.engine = Engine(settings, self.hypervisor, policies, self.clock, on_tick=self._on_tick,
+                             on_sample=self.plotter.sample if self.plotter else None)
+
+    def _on_tick(self, record: TickRecord) -> None:
+        host = record.snapshot.host.statistics[-1] if record.snapshot.host.statistics else {}
+        tick_log.info("%s", tick_line(record.number, host, len(record.snapshot.guests), len(self.engine.guests),
+                                      record.actions, record.decisions.ok, record.decisions.error))
+        if self.recorder is not None:
+            self.recorder.write(record.to_json())
+
+    def run(self) -> None:
+        log.info("momd running: interface %s, policy %s, controllers %s",
+                 self.config.main.hypervisor_interface, ", ".join(self.policies.names()) or "(none)",
+                 ", ".join(self.config.main.controllers) or "(none)")
+        self.engine.run()
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    def reset_policies(self) -> None:
+        """Reload the configured policy file or directory; a bad one is rejected. Raises
+        PolicyError or OSError."""
+        self.policies.load_paths(self.config.main.policy or None, self.config.main.policy_dir or None)
+
+    def reload_policies(self) -> None:
+        """Reload on the scheduler thread (from a signal handler); errors are logged."""
+        self.engine.request(lambda: self.engine.reload_policies(self.reset_policies))
+
+    def close(self) -> None:
+        self.hypervisor.close()
+
+    def status(self) -> dict[str, Any]:
+        return {"guests": len(self.engine.guests), "ticks": self.engine.tick_count}

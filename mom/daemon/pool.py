@@ -1,0 +1,44 @@
+"""A small fixed pool of daemon threads for blocking calls.
+
+Unlike ThreadPoolExecutor, its threads are daemon threads that are never
+joined at exit: a hypervisor call that hangs forever cannot keep momd from
+stopping.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+
+class CallPool:
+    def __init__(self, workers: int, name: str = "mom-call") -> None:
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                future.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Let idle workers end; busy (hung) ones are abandoned."""
+        for _ in self._threads:
+            self._queue.put(None)
