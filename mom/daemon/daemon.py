@@ -51,8 +51,11 @@ class Daemon:
         self.clock: Clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
-        if sim:  # the simulated host is seen through its own tree
-            proc_root, sys_root = self.hypervisor.proc_root, self.hypervisor.sys_root  # type: ignore[attr-defined]
+        if sim:  # the simulated host is seen through its own tree, unless the config names another
+            if proc_root == "/proc":
+                proc_root = self.hypervisor.proc_root  # type: ignore[attr-defined]
+            if sys_root == "/sys":
+                sys_root = self.hypervisor.sys_root
         try:
             self.plotter = Plotter(main.plot_dir) if main.plot_dir else None
         except OSError as e:

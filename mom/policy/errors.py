@@ -28,8 +28,8 @@ class Source:
         return f"Source({self.name!r})"
 
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
-        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        lines = self.text.split("\n")  # as pos() counts lines: \f, \r, \u2028 do not end one
+        return lines[lineno - 1].rstrip("\r") if 0 < lineno <= len(lines) else ""
 
     def pos(self, offset: int) -> "Pos":
         """The line and column (both from 1) of a character offset."""

@@ -70,7 +70,7 @@ def _bad_token(source: Source, i: int) -> PolicyError:
     if ch.isdigit() or (ch in "-." and len(word) > 1 and (word[1].isdigit() or word[1] == ".")):
         return PolicyError(f"malformed number {word!r}", source.pos(i))
     if ch.isalpha() or ch == "_":
-        bad = next(c for c in word if not (c.isalnum() or c in "_.-"))
+        bad = next((c for c in word if not (c.isascii() and (c.isalnum() or c in "_.-"))), ch)
         return PolicyError(f"unexpected character {bad!r} in name {word!r}", source.pos(i))
     return PolicyError(f"unexpected character {ch!r}", source.pos(i))
 
@@ -92,7 +92,10 @@ def tokenize(source: Source) -> list[Token]:
         elif kind == "sym" or kind == "op":
             append(("sym", value, m.start()))
         elif kind == "num":
-            number = _number(value)
+            try:
+                number = _number(value)
+            except ValueError:  # more digits than Python converts
+                raise PolicyError(f"number too long: {value[:20]}...", source.pos(m.start())) from None
             if number is None:
                 raise PolicyError(f"malformed number {value!r}: write octal as 0o{value.lstrip('-')[1:]}",
                                   source.pos(m.start()))

@@ -123,8 +123,12 @@ class IoTuneEntry:
 
     def __init__(self, entry: dict[str, Any]) -> None:
         get = entry.get
-        self.fields = {"name": get("name"), "path": get("path"), "guaranteed": dict(get("guaranteed") or {}),
-                       "maximum": dict(get("maximum") or {}), "current": dict(get("current") or {})}
+
+        def limits(key: str) -> dict[str, Any]:  # a malformed map reads as empty, never a crash
+            value = get(key)
+            return dict(value) if isinstance(value, dict) else {}
+        self.fields = {"name": get("name"), "path": get("path"), "guaranteed": limits("guaranteed"),
+                       "maximum": limits("maximum"), "current": limits("current")}
         self.original = dict(self.fields["current"])
 
     def __repr__(self) -> str:
@@ -220,7 +224,7 @@ def _shl(x: Any, y: Any) -> Any:
 
 def _add(x: Any, y: Any) -> Any:
     r = x + y
-    if type(r) is str and len(r) > MAX_STRING:
+    if type(r) in (str, list) and len(r) > MAX_STRING:
         raise RuntimeFault(f"result longer than {MAX_STRING} characters")
     return r
 
