@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -198,7 +198,7 @@ class Engine:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            _, pending = wait(pending, timeout=min(left, 0.2), return_when=FIRST_COMPLETED)
+            _, pending = wait(pending, timeout=min(left, 0.2))  # all done, or a slice passed
         return set(futures) - pending
 
     # -- steps -------------------------------------------------------------------------
@@ -290,6 +290,8 @@ class Engine:
         self.last_run["guests"] = now
 
     def _collect_data(self, states: list[GuestState]) -> dict[str, GuestData]:
+        if not self._call("refresh", self.hv.refresh)[0]:
+            return {}
         sections = self.sections
         if not sections:
             return {s.info.uuid: GuestData() for s in states}
@@ -340,7 +342,8 @@ class Engine:
         actions: list[Action] = []
         if not decisions.ok:
             err = decisions.policy_error
-            self.faults.report("policy evaluation", err.render() if err else str(decisions.error), "policy",
+            # One log line (file:line:col: message), not the multi-line render.
+            self.faults.report("policy evaluation", str(err) if err else str(decisions.error), "policy",
                                logging.ERROR)
         else:
             self.faults.clear("policy evaluation")
@@ -381,7 +384,7 @@ class Engine:
         try:
             load()
         except PolicyError as e:
-            log.error("policy not reloaded, the previous one stays in force:\n%s", e.render())
+            log.error("policy not reloaded, the previous one stays in force: %s", e)
         except OSError as e:
             log.error("policy not reloaded, the previous one stays in force: %s: %s", e.filename, e.strerror)
         else:

@@ -92,6 +92,10 @@ class HypervisorInterface(ABC):
     def list_guests(self) -> list[GuestInfo]:
         """Return the running guests."""
 
+    def refresh(self) -> None:
+        """Called once before each collection round, before the per-guest calls:
+        the place to refresh a cache (the simulator advances its model here)."""
+
     def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:
         """Called once when a guest is first seen (e.g. to set a stats period)."""
 

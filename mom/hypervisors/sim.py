@@ -1,6 +1,6 @@
 """SimHypervisor: the hypervisor interface over the simulated host (mom.sim).
 
-Every discovery or collection call first advances the model to the clock's
+Discovery (list_guests) and refresh(), which starts each collection round, advance the model to the clock's
 time, so with a FastClock the whole system runs in accelerated simulated time.
 The simulator keeps a /proc and /sys tree (``proc_root``, ``sys_root``) for
 the host collectors; KSM tunables reach it through the default sysfs writer.
@@ -126,9 +126,11 @@ class SimHypervisor(HypervisorInterface):
         with self.model.lock:
             return [GuestInfo(uuid=g.spec.uuid, name=g.name, pid=g.pid) for g in self.model.running_guests()]
 
-    def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
+    def refresh(self) -> None:
+        """Advance the model to now (once per collection round: the per-guest
+        collect_all calls that follow do not advance it, so one round sees one
+        consistent moment and the tree is written once)."""
         self.sync()
-        return super().collect_all(guests, sections)
 
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
         g = self._guest(guest)

@@ -14,6 +14,7 @@ def test_collect_all_sections(clock, small, tmp_path):
     hv = SimHypervisor(small, clock=clock, tree_dir=str(tmp_path))
     guests = hv.list_guests()
     clock.now += 20
+    hv.refresh()  # a collection round starts with refresh(); collect_all itself does not advance
     data = hv.collect_all(guests, SECTIONS)
     assert set(data) == {g.uuid for g in guests}
     a = data[next(g.uuid for g in guests if g.name == "a")]
