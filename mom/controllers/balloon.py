@@ -39,7 +39,7 @@ class Balloon(Controller):
             log.info("Ballooning guest:%s from %s to %s", name, current, target)
             error = attempt(lambda: self.ctx.hypervisor.set_balloon_target(guest.info, target))
             if error is not None:
-                log.warning("Ballooning guest:%s failed: %s", name, error)
+                log.debug("Ballooning guest:%s failed: %s", name, error)
             actions.append(action(self.name, name, "balloon_target", current, target, tick.time, error, note))
         return actions
 

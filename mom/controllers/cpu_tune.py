@@ -50,7 +50,7 @@ class CpuTune(Controller):
                      period if period is not None else guest.stats.get("vcpu_period"))
             error = attempt(lambda: self.ctx.hypervisor.set_cpu_tune(guest.info, quota=quota, period=period))
             if error is not None:
-                log.warning("CpuTune guest:%s failed: %s", name, error)
+                log.debug("CpuTune guest:%s failed: %s", name, error)
             for control, (old, new) in changed.items():
                 actions.append(action(self.name, name, control, old, new, tick.time, error))
         return actions

@@ -84,6 +84,6 @@ class IoTune(Controller):
             log.info("IoTune guest:%s setting %s", name, changed)
             error = attempt(lambda: self.ctx.hypervisor.set_io_tune(guest.info, changed))
             if error is not None:
-                log.warning("IoTune guest:%s failed: %s", name, error)
+                log.debug("IoTune guest:%s failed: %s", name, error)
             actions.append(action(self.name, name, "io_tune", before, changed, tick.time, error))
         return actions

@@ -63,7 +63,7 @@ class KSM(Controller):
                  " ".join(f"{k}:{v}" for k, v in params.items()))
         error = attempt(lambda: self._write(tick, params))
         if error is not None:
-            log.warning("KSM tuning failed: %s", error)
+            log.debug("KSM tuning failed: %s", error)
         else:
             self.written.update(params)
         for key, (old, new) in changes.items():

@@ -230,23 +230,28 @@ class Engine:
                fields: tuple[set[str], set[str]]) -> dict[str, Any] | None:
         """Run collectors and merge their rows; None when mandatory fields are missing."""
         row: dict[str, Any] = {}
+        failed = False
         for c in collectors:
             fkey = f"{key} collector {c.name}"
             try:
                 data = c.collect(subject)
             except CollectionError as e:
                 self.faults.report(fkey, str(e), "collector")
+                failed = True
                 continue
             except Exception as e:  # noqa: BLE001 - a broken collector is a fault, not a crash
                 self.faults.report(fkey, f"{type(e).__name__}: {e}", "collector", logging.ERROR)
+                failed = True
                 continue
             self.faults.clear(fkey)
             row.update(data)
         mandatory, optional = fields
         missing = sorted(mandatory - row.keys())
         if missing:
-            self.faults.report(f"{key} statistics", f"missing {', '.join(missing)}; left out of the policy",
-                               "collector")
+            # A failed collector was just reported: one fault, one log line.
+            if not failed:
+                self.faults.report(f"{key} statistics", f"missing {', '.join(missing)}; left out of the policy",
+                                   "collector")
             return None
         self.faults.clear(f"{key} statistics")
         for name in optional:
@@ -377,7 +382,23 @@ class Engine:
             if ok:
                 actions.extend(result)
                 self.last_run[f"controller {c.name}"] = now
+                self._report_refused(c.name, result)
         return actions
+
+    def _report_refused(self, controller: str, actions: list[Action]) -> None:
+        """A refused action is a fault of its target and controller: logged once, until one is applied."""
+        refused: dict[str, str] = {}
+        applied: set[str] = set()
+        for a in actions:
+            key = f"{'host' if a.target == 'host' else 'guest ' + a.target} controller {controller}"
+            if a.applied:
+                applied.add(key)
+            else:
+                refused.setdefault(key, a.reason or "refused")
+        for key, reason in refused.items():
+            self.faults.report(key, reason, "controller")
+        for key in applied - refused.keys():
+            self.faults.clear(key)
 
     def reload_policies(self, load: Callable[[], None]) -> None:
         """Run a policy (re)load; a bad policy leaves the old one in force."""
