@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from mom.daemon.clock import Clock, FastClock
-from mom.daemon.config import Config
+from mom.daemon.config import Config, RpcDisabled, UnixSocket
 from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
@@ -72,6 +72,39 @@ class Daemon:
             proc_root=proc_root, sys_root=sys_root)
         self.engine = Engine(settings, self.hypervisor, policies, self.clock, on_tick=self._on_tick,
                              on_sample=self.plotter.sample if self.plotter else None)
+        self.rpc: Any = None
+        self.metrics: Any = None
+        self.metrics_server: Any = None
+        try:
+            self._listen()
+        except DaemonError:
+            self.close()
+            raise
+
+    def _listen(self) -> None:
+        """Bind the RPC server and the metrics endpoint (served from run()). Raises DaemonError."""
+        main = self.config.main
+        if not isinstance(main.rpc, RpcDisabled):
+            from mom.rpc.api import MomApi
+            from mom.rpc.server import Dispatcher, RpcServer, RpcServerError
+            dispatcher = MomApi(self.engine, self.policies, self.reset_policies).register(Dispatcher())
+            try:
+                if isinstance(main.rpc, UnixSocket):
+                    self.rpc = RpcServer(dispatcher, path=main.rpc.path)
+                else:
+                    self.rpc = RpcServer(dispatcher, port=main.rpc.port)
+            except RpcServerError as e:
+                raise DaemonError(str(e)) from None
+        if main.metrics_address is not None:
+            from mom.rpc.metrics import Metrics, MetricsServer
+            self.metrics = Metrics(self.engine)
+            self.engine.on_step = self.metrics.on_step
+            try:
+                self.metrics_server = MetricsServer(self.metrics, main.metrics_address.host,
+                                                    main.metrics_address.port)
+            except OSError as e:
+                raise DaemonError(f"metrics-address {main.metrics_address}: cannot listen: "
+                                  f"{e.strerror or e}") from None
 
     def _on_tick(self, record: TickRecord) -> None:
         host = record.snapshot.host.statistics[-1] if record.snapshot.host.statistics else {}
@@ -79,11 +112,17 @@ class Daemon:
                                       record.actions, record.decisions.ok, record.decisions.error))
         if self.recorder is not None:
             self.recorder.write(record.to_json())
+        if self.metrics is not None:
+            self.metrics.on_tick(record)
 
     def run(self) -> None:
         log.info("momd running: interface %s, policy %s, controllers %s",
                  self.config.main.hypervisor_interface, ", ".join(self.policies.names()) or "(none)",
                  ", ".join(self.config.main.controllers) or "(none)")
+        if self.rpc is not None:
+            self.rpc.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         self.engine.run()
 
     def stop(self) -> None:
@@ -99,6 +138,13 @@ class Daemon:
         self.engine.request(lambda: self.engine.reload_policies(self.reset_policies))
 
     def close(self) -> None:
+        for server in (getattr(self, "rpc", None), getattr(self, "metrics_server", None)):
+            if server is not None:
+                try:
+                    server.close()  # the RPC server removes its socket file
+                except Exception:  # noqa: BLE001 - closing must go on
+                    log.exception("closing %s failed", type(server).__name__)
+        self.rpc = self.metrics_server = None
         self.hypervisor.close()
 
     def status(self) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class Engine:
         self.clock = clock or Clock()
         self.on_tick = on_tick or (lambda record: None)
         self.on_sample = on_sample or (lambda entity, t, row: None)
+        self.on_step: Callable[[str, float], None] | None = None  # (step, seconds) after each step, for metrics
         self.faults = FaultLog(logging.getLogger("mom.faults"))
         ctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
                                interval=settings.host_interval, clock=self.clock.time)
@@ -169,11 +170,17 @@ class Engine:
             self.pool.shutdown()
 
     def _guarded(self, name: str, task: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
         try:
             task()
         except Exception as e:  # noqa: BLE001 - a bug in one step must not stop the daemon
             log.exception("%s step failed", name)
             self.faults.report(f"engine {name}", f"{type(e).__name__}: {e}", "engine", logging.ERROR)
+        if self.on_step is not None:
+            try:
+                self.on_step(name, time.perf_counter() - t0)
+            except Exception:  # noqa: BLE001
+                log.exception("on_step failed")
 
     def _call(self, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
         """Run a hypervisor call on the pool with the deadline; (ok, result)."""

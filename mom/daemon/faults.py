@@ -20,12 +20,14 @@ class FaultLog:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
         self.last: dict[str, tuple[float, str]] = {}  # component -> (time, message)
+        self._components: dict[str, str] = {}  # key -> component of its last report
 
     def report(self, key: str, message: str, component: str | None = None, level: int = logging.WARNING) -> None:
         comp = component or key.split(" ", 1)[0]
         with self._lock:
             self.counts[comp] = self.counts.get(comp, 0) + 1
             self.last[comp] = (time.time(), f"{key}: {message}")
+            self._components[key] = comp
             if self._active.get(key) == message:
                 return
             self._active[key] = message
@@ -42,7 +44,18 @@ class FaultLog:
         with self._lock:
             for key in [k for k in self._active if k.startswith(prefix)]:
                 del self._active[key]
+            for key in [k for k in self._components if k.startswith(prefix)]:
+                del self._components[key]
 
     def active(self) -> dict[str, str]:
         with self._lock:
             return dict(self._active)
+
+    def active_by_component(self) -> dict[str, dict[str, str]]:
+        """Active faults grouped by component: component -> {key: message}."""
+        with self._lock:
+            out: dict[str, dict[str, str]] = {}
+            for key, message in self._active.items():
+                comp = self._components.get(key, key.split(" ", 1)[0])
+                out.setdefault(comp, {})[key] = message
+            return out

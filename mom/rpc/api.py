@@ -1,0 +1,182 @@
+"""The RPC methods: the original MOM's API plus getRecentActions and getHealth.
+
+Methods only read the engine's state under its lock (copies, briefly) and
+change policies through the thread-safe PolicySet: nothing here runs on, or
+waits for, the engine's scheduler thread.
+
+=====================  =========================================================
+ping()                 True
+getStatistics()        {"host": newest host row, "guests": {name: newest row}}
+getActiveGuests()      names of the guests being managed
+getPolicy()            all policy texts joined in name order; '0' when empty
+setPolicy(text)        replace every named policy by this one text (nil: clear);
+                       False on a parse error, the old policies staying in force
+setNamedPolicy(n, t)   add or replace policy n (nil: delete it); False on error
+getNamedPolicies()     {name: text}
+resetPolicies()        reload the configured policy file or directory; bool
+setVerbosity(level)    debug|info|warn|error|critical or 5..1; True
+getRecentActions(n)    the last n applied controls, oldest first
+getHealth()            per component: ok, errors, last error, last run
+=====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import xmlrpc.client
+from typing import Any, Callable
+
+from mom.daemon.config import VERBOSITY_NAMES, VERBOSITY_NUMBERS
+from mom.policy.errors import PolicyError
+from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher
+
+log = logging.getLogger("mom.rpc")
+
+RECENT_ACTIONS_DEFAULT = 20
+HEALTH_COMPONENTS = ("engine", "hypervisor", "collector", "policy", "controller")
+
+
+def _bad(message: str) -> xmlrpc.client.Fault:
+    return xmlrpc.client.Fault(FAULT_BAD_REQUEST, message)
+
+
+def _text_or_none(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _bad(f"{what} must be a string or nil, got {type(value).__name__}")
+
+
+def set_verbosity(level: Any) -> int:
+    """Set MOM's log level from a name or 1-5; the new Python level. Raises Fault."""
+    value: int | None = None
+    if isinstance(level, str):
+        value = VERBOSITY_NAMES.get(level.strip().lower())
+        if value is None and level.strip().isdigit():
+            value = VERBOSITY_NUMBERS.get(int(level.strip()))
+    elif isinstance(level, int) and not isinstance(level, bool):
+        value = VERBOSITY_NUMBERS.get(level)
+    if value is None:
+        raise _bad(f"verbosity: expected debug, info, warn, error, critical or 1-5, got {level!r}")
+    logging.getLogger().setLevel(value)
+    logging.getLogger("mom.policy.debug").setLevel(value)
+    return value
+
+
+class MomApi:
+    """The methods, bound to one engine and its policy set."""
+
+    def __init__(self, engine: Any, policies: Any, reset: Callable[[], None]) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.reset = reset
+
+    def register(self, dispatcher: Dispatcher) -> Dispatcher:
+        for name in ("ping", "getStatistics", "getActiveGuests", "getPolicy", "setPolicy", "setNamedPolicy",
+                     "getNamedPolicies", "resetPolicies", "setVerbosity", "getRecentActions", "getHealth"):
+            dispatcher.register(name, getattr(self, name))
+        return dispatcher
+
+    # -- the original's methods ----------------------------------------------------------
+    def ping(self) -> bool:
+        return True
+
+    def getStatistics(self) -> dict[str, Any]:
+        e = self.engine
+        with e.lock:
+            host = dict(e.host_history[-1]) if e.host_history else {}
+            guests = {s.info.name: dict(s.history[-1]) for s in e.guests.values() if s.history}
+        return {"host": host, "guests": guests}
+
+    def getActiveGuests(self) -> list[str]:
+        with self.engine.lock:
+            return sorted(s.info.name for s in self.engine.guests.values())
+
+    def getPolicy(self) -> str:
+        return self.policies.text()
+
+    def setPolicy(self, text: Any = None) -> bool:
+        text = _text_or_none(text, "policy")
+        try:
+            self.policies.replace_all({} if text is None else {"50_main_": text})
+        except PolicyError as e:
+            log.warning("setPolicy: rejected, the previous policy stays in force: %s", e)
+            return False
+        log.info("setPolicy: policy %s", "cleared" if text is None else "replaced")
+        return True
+
+    def setNamedPolicy(self, name: Any, text: Any = None) -> bool:
+        if not isinstance(name, str) or not name:
+            raise _bad("policy name must be a non-empty string")
+        text = _text_or_none(text, "policy")
+        try:
+            self.policies.set(name, text)
+        except PolicyError as e:
+            log.warning("setNamedPolicy %s: rejected, the previous policy stays in force: %s", name, e)
+            return False
+        log.info("setNamedPolicy: %s %s", name, "deleted" if text is None else "set")
+        return True
+
+    def getNamedPolicies(self) -> dict[str, str]:
+        return self.policies.texts()
+
+    def resetPolicies(self) -> bool:
+        try:
+            self.reset()
+        except PolicyError as e:
+            log.warning("resetPolicies: rejected, the previous policy stays in force: %s", e)
+            return False
+        except OSError as e:
+            log.warning("resetPolicies: cannot read %s: %s", e.filename, e.strerror)
+            return False
+        log.info("resetPolicies: policy reloaded: %s", ", ".join(self.policies.names()) or "(empty)")
+        return True
+
+    def setVerbosity(self, level: Any) -> bool:
+        set_verbosity(level)
+        return True
+
+    # -- new -------------------------------------------------------------------------------
+    def getRecentActions(self, n: Any = RECENT_ACTIONS_DEFAULT) -> list[dict[str, Any]]:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise _bad(f"n must be an integer >= 0, got {n!r}")
+        with self.engine.lock:
+            actions = list(self.engine.recent_actions)[-n:] if n else []
+        return [{"time": a.time, "guest": a.target, "controller": a.controller, "control": a.control,
+                 "old": a.old, "new": a.new} for a in actions]
+
+    def getHealth(self) -> dict[str, Any]:
+        e = self.engine
+        faults = e.faults
+        active = faults.active_by_component()
+        counts = dict(faults.counts)
+        last = dict(faults.last)
+        last_run = dict(e.last_run)
+        runs = {
+            "engine": max(last_run.values(), default=None),
+            "hypervisor": last_run.get("discovery"),
+            "collector": max((last_run[k] for k in ("host", "guests") if k in last_run), default=None),
+            "policy": last_run.get("policy"),
+            "controller": max((v for k, v in last_run.items() if k.startswith("controller ")), default=None),
+        }
+        components: dict[str, Any] = {}
+        for comp in sorted(set(HEALTH_COMPONENTS) | counts.keys() | active.keys()):
+            when, message = last.get(comp, (None, None))
+            components[comp] = {
+                "ok": comp not in active,
+                "errors": counts.get(comp, 0),
+                "active": active.get(comp, {}),
+                "last_error": message,
+                "last_error_time": when,
+                "last_run": runs.get(comp),
+            }
+        with e.lock:
+            tick = e.last_tick
+            ticks = e.tick_count
+        return {
+            "ok": not active,
+            "time": time.time(),
+            "ticks": ticks,
+            "last_tick": tick.time if tick is not None else None,
+            "components": components,
+        }
