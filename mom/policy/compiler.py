@@ -29,7 +29,7 @@ UNBOUND = object()  # saved in a scope record when a name had no outer value
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
 
-DEFAULT_MAX_STEPS = 5_000_000
+DEFAULT_MAX_STEPS = 1_000_000
 DEFAULT_MAX_DEPTH = 100
 
 
@@ -279,7 +279,7 @@ class Compiler:
         fn, least, most = BUILTINS[name]
         if len(args) < least or (most is not None and len(args) > most):
             want = f"{least}" if least == most else f"at least {least}"
-            raise PolicyError(f"{name} takes {want} argument{'s' if want != '1' else ''}, got {len(args)}", node.pos)
+            raise PolicyError(f"{name} takes {want} argument{'s' if least != 1 else ''}, got {len(args)}", node.pos)
         fs = [self.compile(a) for a in args]
         at = node.items[0]
         if len(fs) == 1:

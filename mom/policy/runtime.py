@@ -95,6 +95,8 @@ class Entity:
 
     def Control(self, name: str, value: Any) -> None:
         """Set a control; the last write in a run wins."""
+        if type(name) is not str:
+            raise RuntimeFault(f"a control name must be a string, not {type_name(name)}")
         self.controls[name] = value
 
     def GetControl(self, name: str) -> Any:
