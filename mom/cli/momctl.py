@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mom.cli import policy_cmds
+from mom.cli import policy_cmds, rpc_cmds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="momctl", description="Control and inspect MOM.")
+    parser = argparse.ArgumentParser(
+        prog="momctl", description="Control and inspect MOM.",
+        epilog="Commands that talk to momd need --socket PATH or --port N (before or after the command). "
+               "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error, 3 cannot connect.")
+    rpc_cmds.add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    policy = sub.add_parser("policy", help="check, evaluate and replay policies")
-    policy_cmds.add_parsers(policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND"))
+    policy = sub.add_parser("policy", help="check, evaluate and replay policies; get and set the daemon's")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+    policy_cmds.add_parsers(policy_sub)
+    rpc_cmds.add_policy_parsers(policy_sub)
+    rpc_cmds.add_parsers(sub)
     return parser
 
 

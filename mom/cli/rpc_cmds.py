@@ -1,0 +1,338 @@
+"""momctl commands that talk to a running momd over its XML-RPC API.
+
+    momctl (--socket PATH | --port N) ping|stats [--json]|guests|verbosity LEVEL|actions [N]|health [--json]
+    momctl (--socket PATH | --port N) policy get|set FILE|set-named NAME FILE|-|delete NAME|list|reset
+
+Exit status: 0 success, 1 the daemon answered with an error (a fault, a
+refused policy, an HTTP error), 2 usage error, 3 cannot connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+import time
+import xmlrpc.client
+from typing import Any, Callable
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
+DEFAULT_TIMEOUT = 10.0
+
+
+class UsageError(Exception):
+    pass
+
+
+# -- the client ----------------------------------------------------------------------------
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path = path
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixConnection(self._path, self._timeout)
+
+
+class _TcpTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout
+        return conn
+
+
+def connect(socket_path: str | None, port: int | None, timeout: float = DEFAULT_TIMEOUT) -> xmlrpc.client.ServerProxy:
+    """A client for momd's unix socket or its TCP port on 127.0.0.1."""
+    if socket_path:
+        return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(socket_path, timeout),
+                                         allow_none=True)
+    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2", transport=_TcpTransport(timeout),
+                                     allow_none=True)
+
+
+def _where(args: argparse.Namespace) -> str:
+    return f"unix socket {args.socket}" if args.socket else f"127.0.0.1:{args.port}"
+
+
+# -- output helpers ------------------------------------------------------------------------
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _when(t: Any) -> str:
+    """A (possibly simulated) clock time as a readable local time."""
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int((t % 1) * 1000):03d}"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+GUEST_COLUMNS = ["balloon_cur", "balloon_max", "balloon_min", "mem_available", "mem_unused", "mem_free",
+                 "swap_usage", "swap_in", "swap_out", "major_fault", "vcpu_count", "vcpu_quota"]
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text: {e.reason}") from None
+
+
+def _refused(what: str) -> int:
+    print(f"momctl: {what} rejected by the daemon (it does not parse); the previous policy stays in force",
+          file=sys.stderr)
+    return EXIT_ERROR
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def cmd_ping(mom: Any, args: argparse.Namespace) -> int:
+    if mom.ping() is True:
+        print("momd is alive")
+        return EXIT_OK
+    print("momctl: momd answered ping with false", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_stats(mom: Any, args: argparse.Namespace) -> int:
+    stats = mom.getStatistics()
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return EXIT_OK
+    host = stats.get("host") or {}
+    print("Host")
+    if host:
+        width = max(len(k) for k in host)
+        for key in sorted(host):
+            print(f"  {key.ljust(width)}  {_fmt(host[key])}")
+    else:
+        print("  (no statistics yet)")
+    guests = stats.get("guests") or {}
+    print()
+    print(f"Guests ({len(guests)})")
+    if guests:
+        present = set().union(*(row.keys() for row in guests.values()))
+        columns = [c for c in GUEST_COLUMNS if c in present] or sorted(present)
+        rows = [[name] + [guests[name].get(c) for c in columns] for name in sorted(guests)]
+        print(_table(["name"] + columns, rows))
+    return EXIT_OK
+
+
+def cmd_guests(mom: Any, args: argparse.Namespace) -> int:
+    for name in mom.getActiveGuests():
+        print(name)
+    return EXIT_OK
+
+
+def cmd_verbosity(mom: Any, args: argparse.Namespace) -> int:
+    mom.setVerbosity(args.level)
+    print(f"verbosity set to {args.level}")
+    return EXIT_OK
+
+
+def cmd_actions(mom: Any, args: argparse.Namespace) -> int:
+    if args.n < 0:
+        raise UsageError("N must be >= 0")
+    actions = mom.getRecentActions(args.n)
+    if args.json:
+        print(json.dumps(actions, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not actions:
+        print("(no actions)")
+        return EXIT_OK
+    rows = [[_when(a["time"]), a["guest"], a["controller"], a["control"], a["old"], a["new"]] for a in actions]
+    print(_table(["time", "guest", "controller", "control", "old", "new"], rows))
+    return EXIT_OK
+
+
+def cmd_health(mom: Any, args: argparse.Namespace) -> int:
+    health = mom.getHealth()
+    if args.json:
+        print(json.dumps(health, indent=2, sort_keys=True))
+        return EXIT_OK
+    print(f"momd is {'healthy' if health['ok'] else 'NOT healthy'}: {health['ticks']} policy ticks, "
+          f"last at {_when(health['last_tick'])}")
+    rows = []
+    for name, c in sorted(health["components"].items()):
+        rows.append([name, "ok" if c["ok"] else "FAULT", c["errors"], _when(c["last_run"]), c["last_error"]])
+    print(_table(["component", "state", "errors", "last run", "last error"], rows))
+    return EXIT_OK
+
+
+def cmd_policy_get(mom: Any, args: argparse.Namespace) -> int:
+    text = mom.getPolicy()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def cmd_policy_set(mom: Any, args: argparse.Namespace) -> int:
+    text = _read_text(args.file)
+    if mom.setPolicy(text) is not True:
+        return _refused("policy")
+    print("policy replaced")
+    return EXIT_OK
+
+
+def cmd_policy_set_named(mom: Any, args: argparse.Namespace) -> int:
+    text = _read_text(args.file)
+    if mom.setNamedPolicy(args.name, text) is not True:
+        return _refused(f"policy {args.name}")
+    print(f"policy {args.name} set")
+    return EXIT_OK
+
+
+def cmd_policy_delete(mom: Any, args: argparse.Namespace) -> int:
+    if args.name not in mom.getNamedPolicies():
+        print(f"momctl: no policy named {args.name}", file=sys.stderr)
+        return EXIT_ERROR
+    if mom.setNamedPolicy(args.name, None) is not True:
+        return _refused(f"deleting policy {args.name}")
+    print(f"policy {args.name} deleted")
+    return EXIT_OK
+
+
+def cmd_policy_list(mom: Any, args: argparse.Namespace) -> int:
+    for name, text in sorted(mom.getNamedPolicies().items()):
+        print(f"{name}\t{len(text.splitlines())} lines")
+    return EXIT_OK
+
+
+def cmd_policy_reset(mom: Any, args: argparse.Namespace) -> int:
+    if mom.resetPolicies() is not True:
+        print("momctl: the daemon could not reload its configured policy (see its log); "
+              "the previous policy stays in force", file=sys.stderr)
+        return EXIT_ERROR
+    print("policy reloaded from the configuration")
+    return EXIT_OK
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("connection")
+    group.add_argument("--socket", metavar="PATH", default=default, help="momd's unix socket (rpc-port: PATH)")
+    group.add_argument("--port", metavar="N", type=int, default=default, help="momd's TCP port on 127.0.0.1")
+    group.add_argument("--timeout", metavar="SECONDS", type=float, default=argparse.SUPPRESS if suppress else
+                       DEFAULT_TIMEOUT, help=f"give up after this long (default {DEFAULT_TIMEOUT:g})")
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    _connection_options(parser, suppress=False)
+
+
+def _rpc(sub: Any, name: str, func: Callable[[Any, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help)
+    _connection_options(p, suppress=True)
+    p.set_defaults(func=run, rpc=func)
+    return p
+
+
+def add_parsers(sub: Any) -> None:
+    """The top-level RPC commands."""
+    _rpc(sub, "ping", cmd_ping, "check that momd answers")
+    p = _rpc(sub, "stats", cmd_stats, "the newest host and guest statistics")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _rpc(sub, "guests", cmd_guests, "the guests momd manages")
+    p = _rpc(sub, "verbosity", cmd_verbosity, "set momd's log level")
+    p.add_argument("level", metavar="LEVEL", help="debug, info, warn, error, critical or 5-1")
+    p = _rpc(sub, "actions", cmd_actions, "the controls momd applied last")
+    p.add_argument("n", metavar="N", type=int, nargs="?", default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = _rpc(sub, "health", cmd_health, "per component: faults and last run")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_policy_parsers(sub: Any) -> None:
+    """The daemon's policy subcommands (beside check, eval, run)."""
+    _rpc(sub, "get", cmd_policy_get, "print the daemon's policy (all named policies, in order)")
+    p = _rpc(sub, "set", cmd_policy_set, "replace all of the daemon's policies with one")
+    p.add_argument("file", metavar="FILE|-")
+    p = _rpc(sub, "set-named", cmd_policy_set_named, "add or replace one named policy")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("file", metavar="FILE|-")
+    p = _rpc(sub, "delete", cmd_policy_delete, "delete one named policy")
+    p.add_argument("name", metavar="NAME")
+    _rpc(sub, "list", cmd_policy_list, "list the named policies")
+    _rpc(sub, "reset", cmd_policy_reset, "reload the configured policy file or directory")
+
+
+def _err(message: str) -> None:
+    print(f"momctl: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    socket_path, port = getattr(args, "socket", None), getattr(args, "port", None)
+    if (socket_path is None) == (port is None):
+        _err("give momd's address: --socket PATH or --port N (one of them)")
+        return EXIT_USAGE
+    if port is not None and not 1 <= port <= 65535:
+        _err(f"--port must be 1-65535, got {port}")
+        return EXIT_USAGE
+    mom = connect(socket_path, port, getattr(args, "timeout", DEFAULT_TIMEOUT))
+    try:
+        return args.rpc(mom, args)
+    except UsageError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except xmlrpc.client.Fault as f:
+        _err(f"momd: {f.faultString}")
+        return EXIT_ERROR
+    except xmlrpc.client.ProtocolError as e:
+        _err(f"momd answered HTTP {e.errcode} {e.errmsg}")
+        return EXIT_ERROR
+    except BrokenPipeError:
+        raise  # our stdout went away (momctl ... | head): not the daemon's fault
+    except (socket.timeout, TimeoutError):
+        _err(f"no answer from momd at {_where(args)} within {getattr(args, 'timeout', DEFAULT_TIMEOUT):g} s")
+        return EXIT_CONNECT
+    except (ConnectionError, FileNotFoundError, OSError) as e:
+        _err(f"cannot connect to momd at {_where(args)}: {e.strerror or e}")
+        return EXIT_CONNECT
+    except (http.client.HTTPException, xmlrpc.client.ResponseError) as e:
+        _err(f"bad answer from momd at {_where(args)}: {type(e).__name__}: {e}")
+        return EXIT_ERROR
