@@ -322,7 +322,7 @@ class Engine:
             key = f"guest {s.info.name} collection"
             f = s.pending
             if f is None or f not in done:
-                if f is not None:
+                if f is not None and not self._stopping:  # on stop, _wait returns before the deadline
                     self.faults.report(key, f"no answer within {self.s.call_timeout:g} s", "hypervisor")
                 continue
             try:
