@@ -111,6 +111,7 @@ class Dispatcher:
             return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"malformed request: {e}"))
         if name is None:
             return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, "malformed request: no methodName"))
+        log.debug("RPC %s%s", name, "(...)" if params else "()")
         fn = self.methods.get(name)
         if fn is None:
             return dumps_response(xmlrpc.client.Fault(FAULT_NO_METHOD, f'method "{name}" is not supported'))

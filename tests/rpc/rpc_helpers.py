@@ -1,0 +1,232 @@
+"""Helpers for the RPC tests: momd as a subprocess on the simulated host with its
+RPC on a unix socket or a TCP port, and XML-RPC clients built from the stdlib
+the way vdsm (unix socket, 2-second timeout) and the original's client (TCP)
+build theirs. Every daemon is stopped by its PID in close()."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any, Iterable
+
+REPO = Path(__file__).resolve().parents[2]
+MOMD = [sys.executable, "-m", "mom.cli.momd"]
+MOMCTL = [sys.executable, "-m", "mom.cli.momctl"]
+VDSM_TIMEOUT = 2  # vdsm's CONNECTION_TIMEOUT_SEC for its MOM client
+
+SCENARIO = """name = "rpc"
+seed = 5
+step = 1.0
+
+[host]
+memory = {memory}
+swap = 1024
+cpus = 4
+base_used = 512
+cache = 64
+
+[ksm]
+run = 0
+pages_to_scan = 100
+sleep_millisecs = 20
+merge_across_nodes = 1
+"""
+GUEST = """
+[[guest]]
+name = "{name}"
+max = {max}
+min = 256
+vcpus = 2
+shareable = 0.3
+workload = {{ type = "steady", level = {level} }}
+"""
+
+
+def scenario(guests: int = 3, memory: int = 4096, guest_max: int = 2048, level: int = 1500) -> str:
+    return SCENARIO.format(memory=memory) + "".join(
+        GUEST.format(name=f"vm{i + 1}", max=guest_max, level=level) for i in range(guests))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp_path: Path, *, rpc: str, scenario_text: str | None = None, policy_dir: str | None = None,
+                 policy: str | None = None, controllers: str = "Balloon, KSM",
+                 host_collectors: str = "HostMemory, HostKSM, HostCpu",
+                 guest_collectors: str = "GuestMemory, GuestBalloon", metrics: str = "",
+                 speed: float = 20, interval: float = 1, policy_interval: float = 2) -> Path:
+    scen = tmp_path / "scenario.toml"
+    scen.write_text(scenario_text or scenario())
+    if policy is None and policy_dir is None:
+        policy_dir = str(REPO / "doc" / "policies")
+    lines = ["[main]", "hypervisor-interface: sim"]
+    for key in ("main-loop-interval", "host-monitor-interval", "guest-monitor-interval", "guest-manager-interval"):
+        lines.append(f"{key}: {interval}")
+    lines += [f"policy-engine-interval: {policy_interval}", "sample-history-length: 3",
+              f"controllers: {controllers}", f"rpc-port: {rpc}", f"record-file: {tmp_path / 'record.jsonl'}",
+              f"metrics-address: {metrics}", "hypervisor-call-timeout: 5"]
+    if policy_dir:
+        lines.append(f"policy-dir: {policy_dir}")
+    if policy:
+        lines.append(f"policy: {policy}")
+    lines += ["", "[sim]", f"scenario: {scen}", "seed: 5", f"speed: {speed}", f"tree-dir: {tmp_path / 'tree'}",
+              "", "[logging]", "log: stdio", "verbosity: info", "",
+              "[host]", f"collectors: {host_collectors}", "", "[guest]", f"collectors: {guest_collectors}", ""]
+    path = tmp_path / "mom.conf"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path, self._timeout = path, timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixHTTPConnection(self._path, self._timeout)
+
+
+def unix_client(path: str | Path, timeout: float = VDSM_TIMEOUT) -> xmlrpc.client.ServerProxy:
+    """As vdsm's UnixXmlRpcClient: the socket path hidden in the host part, allow_none."""
+    import base64
+    host = base64.b16encode(str(path).encode()).decode()
+    return xmlrpc.client.ServerProxy(f"http://{host}", transport=_UnixTransport(str(path), timeout),
+                                     allow_none=True)
+
+
+def tcp_client(port: int) -> xmlrpc.client.ServerProxy:
+    """As the original's client: http://localhost:PORT/RPC2."""
+    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2", allow_none=True)
+
+
+def raw_request(address: str | tuple[str, int], data: bytes, timeout: float = 3.0) -> bytes:
+    """Send bytes, read until the server closes; what it answered (b'' if it just closed)."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(address)
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def post(body: bytes, path: str = "/RPC2", length: int | None = None) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
+    return head.encode() + body
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+class Momd:
+    def __init__(self, config: Path, args: Iterable[str] = ()) -> None:
+        self.dir = config.parent
+        self.record = self.dir / "record.jsonl"
+        self.log_path = self.dir / "momd.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([*MOMD, "-c", str(config), *args], cwd=REPO, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def records(self) -> list[dict[str, Any]]:
+        try:
+            text = self.record.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+    def wait_for(self, what: str, ready: Any, timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = ready()
+            if value:
+                return value
+            if not self.alive():
+                raise AssertionError(f"momd exited with {self.proc.returncode} waiting for {what}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout} s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def wait_ticks(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        return self.wait_for(f"{n} ticks", lambda: (r := self.records()) and len(r) >= n and r, timeout)
+
+    def wait_listening(self, client: xmlrpc.client.ServerProxy, timeout: float = 15.0) -> None:
+        def ok() -> bool:
+            try:
+                return client.ping() is True
+            except OSError:
+                return False
+        self.wait_for("RPC server", ok, timeout)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            raise AssertionError(f"momd did not stop within {timeout} s") from None
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                os.kill(self.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.proc.wait(5)
+        finally:
+            self._log.close()
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads: line")
+
+
+def run_momctl(args: list[str], input: str | None = None, timeout: float = 20.0) -> subprocess.CompletedProcess:
+    return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL)
