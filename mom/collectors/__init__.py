@@ -10,6 +10,7 @@ from mom.collectors import (  # noqa: F401  (imported to register)
     guest_io_tune_optional,
     guest_memory,
     guest_memory_optional,
+    guest_qemu_agent,
     guest_qemu_proc,
     host_cpu,
     host_ksm,

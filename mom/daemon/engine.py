@@ -129,10 +129,19 @@ class Engine:
         self._event = threading.Event()
         self._stopping = False
         self._reload: Callable[[], None] | None = None
+        self._discover_soon = False
+        listen = getattr(hypervisor, "set_change_listener", None)  # interfaces with guest start/stop events
+        if listen is not None:
+            listen(self.discover_soon)
 
     # -- control from outside (signals, RPC) ------------------------------------------
     def stop(self) -> None:
         self._stopping = True
+        self._event.set()
+
+    def discover_soon(self) -> None:
+        """Run discovery at the scheduler's next wake-up (the hypervisor saw a guest start or stop)."""
+        self._discover_soon = True
         self._event.set()
 
     def request(self, action: Callable[[], None]) -> None:
@@ -163,6 +172,9 @@ class Engine:
                 sleep = min(due.values()) - self.clock.time()
                 if self.clock.wait(sleep, self._event):
                     self._event.clear()
+                    if self._discover_soon:
+                        self._discover_soon = False
+                        due["discovery"] = self.clock.time()
                     action, self._reload = self._reload, None
                     if action is not None and not self._stopping:
                         self._guarded("reload", action)

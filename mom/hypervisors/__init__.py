@@ -6,7 +6,6 @@ from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
 
 # The names the configuration accepts, and whether this version has them.
 PLANNED = {
-    "libvirt": "the libvirt interface",
     "vdsm": "the vdsm interface (also named vdsmjsonrpcbulk, vdsmjsonrpc, vdsmjsonrpcclient)",
 }
 
@@ -16,6 +15,15 @@ def interface_class(name: str) -> type[HypervisorInterface]:
     if name == "sim":
         from mom.hypervisors.sim import SimHypervisor
         return SimHypervisor
+    if name == "libvirt":
+        try:
+            from mom.hypervisors.libvirt import LibvirtHypervisor
+        except ImportError as e:
+            raise InterfaceUnavailable(
+                f"hypervisor-interface libvirt needs libvirt-python ({e}): install MOM with the libvirt extra, "
+                f"pip install 'mom[libvirt]' (it builds against libvirt-dev with pkg-config and a C compiler; "
+                f"./setup.sh installs them as root on Debian)") from None
+        return LibvirtHypervisor
     if name in PLANNED:
         raise InterfaceUnavailable(
             f"hypervisor-interface {name}: {PLANNED[name]} is not built in this version of MOM yet; "
