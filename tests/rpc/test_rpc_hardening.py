@@ -1,0 +1,164 @@
+"""Bad clients against a running momd: oversized requests, malformed XML, entity
+bombs, many clients at once, slow clients. Each gets a fault or a closed
+connection within a second, and the server and the daemon's ticks go on."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from .rpc_helpers import Momd, post, raw_request, thread_count, unix_client, write_config
+
+
+@pytest.fixture(scope="module")
+def momd(tmp_path_factory: pytest.TempPathFactory, sockdir: Path) -> Iterator[tuple[Momd, str]]:
+    tmp = tmp_path_factory.mktemp("hard")
+    sock = str(sockdir / "hard.sock")
+    m = Momd(write_config(tmp, rpc=sock))
+    try:
+        m.wait_listening(unix_client(sock))
+        yield m, sock
+    finally:
+        m.close()
+
+
+def _fault(answer: bytes) -> xmlrpc.client.Fault:
+    assert answer.startswith(b"HTTP/1.0 200"), answer[:200]
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        xmlrpc.client.loads(body)
+    return e.value
+
+
+def _timed(sock: str, data: bytes) -> tuple[bytes, float]:
+    t0 = time.monotonic()
+    answer = raw_request(sock, data, timeout=3)
+    return answer, time.monotonic() - t0
+
+
+def test_oversized_requests_refused_fast(momd: tuple[Momd, str]) -> None:
+    _, sock = momd
+    big = b"<methodCall><methodName>ping</methodName><params><param><value><string>" + b"x" * (2 << 20) \
+        + b"</string></value></param></params></methodCall>"
+    # Announced: refused on the headers alone.
+    answer, took = _timed(sock, post(big))
+    assert answer == b"" or answer.startswith(b"HTTP/1.0 413"), answer[:100]
+    assert took < 1.0
+    # Not announced (a lying Content-Length is served by its length, never beyond 1 MiB).
+    answer, took = _timed(sock, post(b"", length=(1 << 20) + 1))
+    assert answer.startswith(b"HTTP/1.0 413") and took < 1.0
+    # Headers that never end.
+    answer, took = _timed(sock, b"POST /RPC2 HTTP/1.1\r\n" + b"X-Junk: " + b"y" * (1 << 20))
+    assert (answer == b"" or answer.startswith(b"HTTP/1.0 431")) and took < 1.0
+    # Exactly at the limit is still served (as a fault: it is not XML-RPC).
+    answer, took = _timed(sock, post(b" " * (1 << 20)))
+    assert _fault(answer).faultCode == 3 and took < 1.0
+    assert unix_client(sock).ping() is True
+
+
+def test_malformed_xml_is_a_fault(momd: tuple[Momd, str]) -> None:
+    _, sock = momd
+    for body in (b"<methodCall><methodName>ping</methodName>", b"not xml at all", b"\xff\xfe<<<",
+                 b"<methodCall><params><param><value><int>x</int></value></param></params></methodCall>",
+                 b"<methodCall><methodName>setPolicy</methodName><params><param><value><boolean>7</boolean>"
+                 b"</value></param></params></methodCall>"):
+        answer, took = _timed(sock, post(body))
+        assert took < 1.0
+        assert _fault(answer).faultCode in (1, 3)
+    # Broken HTTP, no Content-Length, chunked: HTTP errors, connection closed.
+    assert _timed(sock, b"garbage\r\n\r\n")[0].startswith(b"HTTP/1.0 400")
+    assert _timed(sock, b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n\r\n")[0].startswith(b"HTTP/1.0 411")
+    assert _timed(sock, b"POST /RPC2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")[0] \
+        .startswith(b"HTTP/1.0 411")
+    assert unix_client(sock).ping() is True
+
+
+BILLION_LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
+                  + b"".join(b'<!ENTITY lol%d "%s">\n' % (i + 1, (b"&lol%s;" % (str(i).encode() if i else b"")) * 10)
+                             for i in range(9))
+                  + b"]>\n<methodCall><methodName>setPolicy</methodName><params><param><value><string>&lol9;"
+                    b"</string></value></param></params></methodCall>")
+EXTERNAL = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+            b"<methodCall><methodName>setPolicy</methodName><params><param><value><string>&e;</string>"
+            b"</value></param></params></methodCall>")
+QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "' + b"a" * 50000 + b'">]>'
+             b"<methodCall><methodName>setPolicy</methodName><params><param><value><string>"
+             + b"&a;" * 20000 + b"</string></value></param></params></methodCall>")
+
+
+@pytest.mark.parametrize("bomb", [BILLION_LAUGHS, EXTERNAL, QUADRATIC], ids=["billion-laughs", "external", "quadratic"])
+def test_entity_bombs_refused(momd: tuple[Momd, str], bomb: bytes) -> None:
+    _, sock = momd
+    mom = unix_client(sock)
+    before = mom.getNamedPolicies()
+    answer, took = _timed(sock, post(bomb))
+    assert took < 1.0
+    fault = _fault(answer)
+    assert fault.faultCode == 4 and "DOCTYPE" in fault.faultString
+    assert mom.getNamedPolicies() == before  # setPolicy never ran
+    assert mom.ping() is True
+
+
+def test_many_concurrent_clients_with_fixed_threads(momd: tuple[Momd, str]) -> None:
+    m, sock = momd
+    before = thread_count(m.pid)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            mom = unix_client(sock, timeout=10)
+            results.append((mom.ping(), sorted(mom.getStatistics()["guests"])))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors, errors[:3]
+    assert results == [(True, ["vm1", "vm2", "vm3"])] * 100
+    # The worker pool is fixed: at most 4 more threads than before, whatever the clients.
+    assert thread_count(m.pid) <= before + 4
+
+
+def test_slow_clients_do_not_block_rpc_or_ticks(momd: tuple[Momd, str]) -> None:
+    m, sock = momd
+    mom = unix_client(sock)
+    slow: list[socket.socket] = []
+    for i in range(40):  # half dribble headers, half connect and say nothing
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        if i % 2:
+            s.sendall(b"POST /RPC2 HTTP/1.1\r\nContent-Length: 100\r\n\r\n<method")  # body never completes
+        slow.append(s)
+    try:
+        ticks0 = len(m.records())
+        t0 = time.monotonic()
+        for _ in range(10):
+            t = time.monotonic()
+            assert mom.ping() is True
+            assert time.monotonic() - t < 0.5
+            time.sleep(0.2)
+        # Ticks keep their pace (policy every 0.1 s real time at speed 20).
+        elapsed = time.monotonic() - t0
+        assert len(m.records()) - ticks0 >= elapsed / 0.1 * 0.5
+        # The server cuts them off (within its 5 s request timeout).
+        for s in slow:
+            s.settimeout(max(0.1, 6.5 - (time.monotonic() - t0)))
+            try:
+                data = s.recv(1024)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" or data.startswith(b"HTTP/1.0 408")
+    finally:
+        for s in slow:
+            s.close()
+    assert mom.ping() is True
