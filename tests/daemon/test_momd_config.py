@@ -99,13 +99,29 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert_one_line_error(run_momd(["-c", str(missing)]), str(missing), "No such file")
 
 
+def unavailable(name: str) -> str | None:
+    """Why this version cannot use the interface (None when it can), as momd will say it."""
+    from mom.hypervisors import interface_class
+    from mom.hypervisors.base import InterfaceUnavailable
+    try:
+        interface_class(name)
+    except InterfaceUnavailable as e:
+        return str(e)
+    return None
+
+
 @pytest.mark.parametrize("interface,name", [("libvirt", "libvirt"), ("vdsm", "vdsm"),
                                             ("vdsmjsonrpcbulk", "vdsm")])
 def test_unbuilt_interface_is_reported(tmp_path: Path, interface: str, name: str) -> None:
+    reason = unavailable(name)
+    if reason is None:
+        pytest.skip(f"the {name} interface is built and usable here")
+    # Either not built in this version, or built but missing its library: one clear line naming it.
+    assert f"hypervisor-interface {name}" in reason and "\n" not in reason
     cfg = base_config(tmp_path)
     cfg.write_text(cfg.read_text().replace("hypervisor-interface: sim", f"hypervisor-interface: {interface}"))
     for args in (["-c", str(cfg)], ["--check", "-c", str(cfg)]):
-        assert_one_line_error(run_momd(args), f"the {name} interface", "not built")
+        assert assert_one_line_error(run_momd(args)) == f"momd: {reason}"
 
 
 def test_good_config_checks_and_runs(tmp_path: Path) -> None:
@@ -132,7 +148,12 @@ def sim_copy(text: str, interface: str) -> str:
 @pytest.mark.parametrize("name", ["mom-balloon.conf", "mom-balloon+ksm.conf"])
 def test_mom_sample_config_loads(tmp_path: Path, name: str) -> None:
     conf = SHARED / "mom-doc" / name
-    assert_one_line_error(run_momd(["--check", "-c", str(conf)]), "the libvirt interface", "not built")
+    reason = unavailable("libvirt")
+    proc = run_momd(["--check", "-c", str(conf)])
+    if reason is None:  # the libvirt interface is built: --check does not connect
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    else:  # everything else loads; the interface is reported clearly
+        assert assert_one_line_error(proc) == f"momd: {reason}"
     sim = tmp_path / name
     sim.write_text(sim_copy(conf.read_text(), "libvirt"))
     proc = run_momd(["--check", "-c", str(sim)])
@@ -168,7 +189,12 @@ def test_vdsm_config_loads(tmp_path: Path) -> None:
     conf = tmp_path / "mom.conf"
     conf.write_text(text)
     # Policies load first, so reaching the interface means the vdsm policies are good.
-    assert_one_line_error(run_momd(["--check", "-c", str(conf)]), "the vdsm interface", "not built")
+    reason = unavailable("vdsm")
+    proc = run_momd(["--check", "-c", str(conf)])
+    if reason is None:
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    else:
+        assert assert_one_line_error(proc) == f"momd: {reason}"
     sim = tmp_path / "mom-sim.conf"
     sim.write_text(sim_copy(text, "vdsmjsonrpcbulk"))
     proc = run_momd(["--check", "-c", str(sim)])
