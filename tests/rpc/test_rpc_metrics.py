@@ -1,0 +1,85 @@
+"""The Prometheus endpoint of a running momd, scraped and parsed with
+prometheus_client's text parser."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .rpc_helpers import Momd, free_port, unix_client, write_config
+
+
+def scrape(port: int) -> dict[str, dict[tuple, float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_metrics_endpoint(tmp_path: Path, sockdir: Path) -> None:
+    port = free_port()
+    sock = str(sockdir / "metrics.sock")
+    cfg = write_config(tmp_path, rpc=sock, metrics=f"127.0.0.1:{port}",
+                       host_collectors="HostMemory, HostKSM, HostCpu, HostPressure")
+    m = Momd(cfg)
+    try:
+        mom = unix_client(sock)
+        m.wait_listening(mom)
+        records = m.wait_ticks(5)
+        metrics = scrape(port)
+        stats = mom.getStatistics()
+        host = stats["host"]
+        # Host gauges, in bytes.
+        assert metrics["mom_host_memory_total_bytes"][()] == host["mem_available"] * 1024 == 4096 * 2**20
+        for name in ("mom_host_memory_free_bytes", "mom_host_memory_unused_bytes", "mom_host_swap_total_bytes",
+                     "mom_host_swap_used_bytes", "mom_host_ksm_run", "mom_host_ksm_pages_sharing",
+                     "mom_host_ksm_pages_to_scan", "mom_host_ksm_sleep_seconds", "mom_host_ksmd_cpu_ratio"):
+            assert () in metrics[name], name
+        assert metrics["mom_host_swap_total_bytes"][()] == 1024 * 2**20
+        pressure = metrics["mom_host_memory_pressure_ratio"]
+        assert (("kind", "some"), ("window", "10s")) in pressure
+        assert all(0 <= v <= 1 for v in pressure.values())
+        assert set(metrics["mom_host_memory_pressure_stall_seconds_total"]) == {(("kind", "some"),),
+                                                                               (("kind", "full"),)}
+        # Per guest, labelled by name.
+        assert metrics["mom_guests"][()] == 3
+        for name in ("mom_guest_balloon_current_bytes", "mom_guest_balloon_max_bytes", "mom_guest_balloon_min_bytes",
+                     "mom_guest_memory_unused_bytes", "mom_guest_memory_available_bytes",
+                     "mom_guest_swap_in_bytes_total", "mom_guest_swap_out_bytes_total"):
+            assert set(metrics[name]) == {(("guest", g),) for g in ("vm1", "vm2", "vm3")}, name
+        assert metrics["mom_guest_balloon_max_bytes"][(("guest", "vm1"),)] == 2048 * 2**20
+        assert metrics["mom_guest_balloon_min_bytes"][(("guest", "vm2"),)] == 256 * 2**20
+        # Counters and histograms fed by the ticks.
+        assert metrics["mom_policy_ticks_total"][()] >= 5
+        applied = {}
+        for r in m.records():
+            for a in r["actions"]:
+                if a["applied"]:
+                    key = (("control", a["control"]), ("controller", a["controller"]))
+                    applied[key] = applied.get(key, 0) + 1
+        assert applied, "the sample policies act on this host"
+        actions = scrape(port)["mom_actions_total"]
+        for key, count in applied.items():
+            assert actions[key] >= count
+        assert metrics["mom_policy_evaluation_seconds_count"][()] >= 5
+        assert metrics["mom_policy_evaluation_seconds_sum"][()] > 0
+        collection = metrics["mom_collection_duration_seconds_count"]
+        assert {(("step", s),) for s in ("discovery", "host", "guests")} <= set(collection)
+        errors = metrics["mom_errors_total"]
+        assert errors[(("component", "policy"),)] == 0
+        # A policy that fails to evaluate counts as a policy error.
+        assert mom.setNamedPolicy("zz-bad", '(Host.Control "ksm_run" (/ 1 0))') is True
+        n = len(records)
+        m.wait_for("a policy error", lambda: scrape(port)["mom_errors_total"][(("component", "policy"),)] > 0,
+                   timeout=10)
+        assert len(m.records()) > n
+        # Names follow the conventions.
+        for name in scrape(port):
+            assert name.startswith("mom_"), name
+    finally:
+        m.close()
