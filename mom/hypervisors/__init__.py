@@ -6,7 +6,6 @@ from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
 
 # The names the configuration accepts, and whether this version has them.
 PLANNED = {
-    "vdsm": "the vdsm interface (also named vdsmjsonrpcbulk, vdsmjsonrpc, vdsmjsonrpcclient)",
 }
 
 
@@ -15,6 +14,9 @@ def interface_class(name: str) -> type[HypervisorInterface]:
     if name == "sim":
         from mom.hypervisors.sim import SimHypervisor
         return SimHypervisor
+    if name == "vdsm":  # config normalises vdsmjsonrpcbulk, vdsmjsonrpc, vdsmjsonrpcclient to "vdsm"
+        from mom.hypervisors.vdsm import VdsmInterface
+        return VdsmInterface
     if name == "libvirt":
         try:
             from mom.hypervisors.libvirt import LibvirtHypervisor

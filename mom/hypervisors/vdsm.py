@@ -1,0 +1,379 @@
+"""VdsmInterface: MOM on oVirt hosts, through vdsm's JSON-RPC API (STOMP on TLS).
+
+Configuration: ``hypervisor-interface: vdsm`` (vdsm's own mom.conf says
+``vdsmjsonrpcbulk``; ``vdsmjsonrpc`` and ``vdsmjsonrpcclient`` are accepted too)
+and the ``[vdsm]`` section: host, port, pki-dir with key-file, cert-file and
+ca-cert-file, request-timeout.
+
+What is asked of vdsm:
+
+- ``Host.getAllVmStats``: every VM at once. Only guests whose status is "Up"
+  are managed. The answer is cached briefly (at most 5 s, and at most half the
+  shortest monitor interval), so one collection round costs one call whatever
+  the number of guests: discovery, the host's KSM collector and the guest
+  collection share it.
+- ``Host.getAllVmIoTunePolicies``: the IO limits and their policy bounds, cached
+  for 300 s (fetched again sooner when a new guest is missing from it).
+- ``VM.setBalloonTarget``, ``VM.setCpuTuneQuota``, ``VM.setCpuTunePeriod``,
+  ``VM.setIoTune`` (params named ``vmID``) and ``Host.setKsmTune``.
+
+Field mapping (vdsm sends many numbers as strings): memoryStats mem_total,
+mem_unused, mem_free, majflt, pageflt - majflt, swap_in, swap_out, swap_total,
+swap_usage become mem_available, mem_unused, mem_free, major_fault,
+minor_fault, swap_in, swap_out, swap_total, swap_usage; memUsage 0 means the
+guest agent is not active (no memory section). balloonInfo keeps balloon_cur,
+balloon_max, balloon_min as integers; vcpuQuota, vcpuPeriod, vcpuUserLimit,
+vcpuCount become vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count.
+
+Errors: a JSON-RPC ``error`` answer is logged once per distinct message (at
+warning level, logger ``mom.vdsm``) and raised as HypervisorError (GuestGone
+for vdsm's "no such VM"), so the engine and controllers carry on with the rest
+of the tick. Connection handling is in :mod:`mom.hypervisors.vdsm_client`: no
+connection means an immediate HypervisorError, never a wait.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from typing import Any, Iterable, Mapping
+
+from mom.hypervisors.base import (
+    KSM_TUNABLES,
+    GuestData,
+    GuestGone,
+    GuestInfo,
+    HypervisorError,
+    HypervisorInterface,
+)
+from mom.hypervisors.vdsm_client import VdsmCallError, VdsmClient, VdsmConfigError, VdsmError
+
+log = logging.getLogger("mom.vdsm")
+
+STATS_MAX_AGE = 5.0
+IO_TUNE_MAX_AGE = 300.0
+IO_TUNE_RETRY = 30.0  # after a failed fetch, or to pick up a guest the cache lacks
+NO_VM_CODE = 1  # vdsm's "Virtual machine does not exist"
+
+MEMORY_MAP = (
+    ("mem_available", "mem_total"), ("mem_unused", "mem_unused"), ("mem_free", "mem_free"),
+    ("major_fault", "majflt"), ("swap_in", "swap_in"), ("swap_out", "swap_out"),
+)
+BALLOON_KEYS = ("balloon_cur", "balloon_max", "balloon_min")
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} is not a number: {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{what} is not a number: {value!r}") from None
+
+
+def memory_section(vm: Mapping[str, Any]) -> dict[str, Any]:
+    """GuestData.memory from one getAllVmStats entry. Raises ValueError with the reason."""
+    if _int(vm.get("memUsage", 0), "memUsage") == 0:
+        raise ValueError("the guest agent is not active (memUsage 0)")
+    stats = vm.get("memoryStats")
+    if not stats or not isinstance(stats, Mapping):
+        raise ValueError("vdsm has no detailed memory statistics for this guest")
+    try:
+        out = {ours: _int(stats[theirs], theirs) for ours, theirs in MEMORY_MAP}
+        out["minor_fault"] = _int(stats["pageflt"], "pageflt") - out["major_fault"]
+    except KeyError as e:
+        raise ValueError(f"memoryStats lacks {e.args[0]}") from None
+    out["swap_total"] = _int(stats.get("swap_total", 0), "swap_total")
+    out["swap_usage"] = _int(stats.get("swap_usage", 0), "swap_usage")
+    return out
+
+
+def balloon_section(vm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """GuestData.balloon (KiB) or None when the guest has no balloon. Raises ValueError."""
+    info = vm.get("balloonInfo")
+    if not info or not isinstance(info, Mapping):
+        return None
+    return {k: _int(info[k], k) for k in BALLOON_KEYS if k in info} or None
+
+
+def cpu_tune_section(vm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """GuestData.cpu_tune or None when vdsm does not report the vCPU count. Raises ValueError."""
+    if vm.get("vcpuCount") is None:
+        return None
+    return {
+        "vcpu_user_limit": _int(vm.get("vcpuUserLimit", 100), "vcpuUserLimit"),
+        "vcpu_quota": _int(vm.get("vcpuQuota", 0), "vcpuQuota"),
+        "vcpu_period": _int(vm.get("vcpuPeriod", 0), "vcpuPeriod"),
+        "vcpu_count": _int(vm["vcpuCount"], "vcpuCount"),
+    }
+
+
+def io_tune_section(entry: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """GuestData.io_tune from one getAllVmIoTunePolicies entry: each policy
+    matched with its device's current limits by path (else by name when a path
+    is missing); devices without current limits are left out. None when the
+    guest has no policy or no current limits."""
+    if not entry or not isinstance(entry, Mapping):
+        return None
+    policies = entry.get("policy") or []
+    states = entry.get("current_values") or []
+    if not policies or not states:
+        return None
+
+    def find(name: Any, path: Any) -> Mapping[str, Any] | None:
+        for state in states:
+            s_path = state.get("path")
+            if path == s_path:
+                return state
+            if (path is None or s_path is None) and name == state.get("name"):
+                return state
+        return None
+
+    out = []
+    for policy in policies:
+        state = find(policy.get("name"), policy.get("path"))
+        if state is None:
+            continue
+        out.append({
+            "name": state.get("name"), "path": state.get("path"),
+            "guaranteed": dict(policy.get("guaranteed") or {}),
+            "maximum": dict(policy.get("maximum") or {}),
+            "current": dict(state.get("ioTune") or {}),
+        })
+    return out
+
+
+class VdsmInterface(HypervisorInterface):
+    """The hypervisor interface over vdsm's JSON-RPC API."""
+
+    names = ("vdsm",)
+    bulk = True  # getAllVmStats is one call for all guests
+
+    def __init__(self, client: VdsmClient, *, stats_max_age: float = STATS_MAX_AGE,
+                 io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys") -> None:
+        super().__init__(sys_root=sys_root)
+        self.client = client
+        self.stats_max_age = stats_max_age
+        self.io_tune_max_age = io_tune_max_age
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, dict[str, Any]] = {}
+        self._stats_time: float | None = None
+        self._io_lock = threading.Lock()
+        self._io: dict[str, Any] = {}
+        self._io_time: float | None = None
+        self._io_tried: float | None = None
+        self._logged_errors: set[tuple[str, str]] = set()
+        self._errors_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
+        """Build from a Config's [vdsm] section. The connection starts with the
+        first call (once momd's logging is set up) and is kept up in the
+        background: vdsm may come up later. Raises DaemonError when the key,
+        certificate or CA files cannot be used."""
+        v = config.vdsm
+        m = config.main
+        try:
+            client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout)
+        except VdsmConfigError as e:
+            from mom.daemon.daemon import DaemonError
+            raise DaemonError(str(e)) from None
+        shortest = min(m.host_monitor_interval, m.guest_monitor_interval, m.guest_manager_interval)
+        iface = cls(client, stats_max_age=min(STATS_MAX_AGE, shortest / 2), sys_root=m.sys_root)
+        client.on_connect = iface._connected
+        return iface
+
+    # -- calls ---------------------------------------------------------------------
+    def _call(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            return self.client.call(method, params)
+        except VdsmCallError as e:
+            key = (method, f"{e.code}: {e.message}")
+            with self._errors_lock:
+                first = key not in self._logged_errors
+                self._logged_errors.add(key)
+            if first:
+                log.warning("vdsm answered %s with an error: %s (code %s)", method, e.message, e.code)
+            if e.code == NO_VM_CODE and method.startswith("VM."):
+                raise GuestGone(f"vdsm: {e.message} ({params.get('vmID')})") from None
+            raise HypervisorError(f"vdsm {method}: {e.message} (code {e.code})") from None
+        except VdsmError as e:
+            raise HypervisorError(str(e)) from None
+
+    def _connected(self) -> None:
+        """After a (re)connection: vdsm may have restarted, so the caches are stale."""
+        with self._stats_lock:
+            self._stats_time = None
+        with self._io_lock:
+            self._io_time = None
+            self._io_tried = None
+
+    # -- bulk statistics -----------------------------------------------------------------
+    def all_vm_stats(self, max_age: float | None = None) -> dict[str, dict[str, Any]]:
+        """{vmId: stats} of every VM vdsm knows, from a cache at most max_age old."""
+        max_age = self.stats_max_age if max_age is None else max_age
+        with self._stats_lock:
+            now = time.monotonic()
+            if self._stats_time is not None and now - self._stats_time <= max_age:
+                return self._stats
+            result = self._call("Host.getAllVmStats", {})
+            if not isinstance(result, list):
+                raise HypervisorError(f"vdsm Host.getAllVmStats: expected a list, got {type(result).__name__}")
+            self._stats = {str(vm["vmId"]): vm for vm in result if isinstance(vm, dict) and vm.get("vmId")}
+            self._stats_time = time.monotonic()
+            return self._stats
+
+    def _io_policies(self, wanted: Iterable[str]) -> dict[str, Any]:
+        with self._io_lock:
+            now = time.monotonic()
+            fresh = self._io_time is not None and now - self._io_time <= self.io_tune_max_age
+            missing = any(uuid not in self._io for uuid in wanted)
+            may_retry = self._io_tried is None or now - self._io_tried >= IO_TUNE_RETRY
+            if (not fresh or missing) and may_retry:
+                self._io_tried = now
+                result = self._call("Host.getAllVmIoTunePolicies", {})
+                if not isinstance(result, dict):
+                    raise HypervisorError("vdsm Host.getAllVmIoTunePolicies: expected a map, "
+                                          f"got {type(result).__name__}")
+                self._io = result
+                self._io_time = now
+            elif not fresh and self._io_time is None:
+                raise HypervisorError("vdsm Host.getAllVmIoTunePolicies failed; retrying later")
+            return self._io
+
+    # -- HypervisorInterface ------------------------------------------------------------
+    def list_guests(self) -> list[GuestInfo]:
+        out = []
+        for uuid, vm in self.all_vm_stats().items():
+            if vm.get("status") != "Up":
+                continue
+            try:
+                pid: int | None = int(vm["pid"]) or None
+            except (KeyError, TypeError, ValueError):
+                pid = None
+            out.append(GuestInfo(uuid=uuid, name=str(vm.get("vmName") or uuid), pid=pid))
+        return out
+
+    def refresh(self) -> None:
+        """Start a collection round: fetch the bulk statistics unless the cache is fresh."""
+        self.all_vm_stats()
+
+    def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
+        guests = list(guests)
+        wanted = set(sections)
+        stats = self.all_vm_stats()
+        up = [g for g in guests if stats.get(g.uuid, {}).get("status") == "Up"]
+        io: dict[str, Any] | None = None
+        io_error: str | None = None
+        if "io_tune" in wanted and up:
+            try:
+                io = self._io_policies(g.uuid for g in up)
+            except HypervisorError as e:
+                io_error = str(e)
+        result: dict[str, GuestData] = {}
+        for g in up:
+            vm = stats[g.uuid]
+            data = GuestData()
+            for section, build in (("memory", memory_section), ("balloon", balloon_section),
+                                   ("cpu_tune", cpu_tune_section)):
+                if section in wanted:
+                    try:
+                        setattr(data, section, build(vm))
+                    except ValueError as e:
+                        data.errors[section] = str(e)
+            if "io_tune" in wanted:
+                if io_error is not None:
+                    data.errors["io_tune"] = io_error
+                elif io is not None:
+                    try:
+                        data.io_tune = io_tune_section(io.get(g.uuid))
+                    except (AttributeError, TypeError) as e:
+                        data.errors["io_tune"] = f"malformed IO tune policy: {e}"
+            result[g.uuid] = data
+        return result
+
+    def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
+        try:
+            return memory_section(self._vm(guest))
+        except ValueError as e:
+            raise HypervisorError(str(e)) from None
+
+    def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
+        try:
+            info = balloon_section(self._vm(guest))
+        except ValueError as e:
+            raise HypervisorError(str(e)) from None
+        if info is None:
+            raise HypervisorError(f"guest {guest.name} has no balloon information")
+        return info
+
+    def guest_cpu_tune(self, guest: GuestInfo) -> dict[str, Any]:
+        try:
+            info = cpu_tune_section(self._vm(guest))
+        except ValueError as e:
+            raise HypervisorError(str(e)) from None
+        if info is None:
+            raise HypervisorError(f"guest {guest.name}: vdsm reports no vCPU count")
+        return info
+
+    def guest_io_tune(self, guest: GuestInfo) -> list[dict[str, Any]] | None:
+        self._vm(guest)
+        return io_tune_section(self._io_policies([guest.uuid]).get(guest.uuid))
+
+    def _vm(self, guest: GuestInfo) -> dict[str, Any]:
+        vm = self.all_vm_stats().get(guest.uuid)
+        if vm is None or vm.get("status") != "Up":
+            raise GuestGone(f"guest {guest.name} ({guest.uuid}) is not running")
+        return vm
+
+    # -- control -----------------------------------------------------------------------
+    def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
+        self._call("VM.setBalloonTarget", {"vmID": guest.uuid, "target": int(target_kib)})
+
+    def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
+        if quota is not None:
+            self._call("VM.setCpuTuneQuota", {"vmID": guest.uuid, "quota": int(quota)})
+        if period is not None:
+            self._call("VM.setCpuTunePeriod", {"vmID": guest.uuid, "period": int(period)})
+
+    def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
+        """Send the disks' new limits as vdsm's tunables [{name, path, ioTune}]."""
+        tunables = []
+        for tune in tunes:
+            values = tune.get("current", tune.get("ioTune"))
+            if not isinstance(values, Mapping):
+                raise HypervisorError(f"guest {guest.name}: IO tune entry without limits: {tune!r}")
+            tunables.append({"name": tune.get("name"), "path": tune.get("path"),
+                             "ioTune": {k: int(v) for k, v in values.items() if v is not None}})
+        self._call("VM.setIoTune", {"vmID": guest.uuid, "tunables": tunables})
+        self._note_io_tune(guest.uuid, tunables)
+
+    def _note_io_tune(self, uuid: str, tunables: list[dict[str, Any]]) -> None:
+        """Keep the cached current limits in step with what vdsm accepted, so the
+        next tick does not send the same limits again."""
+        with self._io_lock:
+            entry = self._io.get(uuid)
+            if not isinstance(entry, dict):
+                return
+            entry = copy.deepcopy(entry)
+            for tune in tunables:
+                for state in entry.get("current_values") or []:
+                    if (tune["path"] is not None and state.get("path") == tune["path"]) or \
+                            ((tune["path"] is None or state.get("path") is None) and state.get("name") == tune["name"]):
+                        state.setdefault("ioTune", {}).update(tune["ioTune"])
+            self._io = {**self._io, uuid: entry}
+
+    def set_ksm_tune(self, params: Mapping[str, int]) -> None:
+        """KSM goes through vdsm (Host.setKsmTune), which writes sysfs as root."""
+        for key in params:
+            if key not in KSM_TUNABLES:
+                raise HypervisorError(f"unknown KSM tunable {key}")
+        self._call("Host.setKsmTune", {"tuningParams": {k: int(v) for k, v in params.items()}})
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,498 @@
+"""A small JSON-RPC 2.0 client for vdsm, over STOMP 1.2 on TLS, built on stomp.py.
+
+vdsm (the oVirt host agent) answers JSON-RPC requests sent as STOMP SEND frames
+to ``jms.topic.vdsm_requests`` with ``reply-to`` naming a destination the client
+subscribed to; the answers come back as MESSAGE frames on that subscription.
+The TLS connection uses vdsm's PKI: a client key and certificate and the CA
+that signed vdsm's certificate. Like vdsm's own client, the server certificate
+is checked against that CA but not against a host name (an oVirt host's
+certificate names the host, while MOM connects to 127.0.0.1).
+
+Connection handling: a background thread connects, and reconnects after a
+loss, with exponential back-off (0.5 s doubling up to 30 s). While there is no
+connection, :meth:`VdsmClient.call` fails at once with :class:`VdsmUnavailable`
+(it never waits for a reconnection), so callers with deadlines are never held
+up. Each outage is logged once (a warning naming the reason) and its end once
+(info). stomp.py's own log records are kept out of MOM's log unless MOM logs
+at debug level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+import uuid
+import warnings
+from typing import Any, Callable
+
+import stomp
+from stomp.exception import StompException
+
+log = logging.getLogger("mom.vdsm")
+
+REQUEST_QUEUE = "jms.topic.vdsm_requests"
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 30.0
+HEARTBEAT_MS = 5000  # both ways; vdsm mirrors the wish, so a silent or half-closed vdsm is noticed
+
+# stomp.py builds its TLS context from ``ssl_version``. ssl.PROTOCOL_TLS gives a
+# context that verifies the peer against the CA (stomp.py sets CERT_REQUIRED)
+# without matching a host name, as vdsm's own client does; Python flags that
+# constant as deprecated, which is not news for momd's log.
+warnings.filterwarnings("ignore", message="ssl.PROTOCOL_TLS is deprecated", category=DeprecationWarning)
+
+
+class VdsmError(Exception):
+    """A vdsm call failed."""
+
+
+class VdsmUnavailable(VdsmError):
+    """No connection to vdsm (down, unreachable, TLS refused, lost mid-call)."""
+
+
+class VdsmTimeout(VdsmError):
+    """vdsm did not answer in time."""
+
+
+class VdsmCallError(VdsmError):
+    """vdsm answered with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: Any, message: str) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+
+
+class VdsmConfigError(VdsmError):
+    """The key, certificate or CA files cannot be used."""
+
+
+# -- stomp.py's log ------------------------------------------------------------------------
+
+class _StompLogFilter(logging.Filter):
+    """Keeps stomp.py's records (one per failed attempt, per broken read...) out of
+    MOM's log unless debugging, and remembers the reasons they carry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+        self.last_problem: tuple[float, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            if isinstance(record.msg, str) and record.msg.startswith("could not connect") and record.args:
+                args = record.args if isinstance(record.args, tuple) else (record.args,)
+                self.local.connect_error = args[-1]  # the exception of this thread's attempt
+            else:
+                text = record.getMessage()
+                if getattr(self.local, "connect_error", None) is None:
+                    self.local.connect_error = OSError(text)
+                self.last_problem = (time.monotonic(), text)
+        return log.isEnabledFor(logging.DEBUG)
+
+
+_STOMP_FILTER = _StompLogFilter()
+_stomp_log = logging.getLogger("stomp.py")
+_stomp_log.addFilter(_STOMP_FILTER)
+_stomp_log.setLevel(logging.WARNING)  # its warnings carry the reasons; the filter decides what shows
+
+
+def describe_error(error: BaseException | None, ca_path: str, cert_path: str) -> str:
+    """One line on why a connection attempt failed."""
+    if error is None:
+        return "connection failed"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"TLS: vdsm's certificate was refused: {error.verify_message or error.reason} "
+                f"(checked against ca-cert-file {ca_path})")
+    if isinstance(error, ssl.SSLError):
+        reason = error.reason or str(error)
+        if "CERTIFICATE" in str(reason).upper() or "UNKNOWN_CA" in str(reason).upper():
+            return f"TLS: vdsm refused MOM's certificate ({reason}; cert-file {cert_path})"
+        return f"TLS handshake failed: {reason}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.timeout):
+        return "connection timed out"
+    if isinstance(error, OSError):
+        return error.strerror or str(error) or type(error).__name__
+    return str(error) or type(error).__name__
+
+
+class _Pending:
+    __slots__ = ("event", "response", "lost")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.response: dict[str, Any] | None = None
+        self.lost = False
+
+
+class _Listener(stomp.ConnectionListener):
+    """Events of one STOMP connection, handed to the client with its generation."""
+
+    def __init__(self, client: "VdsmClient", gen: int) -> None:
+        self.client = client
+        self.gen = gen
+        self.connected = threading.Event()
+        self.closed = threading.Event()
+        self.error: str | None = None
+
+    def on_connected(self, frame: Any) -> None:
+        self.connected.set()
+
+    def on_error(self, frame: Any) -> None:
+        message = frame.headers.get("message") or (frame.body or "").strip() or "ERROR frame"
+        self.error = f"vdsm sent a STOMP ERROR: {message}"
+        if self.connected.is_set():
+            self.client._stomp_error(self.gen, self.error)
+
+    def on_message(self, frame: Any) -> None:
+        self.client._message(self.gen, frame.body)
+
+    def on_disconnected(self) -> None:
+        self.closed.set()
+        self.client._lost(self.gen)
+
+    def on_heartbeat_timeout(self) -> None:
+        self.client._note(self.gen, "no heart-beat from vdsm")
+
+
+class VdsmClient:
+    """JSON-RPC calls to vdsm over one STOMP connection, kept up in the background.
+
+    Raises VdsmConfigError at construction when the key, certificate or CA
+    cannot be loaded. :meth:`start` begins connecting; :meth:`close` stops.
+    """
+
+    def __init__(self, host: str, port: int, key_path: str, cert_path: str, ca_path: str, *,
+                 timeout: float = 10.0, heartbeat_ms: int = HEARTBEAT_MS,
+                 backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
+                 on_connect: Callable[[], None] | None = None) -> None:
+        self.host, self.port = host, int(port)
+        self.key_path, self.cert_path, self.ca_path = key_path, cert_path, ca_path
+        self.timeout = float(timeout)
+        self.heartbeat_ms = int(heartbeat_ms)
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.on_connect = on_connect
+        self.where = f"{host}:{port}"
+        self._check_files()
+        self._lock = threading.Lock()
+        self._conn: Any = None  # the stomp connection while up
+        self._gen = 0
+        self._pending: dict[str, _Pending] = {}
+        self._reply_to = str(uuid.uuid4())
+        self._up = threading.Event()
+        self._wake = threading.Event()
+        self._closed = False
+        self._started = False
+        self._outage_since: float | None = None  # monotonic start of the current outage
+        self._outage_logged = False
+        self._ever_connected = False
+        self._last_reason = "not connected yet"
+        self.connections = 0  # successful connections so far
+        self._thread = threading.Thread(target=self._run, name="vdsm-connect", daemon=True)
+
+    # -- public ---------------------------------------------------------------------
+    def start(self, wait: float = 0.0) -> None:
+        """Start connecting in the background (once); wait up to ``wait`` seconds
+        for the first connection."""
+        with self._lock:
+            start = not self._started and not self._closed
+            self._started = True
+        if start:
+            self._thread.start()
+        if wait > 0:
+            self._up.wait(wait)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._up.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """Call a vdsm method with named params; return its result.
+
+        Raises VdsmUnavailable (no connection), VdsmTimeout, VdsmCallError.
+        The first call starts the connection and waits up to 2 s for it."""
+        if not self._started:
+            self.start(wait=min(2.0, self.timeout))
+        with self._lock:
+            conn, gen = self._conn, self._gen
+            if conn is None or not self._up.is_set():
+                # One message for the whole outage (callers log each distinct message once).
+                raise VdsmUnavailable(f"no connection to vdsm at {self.where} (reconnecting in the background)")
+        return self._call_on(conn, gen, method, params or {}, timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            self._gen += 1
+            self._up.clear()
+            self._fail_pending_locked()
+        self._wake.set()
+        if conn is not None:
+            self._drop(conn)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    # -- calls ------------------------------------------------------------------------
+    def _call_on(self, conn: Any, gen: int, method: str, params: dict[str, Any], timeout: float | None) -> Any:
+        rid = str(uuid.uuid4())
+        pending = _Pending()
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
+        with self._lock:
+            if gen != self._gen:
+                raise VdsmUnavailable(f"the connection to vdsm at {self.where} was lost")
+            self._pending[rid] = pending
+        try:
+            conn.send(destination=REQUEST_QUEUE, body=body, content_type="application/json",
+                      headers={"reply-to": self._reply_to})
+        except (StompException, OSError, AttributeError, ValueError) as e:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise VdsmUnavailable(f"cannot send {method} to vdsm at {self.where}: "
+                                  f"{e or type(e).__name__}") from None
+        wait = self.timeout if timeout is None else timeout
+        if not pending.event.wait(wait):
+            with self._lock:
+                self._pending.pop(rid, None)
+            # A connection that leaves a request unanswered may be half-dead (a
+            # vdsm that stopped without closing it): start afresh.
+            self._abandon(gen, f"{method} got no answer within {wait:g} s")
+            raise VdsmTimeout(f"vdsm at {self.where} did not answer {method} within {wait:g} s")
+        if pending.lost or pending.response is None:
+            raise VdsmUnavailable(f"the connection to vdsm at {self.where} was lost during {method}")
+        response = pending.response
+        error = response.get("error")
+        if error is not None:
+            if isinstance(error, dict):
+                raise VdsmCallError(method, error.get("code"), str(error.get("message", error)))
+            raise VdsmCallError(method, None, str(error))
+        return response.get("result")
+
+    def _message(self, gen: int, body: Any) -> None:
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            log.debug("vdsm sent a message that is not JSON: %.200r", body)
+            return
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict) or item.get("id") is None:
+                continue  # an event (notification): not ours to handle
+            with self._lock:
+                pending = self._pending.pop(str(item["id"]), None)
+            if pending is not None:
+                pending.response = item
+                pending.event.set()
+
+    def _fail_pending_locked(self) -> None:
+        for pending in self._pending.values():
+            pending.lost = True
+            pending.event.set()
+        self._pending.clear()
+
+    # -- connection state ---------------------------------------------------------------
+    def _lost(self, gen: int) -> None:
+        with self._lock:
+            if gen != self._gen or self._closed:
+                return
+            self._fail_pending_locked()  # they all belong to this connection
+            if not self._up.is_set():
+                return  # still opening: _connect_once sees the listener's closed flag
+            self._conn = None
+            self._gen += 1
+            self._up.clear()
+            self._last_reason = "connection lost"
+            self._start_outage_locked()
+            first = not self._outage_logged
+            self._outage_logged = True
+        if first:
+            log.warning("lost the connection to vdsm at %s; reconnecting in the background", self.where)
+        self._wake.set()
+
+    def _abandon(self, gen: int, why: str) -> None:
+        with self._lock:
+            if gen != self._gen or self._conn is None:
+                return
+            conn = self._conn
+        log.debug("dropping the connection to vdsm at %s: %s", self.where, why)
+        threading.Thread(target=self._drop, args=(conn,), name="vdsm-drop", daemon=True).start()
+
+    def _stomp_error(self, gen: int, message: str) -> None:
+        log.warning("vdsm at %s: %s", self.where, message)
+
+    def _note(self, gen: int, message: str) -> None:
+        with self._lock:
+            if gen == self._gen:
+                self._last_reason = message
+
+    def _start_outage_locked(self) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            self._outage_logged = False
+
+    @staticmethod
+    def _drop(conn: Any) -> None:
+        try:
+            conn.transport.disconnect_socket()
+        except Exception as e:  # noqa: BLE001 - closing a broken connection may fail in many ways
+            log.debug("closing the vdsm connection: %s", e)
+
+    # -- the connector thread -------------------------------------------------------------
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                up = self._up.is_set()
+            if up:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._connect_once()
+            except VdsmError as e:
+                reason = str(e)
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._last_reason = reason
+                    self._start_outage_locked()
+                    first = not self._outage_logged
+                    self._outage_logged = True
+                if first:
+                    if self._ever_connected:
+                        log.warning("cannot reconnect to vdsm at %s: %s; retrying in the background", self.where,
+                                    reason)
+                    else:
+                        log.warning("cannot connect to vdsm at %s: %s; retrying in the background "
+                                    "(back-off up to %g s)", self.where, reason, self.backoff_max)
+                else:
+                    log.debug("vdsm at %s still unreachable: %s; next attempt in %.1f s", self.where, reason,
+                              delay)
+                if self._wake.wait(delay):
+                    self._wake.clear()
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            delay = self.backoff_initial
+            with self._lock:
+                since, self._outage_since = self._outage_since, None
+                self._outage_logged = False
+                was_connected, self._ever_connected = self._ever_connected, True
+            if was_connected or since is not None:
+                took = time.monotonic() - since if since is not None else 0.0
+                log.info("connected to vdsm at %s again after %.1f s", self.where, took)
+            else:
+                log.info("connected to vdsm at %s", self.where)
+            if self.on_connect is not None:
+                try:
+                    self.on_connect()
+                except Exception:  # noqa: BLE001 - a callback bug must not stop reconnecting
+                    log.exception("vdsm on_connect callback failed")
+
+    def _connect_once(self) -> None:
+        """Open one connection: TCP, TLS, CONNECT, SUBSCRIBE, then Host.ping2. Raises VdsmError."""
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+        hp = (self.host, self.port)
+        conn = stomp.Connection12([hp], prefer_localhost=False, try_loopback_connect=False,
+                                  reconnect_attempts_max=1, reconnect_sleep_initial=0.0,
+                                  reconnect_sleep_jitter=0.0, timeout=self.timeout,
+                                  heartbeats=(self.heartbeat_ms, self.heartbeat_ms))
+        conn.set_ssl(for_hosts=[hp], key_file=self.key_path, cert_file=self.cert_path, ca_certs=self.ca_path,
+                     ssl_version=ssl.PROTOCOL_TLS)
+        listener = _Listener(self, gen)
+        conn.set_listener("mom", listener)
+        _STOMP_FILTER.local.connect_error = None
+        started = time.monotonic()
+        try:
+            conn.connect(wait=False, with_connect_command=True)
+        except StompException:
+            raise VdsmUnavailable(describe_error(_STOMP_FILTER.local.connect_error, self.ca_path,
+                                                 self.cert_path)) from None
+        except OSError as e:
+            raise VdsmUnavailable(describe_error(e, self.ca_path, self.cert_path)) from None
+        deadline = started + self.timeout
+        while not listener.connected.is_set():
+            if listener.closed.is_set() or listener.error or time.monotonic() > deadline or self._closed:
+                break
+            listener.connected.wait(0.05)
+        if not listener.connected.is_set():
+            self._drop(conn)
+            if listener.error:
+                raise VdsmUnavailable(listener.error)
+            if listener.closed.is_set():
+                raise VdsmUnavailable(self._closed_reason(started))
+            raise VdsmUnavailable(f"no STOMP CONNECTED answer within {self.timeout:g} s")
+        try:
+            conn.subscribe(destination=self._reply_to, id=str(uuid.uuid4()), ack="auto")
+        except (StompException, OSError) as e:
+            self._drop(conn)
+            raise VdsmUnavailable(f"cannot subscribe: {e or type(e).__name__}") from None
+        with self._lock:
+            if self._closed or gen != self._gen:
+                closed = True
+            else:
+                closed = False
+                self._conn = conn
+        if closed:
+            self._drop(conn)
+            raise VdsmUnavailable("closed")
+        try:
+            self._call_on(conn, gen, "Host.ping2", {}, self.timeout)
+        except VdsmCallError as e:
+            # vdsm answers (e.g. "recovering from crash or still initializing"):
+            # the transport works; the calls will say what vdsm thinks.
+            log.debug("vdsm Host.ping2: %s", e)
+        except VdsmError as e:
+            with self._lock:
+                if self._gen == gen:
+                    self._conn = None
+                    self._gen += 1
+            self._drop(conn)
+            raise VdsmUnavailable(self._closed_reason(started) if listener.closed.is_set() else str(e)) from None
+        with self._lock:
+            if gen != self._gen or self._closed:
+                raise VdsmUnavailable("connection lost right after it was opened")
+            self._up.set()
+            self.connections += 1
+
+    def _closed_reason(self, since: float) -> str:
+        problem = _STOMP_FILTER.last_problem
+        detail = f": {problem[1]}" if problem is not None and problem[0] >= since else ""
+        hint = ""
+        if detail and ("certificate" in detail.lower() or "alert" in detail.lower()):
+            hint = f" (does vdsm trust MOM's certificate, cert-file {self.cert_path}?)"
+        return f"vdsm closed the connection during the STOMP handshake{detail}{hint}"
+
+    # -- files ------------------------------------------------------------------------------
+    def _check_files(self) -> None:
+        """Load key, certificate and CA once, so a wrong path or a key that does not
+        match its certificate is a start-up error, not an endless retry."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        what = "ca-cert-file"
+        try:
+            ctx.load_verify_locations(self.ca_path)
+            what = "cert-file/key-file"
+            ctx.load_cert_chain(self.cert_path, self.key_path)
+        except FileNotFoundError as e:
+            raise VdsmConfigError(f"[vdsm] {what}: {e.filename or ''}: {e.strerror}") from None
+        except PermissionError as e:
+            raise VdsmConfigError(f"[vdsm] {what}: {e.filename or ''}: {e.strerror}") from None
+        except ssl.SSLError as e:
+            paths = self.ca_path if what == "ca-cert-file" else f"{self.cert_path}, {self.key_path}"
+            raise VdsmConfigError(f"[vdsm] {what} {paths}: {e.reason or e}") from None
+        except OSError as e:
+            raise VdsmConfigError(f"[vdsm] {what}: {e}") from None
