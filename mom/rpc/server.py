@@ -12,9 +12,10 @@ mode 0600. It must also survive bad clients:
   connection (slow or idle clients are cut off); headers are limited to
   MAX_HEADER bytes and bodies to MAX_BODY (1 MiB): a bigger one gets HTTP 413
   as soon as its Content-Length (or its bytes) say so.
-- Bodies with a DOCTYPE or an ENTITY declaration are refused with an XML-RPC
-  fault before any parsing, so no entity is ever expanded; malformed XML gets
-  a fault from the parser.
+- Bodies with a DOCTYPE or an ENTITY declaration (or in an encoding that
+  could hide one: UTF-16/32, EBCDIC...) are refused with an XML-RPC fault
+  before any parsing, so no entity is ever expanded; malformed XML gets a
+  fault from the parser.
 - At most MAX_CONNECTIONS connections are open at once; more are closed at
   once rather than queued without bound.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import selectors
 import socket
 import stat
@@ -83,10 +85,27 @@ def dumps_response(value: Any) -> bytes:
             + "</methodResponse>\n").encode("utf-8", "xmlcharrefreplace")
 
 
-def _refused_markup(body: bytes) -> bool:
-    """True when the body declares a DTD or entities (never needed by XML-RPC)."""
+_XML_DECL = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_ENCODINGS = {b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1"}
+
+
+def _refused_markup(body: bytes) -> str | None:
+    """Why the body is refused before parsing, or None.
+
+    XML-RPC never needs a DTD or entities, so any DOCTYPE or ENTITY declaration
+    is refused outright (no entity is ever expanded). So that the check cannot
+    be dodged, the body must be in an ASCII-compatible encoding: no NUL bytes
+    (UTF-16/32) and no encoding declaration other than UTF-8, ASCII or Latin-1.
+    """
+    if b"\x00" in body or body.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "only UTF-8, ASCII or Latin-1 requests are accepted"
+    m = _XML_DECL.match(body[:512])
+    if m and m.group(1).lower() not in _ENCODINGS:
+        return "only UTF-8, ASCII or Latin-1 requests are accepted"
     low = body.lower()
-    return b"<!doctype" in low or b"<!entity" in low
+    if b"<!doctype" in low or b"<!entity" in low:
+        return "DOCTYPE and ENTITY declarations are refused"
+    return None
 
 
 class Dispatcher:
@@ -103,8 +122,9 @@ class Dispatcher:
         return sorted(self.methods)
 
     def dispatch(self, body: bytes) -> bytes:
-        if _refused_markup(body):
-            return dumps_response(xmlrpc.client.Fault(FAULT_REFUSED, "DOCTYPE and ENTITY declarations are refused"))
+        refused = _refused_markup(body)
+        if refused:
+            return dumps_response(xmlrpc.client.Fault(FAULT_REFUSED, refused))
         try:
             params, name = xmlrpc.client.loads(body, use_builtin_types=True)
         except (ExpatError, ValueError, TypeError, IndexError, KeyError, xmlrpc.client.ResponseError) as e:
