@@ -134,14 +134,18 @@ class Compiler:
             raise PolicyError(f"operator {name!r} used as a value", at.pos)
         if "." in name:
             obj_name, attr = self.split_dotted(node)
-            lookup = self.variable(obj_name, at)
+            fast = attr != "io_tune"  # io_tune entries are wrapped on first read: the slow path
 
             def read(V: dict, S: dict) -> Any:
-                obj = lookup(V, S)
-                if type(obj) is Entity:
-                    latest = obj.latest
-                    if attr in latest:
-                        return latest[attr]
+                try:
+                    obj = V[obj_name]
+                except KeyError:
+                    raise PolicyError(f"undefined variable {obj_name!r}", at.pos) from None
+                if fast and type(obj) is Entity:
+                    try:
+                        return obj.latest[attr]
+                    except KeyError:
+                        pass
                 try:
                     return read_field(obj, attr)
                 except RuntimeFault as e:
@@ -314,8 +318,24 @@ class Compiler:
             raise PolicyError(f"{mname} takes {n} argument{'s' if n != 1 else ''}, got {len(args)}", node.pos)
         owner = Entity if mname in ENTITY_METHODS else IoTuneEntry
         func = getattr(owner, mname)
-        lookup = self.variable(obj_name, at)
         fs = [self.compile(a) for a in args]
+        if n == 1:
+            (a,) = fs
+
+            def mcall1(V: dict, S: dict) -> Any:
+                try:
+                    obj = V[obj_name]
+                except KeyError:
+                    raise PolicyError(f"undefined variable {obj_name!r}", at.pos) from None
+                x = a(V, S)
+                if type(obj) is not owner:
+                    raise PolicyError(f"{type_name(obj)} has no method {mname!r}", at.pos)
+                try:
+                    return func(obj, x)
+                except _ERRORS as e:
+                    raise _fault(at.pos, mname, (x,), e) from None
+            return mcall1
+        lookup = self.variable(obj_name, at)
 
         def mcall(V: dict, S: dict) -> Any:
             obj = lookup(V, S)
@@ -347,8 +367,9 @@ class Compiler:
             m.depth += 1
             F: dict = {}
             try:
-                for p, f in zip(params, fs):
-                    v = f(V, F)  # in the new scope: a later argument sees earlier parameters
+                for i in range(nargs):
+                    v = fs[i](V, F)  # in the new scope: a later argument sees earlier parameters
+                    p = params[i]
                     if p not in F:
                         F[p] = V.get(p, UNBOUND)
                         V[p] = v
@@ -393,5 +414,23 @@ def make(fn, name, a, b, at):
     return scope["make"]
 
 
+def _make_guarded(op: str, guarded: Callable[[Any, Any], Any]) -> Callable[..., Closure]:
+    """+ and *: inline for floats (most policy arithmetic), the size-guarded function otherwise."""
+    def make(fn: Any, name: str, a: Closure, b: Closure, at: Node) -> Closure:
+        def op_(V: dict, S: dict) -> Any:
+            x = a(V, S)
+            y = b(V, S)
+            try:
+                if type(x) is float or type(y) is float:
+                    return x * y if op == "*" else x + y
+                return guarded(x, y)
+            except _ERRORS as e:
+                raise _fault(at.pos, name, (x, y), e) from None
+        return op_
+    return make
+
+
 # Operators that cannot blow up in size are inlined; +, * and << keep their guards.
 _BINARY = {op: _make_inline(op) for op in ("-", "/", "<", ">", "<=", ">=", "==", "!=", ">>")}
+_BINARY["+"] = _make_guarded("+", BUILTINS["+"][0])
+_BINARY["*"] = _make_guarded("*", BUILTINS["*"][0])

@@ -83,7 +83,7 @@ class CompiledPolicy:
         for i, g in enumerate(guests):
             name = str(g.properties.get("name", f"guest-{i}"))
             controls = dict(g.controls)
-            changed = [e.to_json() for e in g.io_entries if e.changed]
+            changed = g.changed_io_tune()
             if changed:
                 controls["io_tune"] = changed
             if controls:

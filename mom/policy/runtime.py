@@ -7,7 +7,6 @@ functions (BUILTINS); it never reaches a Python attribute.
 
 from __future__ import annotations
 
-import copy
 import logging
 import operator
 from typing import Any, Callable
@@ -30,37 +29,46 @@ class Entity:
     to its newest value, nil when the newest row lacks it.
     """
 
-    __slots__ = ("kind", "label", "properties", "rows", "latest", "controls", "variables", "io_entries", "_avgs")
+    __slots__ = ("kind", "properties", "rows", "latest", "controls", "variables", "io_entries", "_avgs")
 
     def __init__(self, kind: str, properties: dict[str, Any], rows: list[dict[str, Any]],
                  variables: dict[str, Any] | None = None) -> None:
         self.kind = kind  # "Host" or "Guest"
         self.properties = properties
-        self.label = kind if kind == "Host" else f"guest {properties.get('name', '?')!s}"
         self.rows = rows
         latest: dict[str, Any] = dict(rows[-1]) if rows else {}
+        keys = latest.keys()
         for row in rows:
-            if row.keys() != latest.keys():  # rare: a field missing from some rows
+            if not row.keys() <= keys:  # rare: a field the newest row lacks
                 for key in row:
                     latest.setdefault(key, None)
-        self.io_entries: list[IoTuneEntry] = []
-        tunes = latest.get("io_tune")
-        if isinstance(tunes, list):
-            self.io_entries = [IoTuneEntry(t) for t in tunes if isinstance(t, dict)]
-            latest["io_tune"] = self.io_entries
         self.latest = latest
+        self.io_entries: list[IoTuneEntry] | None = None  # made when the policy first reads io_tune
         self.controls: dict[str, Any] = {}
-        self.variables = dict(variables or {})
+        self.variables = dict(variables) if variables else {}
         self._avgs: dict[str, float] = {}
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.kind == "Host" else f"guest {self.properties.get('name', '?')!s}"
 
     def __repr__(self) -> str:
         return self.label
 
     def field(self, name: str) -> Any:
         try:
-            return self.latest[name]
+            value = self.latest[name]
         except KeyError:
             raise RuntimeFault(f"{self.label} has no statistic {name!r}") from None
+        if name == "io_tune" and self.io_entries is None and isinstance(value, list):
+            # Wrapped on first use, so guests whose io_tune no policy reads cost nothing.
+            self.io_entries = [IoTuneEntry(t) for t in value if isinstance(t, dict)]
+            value = self.latest[name] = self.io_entries
+        return value
+
+    def changed_io_tune(self) -> list[dict[str, Any]]:
+        """The io_tune entries whose current values the policy changed."""
+        return [e.to_json() for e in self.io_entries or () if e.changed]
 
     # -- methods a policy may call --------------------------------------------
     def Stat(self, name: str) -> Any:
@@ -147,7 +155,9 @@ class IoTuneEntry:
         return self.fields["current"] != self.original
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy(self.fields)
+        f = self.fields
+        return {"name": f["name"], "path": f["path"], "guaranteed": dict(f["guaranteed"]),
+                "maximum": dict(f["maximum"]), "current": dict(f["current"])}
 
     def _setter(key: str) -> Callable[["IoTuneEntry", Any], None]:  # type: ignore[misc]
         def set_value(self: "IoTuneEntry", value: Any) -> None:
