@@ -163,10 +163,13 @@ class VdsmInterface(HypervisorInterface):
         self._stats_lock = threading.Lock()
         self._stats: dict[str, dict[str, Any]] = {}
         self._stats_time: float | None = None
+        self._epoch = 0  # connections so far; caches from an earlier one are stale
+        self._stats_epoch = -1
         self._io_lock = threading.Lock()
         self._io: dict[str, Any] = {}
         self._io_time: float | None = None
         self._io_tried: float | None = None
+        self._io_epoch = -1
         self._logged_errors: set[tuple[str, str]] = set()
         self._errors_lock = threading.Lock()
 
@@ -206,12 +209,10 @@ class VdsmInterface(HypervisorInterface):
             raise HypervisorError(str(e)) from None
 
     def _connected(self) -> None:
-        """After a (re)connection: vdsm may have restarted, so the caches are stale."""
-        with self._stats_lock:
-            self._stats_time = None
-        with self._io_lock:
-            self._io_time = None
-            self._io_tried = None
+        """On each (re)connection, before calls go out on it: vdsm may have
+        restarted, so the caches are stale. Takes no lock (a caller may hold one
+        while it waits for this connection)."""
+        self._epoch += 1
 
     # -- bulk statistics -----------------------------------------------------------------
     def all_vm_stats(self, max_age: float | None = None) -> dict[str, dict[str, Any]]:
@@ -219,24 +220,31 @@ class VdsmInterface(HypervisorInterface):
         max_age = self.stats_max_age if max_age is None else max_age
         with self._stats_lock:
             now = time.monotonic()
-            if self._stats_time is not None and now - self._stats_time <= max_age:
+            if self._stats_time is not None and now - self._stats_time <= max_age \
+                    and self._stats_epoch == self._epoch:
                 return self._stats
             result = self._call("Host.getAllVmStats", {})
+            epoch = self._epoch  # after the call: the first call is what opens the connection
             if not isinstance(result, list):
                 raise HypervisorError(f"vdsm Host.getAllVmStats: expected a list, got {type(result).__name__}")
             self._stats = {str(vm["vmId"]): vm for vm in result if isinstance(vm, dict) and vm.get("vmId")}
             self._stats_time = time.monotonic()
+            self._stats_epoch = epoch
             return self._stats
 
     def _io_policies(self, wanted: Iterable[str]) -> dict[str, Any]:
         with self._io_lock:
             now = time.monotonic()
+            if self._io_epoch != self._epoch:  # a new connection: vdsm may have restarted
+                self._io_time = self._io_tried = None
             fresh = self._io_time is not None and now - self._io_time <= self.io_tune_max_age
             missing = any(uuid not in self._io for uuid in wanted)
             may_retry = self._io_tried is None or now - self._io_tried >= IO_TUNE_RETRY
             if (not fresh or missing) and may_retry:
                 self._io_tried = now
+                self._io_epoch = self._epoch  # a failure counts for this connection too
                 result = self._call("Host.getAllVmIoTunePolicies", {})
+                self._io_epoch = self._epoch
                 if not isinstance(result, dict):
                     raise HypervisorError("vdsm Host.getAllVmIoTunePolicies: expected a map, "
                                           f"got {type(result).__name__}")

@@ -41,9 +41,9 @@ HEARTBEAT_MS = 5000  # both ways; vdsm mirrors the wish, so a silent or half-clo
 
 # stomp.py builds its TLS context from ``ssl_version``. ssl.PROTOCOL_TLS gives a
 # context that verifies the peer against the CA (stomp.py sets CERT_REQUIRED)
-# without matching a host name, as vdsm's own client does; Python flags that
-# constant as deprecated, which is not news for momd's log.
-warnings.filterwarnings("ignore", message="ssl.PROTOCOL_TLS is deprecated", category=DeprecationWarning)
+# without matching a host name, as vdsm's own client does. (PROTOCOL_TLS_CLIENT
+# would insist on the host name, which an oVirt host's certificate does not
+# give for 127.0.0.1.)
 
 
 class VdsmError(Exception):
@@ -107,8 +107,8 @@ def describe_error(error: BaseException | None, ca_path: str, cert_path: str) ->
     if error is None:
         return "connection failed"
     if isinstance(error, ssl.SSLCertVerificationError):
-        return (f"TLS: vdsm's certificate was refused: {error.verify_message or error.reason} "
-                f"(checked against ca-cert-file {ca_path})")
+        return (f"TLS: vdsm's certificate refused (certificate verify failed: "
+                f"{error.verify_message or error.reason}; checked against ca-cert-file {ca_path})")
     if isinstance(error, ssl.SSLError):
         reason = error.reason or str(error)
         if "CERTIFICATE" in str(reason).upper() or "UNKNOWN_CA" in str(reason).upper():
@@ -216,6 +216,11 @@ class VdsmClient:
     def connected(self) -> bool:
         return self._up.is_set()
 
+    @property
+    def down_message(self) -> str:
+        """One message for the whole outage: callers log each distinct message once."""
+        return f"no connection to vdsm at {self.where} (reconnecting in the background)"
+
     def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Call a vdsm method with named params; return its result.
 
@@ -226,8 +231,7 @@ class VdsmClient:
         with self._lock:
             conn, gen = self._conn, self._gen
             if conn is None or not self._up.is_set():
-                # One message for the whole outage (callers log each distinct message once).
-                raise VdsmUnavailable(f"no connection to vdsm at {self.where} (reconnecting in the background)")
+                raise VdsmUnavailable(self.down_message)
         return self._call_on(conn, gen, method, params or {}, timeout)
 
     def close(self) -> None:
@@ -250,7 +254,7 @@ class VdsmClient:
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
         with self._lock:
             if gen != self._gen:
-                raise VdsmUnavailable(f"the connection to vdsm at {self.where} was lost")
+                raise VdsmUnavailable(self.down_message)
             self._pending[rid] = pending
         try:
             conn.send(destination=REQUEST_QUEUE, body=body, content_type="application/json",
@@ -258,8 +262,8 @@ class VdsmClient:
         except (StompException, OSError, AttributeError, ValueError) as e:
             with self._lock:
                 self._pending.pop(rid, None)
-            raise VdsmUnavailable(f"cannot send {method} to vdsm at {self.where}: "
-                                  f"{e or type(e).__name__}") from None
+            log.debug("cannot send %s to vdsm at %s: %s", method, self.where, e or type(e).__name__)
+            raise VdsmUnavailable(self.down_message) from None
         wait = self.timeout if timeout is None else timeout
         if not pending.event.wait(wait):
             with self._lock:
@@ -269,7 +273,8 @@ class VdsmClient:
             self._abandon(gen, f"{method} got no answer within {wait:g} s")
             raise VdsmTimeout(f"vdsm at {self.where} did not answer {method} within {wait:g} s")
         if pending.lost or pending.response is None:
-            raise VdsmUnavailable(f"the connection to vdsm at {self.where} was lost during {method}")
+            log.debug("the connection to vdsm at %s was lost during %s", self.where, method)
+            raise VdsmUnavailable(self.down_message)
         response = pending.response
         error = response.get("error")
         if error is not None:
@@ -395,11 +400,6 @@ class VdsmClient:
                 log.info("connected to vdsm at %s again after %.1f s", self.where, took)
             else:
                 log.info("connected to vdsm at %s", self.where)
-            if self.on_connect is not None:
-                try:
-                    self.on_connect()
-                except Exception:  # noqa: BLE001 - a callback bug must not stop reconnecting
-                    log.exception("vdsm on_connect callback failed")
 
     def _connect_once(self) -> None:
         """Open one connection: TCP, TLS, CONNECT, SUBSCRIBE, then Host.ping2. Raises VdsmError."""
@@ -418,7 +418,12 @@ class VdsmClient:
         _STOMP_FILTER.local.connect_error = None
         started = time.monotonic()
         try:
-            conn.connect(wait=False, with_connect_command=True)
+            with warnings.catch_warnings():
+                # stomp.py builds its context from ssl.PROTOCOL_TLS (see set_ssl above),
+                # which Python flags as deprecated: not news for momd's log.
+                warnings.filterwarnings("ignore", message="ssl.PROTOCOL_TLS is deprecated",
+                                        category=DeprecationWarning)
+                conn.connect(wait=False, with_connect_command=True)
         except StompException:
             raise VdsmUnavailable(describe_error(_STOMP_FILTER.local.connect_error, self.ca_path,
                                                  self.cert_path)) from None
@@ -462,7 +467,13 @@ class VdsmClient:
                     self._conn = None
                     self._gen += 1
             self._drop(conn)
-            raise VdsmUnavailable(self._closed_reason(started) if listener.closed.is_set() else str(e)) from None
+            raise VdsmUnavailable(self._closed_reason(started) if listener.closed.is_set()
+                                  else f"Host.ping2: {e}") from None
+        if self.on_connect is not None:
+            try:
+                self.on_connect()  # before calls can go out on the new connection
+            except Exception:  # noqa: BLE001 - a callback bug must not stop reconnecting
+                log.exception("vdsm on_connect callback failed")
         with self._lock:
             if gen != self._gen or self._closed:
                 raise VdsmUnavailable("connection lost right after it was opened")
@@ -471,28 +482,30 @@ class VdsmClient:
 
     def _closed_reason(self, since: float) -> str:
         problem = _STOMP_FILTER.last_problem
-        detail = f": {problem[1]}" if problem is not None and problem[0] >= since else ""
-        hint = ""
-        if detail and ("certificate" in detail.lower() or "alert" in detail.lower()):
-            hint = f" (does vdsm trust MOM's certificate, cert-file {self.cert_path}?)"
-        return f"vdsm closed the connection during the STOMP handshake{detail}{hint}"
+        detail = f" ({problem[1]})" if problem is not None and problem[0] >= since else ""
+        # Right after the TLS handshake, the usual reason is vdsm refusing our certificate.
+        return (f"vdsm closed the connection before the STOMP handshake completed{detail}; "
+                f"does vdsm trust MOM's certificate (cert-file {self.cert_path})?")
 
     # -- files ------------------------------------------------------------------------------
     def _check_files(self) -> None:
         """Load key, certificate and CA once, so a wrong path or a key that does not
         match its certificate is a start-up error, not an endless retry."""
+        for what, path in (("ca-cert-file", self.ca_path), ("cert-file", self.cert_path),
+                           ("key-file", self.key_path)):
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as e:
+                raise VdsmConfigError(f"[vdsm] {what} {path}: {e.strerror or e}") from None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        what = "ca-cert-file"
         try:
             ctx.load_verify_locations(self.ca_path)
-            what = "cert-file/key-file"
+        except (ssl.SSLError, OSError) as e:
+            raise VdsmConfigError(f"[vdsm] ca-cert-file {self.ca_path}: "
+                                  f"{getattr(e, 'reason', None) or e}") from None
+        try:
             ctx.load_cert_chain(self.cert_path, self.key_path)
-        except FileNotFoundError as e:
-            raise VdsmConfigError(f"[vdsm] {what}: {e.filename or ''}: {e.strerror}") from None
-        except PermissionError as e:
-            raise VdsmConfigError(f"[vdsm] {what}: {e.filename or ''}: {e.strerror}") from None
-        except ssl.SSLError as e:
-            paths = self.ca_path if what == "ca-cert-file" else f"{self.cert_path}, {self.key_path}"
-            raise VdsmConfigError(f"[vdsm] {what} {paths}: {e.reason or e}") from None
-        except OSError as e:
-            raise VdsmConfigError(f"[vdsm] {what}: {e}") from None
+        except (ssl.SSLError, OSError) as e:
+            raise VdsmConfigError(f"[vdsm] cert-file/key-file {self.cert_path}, {self.key_path}: "
+                                  f"{getattr(e, 'reason', None) or e}") from None

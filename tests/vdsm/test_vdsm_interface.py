@@ -1,0 +1,269 @@
+"""VdsmInterface and VdsmClient in-process against the vdsm double (real TLS,
+real STOMP): field mapping, caching, errors, connection loss and TLS refusal."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from mom.daemon.config import load_config
+from mom.hypervisors import interface_class
+from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError
+from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
+from mom.hypervisors.vdsm_client import VdsmClient, VdsmConfigError
+from tests.vdsm.certs import CertSet, make_cert_set
+from tests.vdsm.conftest import free_port
+from tests.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
+
+ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
+
+
+def make_client(certs: CertSet, port: int, **kw: Any) -> VdsmClient:
+    kw.setdefault("timeout", 2.0)
+    return VdsmClient("127.0.0.1", port, str(certs.client_key), str(certs.client_cert), str(certs.ca_cert), **kw)
+
+
+@pytest.fixture
+def iface_factory(certs: CertSet) -> Iterator[Any]:
+    made: list[VdsmInterface] = []
+
+    def make(port: int, stats_max_age: float = 5.0, **kw: Any) -> VdsmInterface:
+        client = make_client(certs, port, **kw)
+        iface = VdsmInterface(client, stats_max_age=stats_max_age)
+        client.on_connect = iface._connected
+        made.append(iface)
+        return iface
+
+    yield make
+    for i in made:
+        i.close()
+
+
+def test_names_and_config_aliases(tmp_path: Path, certs: CertSet) -> None:
+    assert interface_class("vdsm") is VdsmInterface and VdsmInterface.bulk
+    for alias in ("vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient"):
+        conf = tmp_path / f"{alias}.conf"
+        conf.write_text(f"[main]\nhypervisor-interface: {alias}\n[vdsm]\npki-dir: {certs.pki_dir}\nport: 1234\n")
+        cfg = load_config(str(conf))
+        assert interface_class(cfg.main.hypervisor_interface) is VdsmInterface
+        iface = VdsmInterface.from_config(cfg)
+        try:
+            assert (iface.client.host, iface.client.port) == ("127.0.0.1", 1234)
+            assert iface.client.cert_path == str(certs.client_cert)
+            assert not iface.client.connected  # nothing is dialled before the first call
+        finally:
+            iface.close()
+
+
+def test_bad_pki_is_a_startup_error(tmp_path: Path, certs: CertSet) -> None:
+    from mom.daemon.daemon import DaemonError
+    conf = tmp_path / "mom.conf"
+    conf.write_text(f"[main]\nhypervisor-interface: vdsm\n[vdsm]\npki-dir: {tmp_path / 'nowhere'}\n")
+    with pytest.raises(DaemonError, match=r"\[vdsm\] ca-cert-file .*nowhere/certs/cacert.pem: No such file"):
+        VdsmInterface.from_config(load_config(str(conf)))
+    # A key that does not belong to the certificate.
+    other = make_cert_set(tmp_path / "other")
+    (certs.pki_dir / "keys" / "vdsmkey.pem").write_bytes(other.client_key.read_bytes())
+    with pytest.raises(VdsmConfigError, match=r"cert-file/key-file .*KEY_VALUES_MISMATCH"):
+        make_client(certs, 1)
+
+
+def test_mapping_and_only_up_guests(double_factory, iface_factory) -> None:
+    disk = Disk("vda", "/dev/vda", guaranteed={k: 1 for k in IO_KEYS}, maximum={k: 1000 for k in IO_KEYS},
+                current={k: 7 for k in IO_KEYS})
+    guests = [
+        Guest("u-1", "one", pid=321, majflt=5, pageflt=505, swap_total=2048, swap_usage=1024,
+              vcpu_user_limit=40, vcpu_quota=25000, vcpu_period=100000, vcpu_count=3, disks=[disk]),
+        Guest("u-2", "noagent", mem_usage=0),
+        Guest("u-3", "down", status="Down"),
+        Guest("u-4", "migrating", status="Migration Source"),
+    ]
+    double = double_factory(guests).start()
+    iface = iface_factory(double.port)
+    listed = iface.list_guests()
+    assert listed == [GuestInfo("u-1", "one", 321), GuestInfo("u-2", "noagent", None)]
+    data = iface.collect_all(listed + [GuestInfo("u-3", "down")], ALL)
+    assert set(data) == {"u-1", "u-2"}  # a guest that is not Up is left out
+    one = data["u-1"]
+    assert one.memory == {"mem_available": 4194304, "mem_unused": 2097152, "mem_free": 2359296,
+                          "major_fault": 5, "minor_fault": 500, "swap_in": 0, "swap_out": 0,
+                          "swap_total": 2048, "swap_usage": 1024}
+    assert one.balloon == {"balloon_cur": 4194304, "balloon_max": 4194304, "balloon_min": 1048576}
+    assert one.cpu_tune == {"vcpu_user_limit": 40, "vcpu_quota": 25000, "vcpu_period": 100000, "vcpu_count": 3}
+    assert one.io_tune == [{"name": "vda", "path": "/dev/vda", "guaranteed": {k: 1 for k in IO_KEYS},
+                            "maximum": {k: 1000 for k in IO_KEYS}, "current": {k: 7 for k in IO_KEYS}}]
+    assert one.errors == {}
+    noagent = data["u-2"]
+    assert noagent.memory is None and "guest agent is not active" in noagent.errors["memory"]
+    assert noagent.balloon is not None and noagent.io_tune is None
+    # Everything above cost one bulk stats call and one IO policy call.
+    assert double.methods().count("Host.getAllVmStats") == 1
+    assert double.methods().count("Host.getAllVmIoTunePolicies") == 1
+
+
+def test_io_tune_matching() -> None:
+    """Policies meet their device's current limits by path, by name when a path
+    is missing; a policy for a device without current limits is left out."""
+    entry = {
+        "policy": [{"name": "vda", "path": "/p/a", "guaranteed": {"total_iops_sec": 1}, "maximum": {"total_iops_sec": 9}},
+                   {"name": "vdb", "path": None, "guaranteed": {}, "maximum": {"read_iops_sec": 5}},
+                   {"name": "vdc", "path": "/p/c", "guaranteed": {}, "maximum": {}}],
+        "current_values": [{"name": "vdb", "path": "/p/b", "ioTune": {"read_iops_sec": 2}},
+                           {"name": "other-name", "path": "/p/a", "ioTune": {"total_iops_sec": 3}}],
+    }
+    assert io_tune_section(entry) == [
+        {"name": "other-name", "path": "/p/a", "guaranteed": {"total_iops_sec": 1},
+         "maximum": {"total_iops_sec": 9}, "current": {"total_iops_sec": 3}},
+        {"name": "vdb", "path": "/p/b", "guaranteed": {}, "maximum": {"read_iops_sec": 5},
+         "current": {"read_iops_sec": 2}},
+    ]
+    assert io_tune_section({"policy": [], "current_values": []}) is None
+    assert io_tune_section(None) is None
+
+
+def test_stats_cache_and_refresh(double_factory, iface_factory) -> None:
+    double = double_factory().start()
+    iface = iface_factory(double.port, stats_max_age=0.3)
+    for _ in range(3):  # one round: discovery, host KSM, refresh, collect_all
+        guests = iface.list_guests()
+        iface.list_guests()
+        iface.refresh()
+        iface.collect_all(guests, ALL)
+        time.sleep(0.35)
+    assert double.methods().count("Host.getAllVmStats") == 3
+    assert double.methods().count("Host.getAllVmIoTunePolicies") == 1  # cached for 300 s
+
+
+def test_control_calls_use_vdsm_names(double_factory, iface_factory) -> None:
+    double = double_factory().start()
+    iface = iface_factory(double.port)
+    g = iface.list_guests()[0]
+    iface.set_balloon_target(g, 3_000_000.7)  # type: ignore[arg-type]
+    iface.set_cpu_tune(g, quota=50000)  # period unchanged: not sent
+    iface.set_cpu_tune(g, period=200000)
+    iface.set_ksm_tune({"run": 1, "pages_to_scan": 100})
+    tunes = [{"name": "vda", "path": "/rhev/data-center/mnt/disk-a", "current": {"total_iops_sec": 300}}]
+    iface.set_io_tune(g, tunes)
+    sent = [(c.method, c.params) for c in double.calls if c.method not in ("Host.ping2", "Host.getAllVmStats")]
+    assert sent == [
+        ("VM.setBalloonTarget", {"vmID": g.uuid, "target": 3_000_000}),
+        ("VM.setCpuTuneQuota", {"vmID": g.uuid, "quota": 50000}),
+        ("VM.setCpuTunePeriod", {"vmID": g.uuid, "period": 200000}),
+        ("Host.setKsmTune", {"tuningParams": {"run": 1, "pages_to_scan": 100}}),
+        ("VM.setIoTune", {"vmID": g.uuid, "tunables": [{"name": "vda", "path": "/rhev/data-center/mnt/disk-a",
+                                                         "ioTune": {"total_iops_sec": 300}}]}),
+    ]
+    # The IO limits vdsm accepted show in the next collection without another policy fetch.
+    data = iface.collect_all([g], {"io_tune"})
+    assert data[g.uuid].io_tune[0]["current"]["total_iops_sec"] == 300
+    assert double.methods().count("Host.getAllVmIoTunePolicies") == 1
+    with pytest.raises(HypervisorError, match="unknown KSM tunable"):
+        iface.set_ksm_tune({"bogus": 1})
+
+
+def test_error_replies_logged_once(double_factory, iface_factory, caplog) -> None:
+    double = double_factory().start()
+    iface = iface_factory(double.port)
+    g = iface.list_guests()[0]
+    double.fail("VM.setBalloonTarget", "Balloon operation is not available", code=53)
+    caplog.set_level(logging.WARNING, logger="mom.vdsm")
+    for _ in range(4):
+        with pytest.raises(HypervisorError, match=r"VM.setBalloonTarget: Balloon operation is not available \(code 53\)"):
+            iface.set_balloon_target(g, 1000)
+    double.fail("VM.setBalloonTarget", "Another message", code=53)
+    with pytest.raises(HypervisorError):
+        iface.set_balloon_target(g, 1000)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mom.vdsm"]
+    assert lines == ["vdsm answered VM.setBalloonTarget with an error: Balloon operation is not available (code 53)",
+                     "vdsm answered VM.setBalloonTarget with an error: Another message (code 53)"]
+    # vdsm's "no such VM" is GuestGone; the connection is fine afterwards.
+    with pytest.raises(GuestGone):
+        iface.set_cpu_tune(GuestInfo("no-such-vm", "ghost"), quota=1000)
+    assert iface.list_guests()
+
+
+def test_fails_fast_while_down_then_reconnects(double_factory, iface_factory, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="mom.vdsm")
+    double = double_factory().start()
+    iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=1000, backoff_initial=0.2)
+    assert iface.list_guests()
+    double.stop()
+    deadline = time.monotonic() + 5
+    while iface.client.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    for _ in range(5):
+        with pytest.raises(HypervisorError, match=r"no connection to vdsm at 127.0.0.1:\d+ \(reconnecting in the background\)"):
+            iface.list_guests()
+    assert time.monotonic() - t0 < 0.5  # no waiting on a dead connection
+    time.sleep(1.0)
+    double.start()
+    deadline = time.monotonic() + 10
+    while not iface.client.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [g.name for g in iface.list_guests()] == ["vm-limited", "vm-free", "vm-noagent"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "mom.vdsm"]
+    assert len(warnings) == 1 and warnings[0].startswith("lost the connection to vdsm"), warnings
+    # Back-off between the attempts while vdsm was down: each wait longer than the last.
+    waits = [float(r.getMessage().rsplit("next attempt in ", 1)[1].split()[0])
+             for r in caplog.records if "next attempt in" in r.getMessage()]
+    assert waits and waits == sorted(waits) and waits[-1] > waits[0], waits
+
+
+def test_graceful_close_is_noticed_by_heartbeats(double_factory, iface_factory) -> None:
+    """A vdsm that closes the TLS session cleanly (close_notify) is noticed through
+    the missing heart-beats, and MOM reconnects."""
+    double = double_factory().start()
+    iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=1000, backoff_initial=0.2)
+    assert iface.list_guests()
+    double.stop(graceful=True)
+    double.start()
+    deadline = time.monotonic() + 10
+    while len(double.connects) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(double.connects) == 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            assert iface.list_guests()
+            break
+        except HypervisorError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("no working connection after vdsm's restart")
+    assert double.connects[0]["heart-beat"] == "1000,1000"
+
+
+def test_client_certificate_refused_by_vdsm(tmp_path: Path, certs: CertSet, caplog) -> None:
+    """vdsm does not trust MOM's certificate: a clear error, no calls."""
+    other = make_cert_set(tmp_path / "other", ca_cn="vdsm's other CA")
+    double = VdsmDouble(ca_cert=other.ca_cert, server_cert=certs.server_cert, server_key=certs.server_key,
+                        guests=[Guest("u-1", "one")]).start()
+    caplog.set_level(logging.WARNING, logger="mom.vdsm")
+    client = make_client(certs, double.port, backoff_initial=0.2)
+    try:
+        with pytest.raises(Exception, match="no connection to vdsm"):
+            client.call("Host.ping2")
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = caplog.records[0].getMessage()
+        assert line.startswith(f"cannot connect to vdsm at 127.0.0.1:{double.port}: ")
+        assert "certificate" in line.lower() and str(certs.client_cert) in line, line
+        assert double.calls == [] and double.tls_failures
+    finally:
+        client.close()
+        double.stop()
+
+
+def test_close_is_prompt_while_retrying(certs: CertSet) -> None:
+    client = make_client(certs, free_port(), backoff_initial=5.0)
+    client.start(wait=0.3)
+    assert not client.connected
+    t0 = time.monotonic()
+    client.close()
+    assert time.monotonic() - t0 < 1.0
