@@ -48,6 +48,7 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
 import libvirt
@@ -136,7 +137,13 @@ class _EventLoop:
 # --- the interface ----------------------------------------------------------------------
 
 def default_pid_dir(uri: str) -> str | None:
-    """Where libvirt's QEMU driver keeps NAME.pid for ``uri`` (None: no local pid file)."""
+    """Where libvirt's QEMU driver keeps NAME.pid for ``uri`` (None: no local pid file).
+
+    A ``socket=DIR/libvirt-sock`` parameter names libvirtd's run directory: DIR/qemu."""
+    parsed = urllib.parse.urlsplit(uri)
+    socket_path = urllib.parse.parse_qs(parsed.query).get("socket")
+    if parsed.scheme in ("qemu", "qemu+unix") and not parsed.hostname and socket_path:
+        return os.path.join(os.path.dirname(socket_path[0]), "qemu")
     if uri.startswith("qemu:///system") or uri.startswith("qemu+unix:///system"):
         return "/run/libvirt/qemu"
     if uri.startswith("qemu:///session") or uri.startswith("qemu+unix:///session"):

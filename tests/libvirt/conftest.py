@@ -1,0 +1,38 @@
+"""Fixtures of the libvirt tests: libvirt's test driver (in process) and, for the
+end-to-end test, a private libvirtd with a tiny real QEMU guest.
+
+The tests need libvirt-python (``./setup.sh --test`` installs it); the
+end-to-end test also needs root, libvirtd, QEMU and busybox-static (the same
+set-up installs them as root on Debian). They skip, saying why, only where
+that is impossible.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+NO_BINDING = ("libvirt-python is not installed (./setup.sh --test installs it; it builds against "
+              "libvirt-dev with pkg-config and gcc)")
+
+
+@pytest.fixture
+def iface_factory() -> Iterator:
+    """Make LibvirtHypervisor instances that are closed at teardown."""
+    from mom.hypervisors.libvirt import LibvirtHypervisor
+
+    made = []
+
+    def make(uri: str = "test:///default", **kwargs):  # type: ignore[no-untyped-def]
+        h = LibvirtHypervisor(uri, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
