@@ -50,3 +50,93 @@ def node_file(path: Path, count: int, **kwargs: object) -> str:
 </node>
 """)
     return f"test://{path.resolve()}"
+
+
+# --- fault injection -----------------------------------------------------------------------------
+
+def lv_error(code: int, message: str = "injected", domain: int | None = None):  # type: ignore[no-untyped-def]
+    """A libvirtError with the given code (and error domain)."""
+    import libvirt
+
+    class InjectedError(libvirt.libvirtError):
+        def __init__(self) -> None:
+            Exception.__init__(self, message)
+            self.err = (code, domain if domain is not None else libvirt.VIR_FROM_NONE, message, 2,
+                        None, None, None, 0, 0)
+    return InjectedError()
+
+
+class FaultyDomain:
+    """A virDomain whose methods named in ``faults`` raise."""
+
+    def __init__(self, dom, owner) -> None:  # type: ignore[no-untyped-def]
+        self._dom, self._owner = dom, owner
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attr = getattr(self._dom, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self._owner.check(name, self._dom.UUIDString())
+            return attr(*args, **kwargs)
+        return call
+
+
+class FaultyConnection:
+    """A libvirt connection that can be told to fail.
+
+    - ``dead = True``: every call raises a system error and isAlive() is False
+      (libvirtd went away).
+    - ``faults[(method, uuid or None)] = error``: that domain method (or
+      connection method, uuid None) raises ``error``.
+    - ``no_bulk = True``: getAllDomainStats is not supported.
+    """
+
+    def __init__(self, conn) -> None:  # type: ignore[no-untyped-def]
+        self._conn = conn
+        self.dead = False
+        self.no_bulk = False
+        self.faults: dict = {}
+        self.calls: list[str] = []
+
+    def check(self, name: str, uuid: str | None) -> None:
+        import libvirt
+
+        self.calls.append(name)
+        if self.dead and name not in ("close", "isAlive", "UUIDString", "name", "ID"):
+            raise lv_error(libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot write data: Broken pipe", libvirt.VIR_FROM_RPC)
+        if name == "getAllDomainStats" and self.no_bulk:
+            raise lv_error(libvirt.VIR_ERR_NO_SUPPORT, "this function is not supported")
+        err = self.faults.get((name, uuid))
+        if err is not None:
+            raise err
+
+    def isAlive(self) -> int:
+        return 0 if self.dead else 1
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        import libvirt
+
+        attr = getattr(self._conn, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.check(name, None)
+            value = attr(*args, **kwargs)
+            if isinstance(value, libvirt.virDomain):
+                return FaultyDomain(value, self)
+            if isinstance(value, list) and value and isinstance(value[0], libvirt.virDomain):
+                return [FaultyDomain(d, self) for d in value]
+            if isinstance(value, list) and value and isinstance(value[0], tuple):
+                return [(FaultyDomain(d, self), s) for d, s in value]
+            return value
+        return call
+
+
+def new_domain_xml(name: str, uuid: str, memory_kib: int = 524288) -> str:
+    return f"""<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
+  <memory unit='KiB'>{memory_kib}</memory><currentMemory unit='KiB'>{memory_kib}</currentMemory>
+  <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>
+  <devices><memballoon model='virtio'/></devices></domain>"""
