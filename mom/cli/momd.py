@@ -71,7 +71,7 @@ def _daemonize(pid_file: str | None) -> None:
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    os.chdir("/")
+    # No chdir("/"): relative paths in the configuration stay valid for reloads.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

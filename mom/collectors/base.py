@@ -35,6 +35,8 @@ class CollectorContext:
     hypervisor: HypervisorInterface | None = None
     interval: float = 5.0
     clock: Callable[[], float] | None = None  # seconds; monotonic or simulated
+    # The guests the engine knows (no hypervisor call); None outside the daemon.
+    guests: Callable[[], list[GuestInfo]] | None = None
 
 
 @dataclass

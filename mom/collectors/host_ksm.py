@@ -83,12 +83,15 @@ class HostKSM(Collector):
 
     # -- ksm_shareable -------------------------------------------------------
     def _shareable_kib(self) -> int:
-        if self.ctx.hypervisor is None:
+        if self.ctx.guests is not None:
+            guests = self.ctx.guests()  # the daemon's view: no hypervisor call on the scheduler thread
+        elif self.ctx.hypervisor is None:
             return 0
-        try:
-            guests = self.ctx.hypervisor.list_guests()
-        except HypervisorError as e:
-            raise CollectionError(f"HostKSM: cannot list guests for ksm_shareable: {e}") from None
+        else:
+            try:
+                guests = self.ctx.hypervisor.list_guests()
+            except HypervisorError as e:
+                raise CollectionError(f"HostKSM: cannot list guests for ksm_shareable: {e}") from None
         total = 0
         for guest in guests:
             if guest.pid is None:

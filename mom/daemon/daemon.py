@@ -43,12 +43,15 @@ def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
 
 
 class Daemon:
-    def __init__(self, config: Config, policies: PolicySet) -> None:
+    def __init__(self, config: Config, policies: PolicySet, clock: Clock | None = None) -> None:
+        """clock: the time source (default: real time, or FastClock for a sped-up simulator)."""
         self.config = config
         self.policies = policies
         main = config.main
         sim = main.hypervisor_interface == "sim"
-        self.clock: Clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
+        if clock is None:
+            clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
+        self.clock = clock
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
         if sim:  # the simulated host is seen through its own tree, unless the config names another
@@ -69,6 +72,7 @@ class Daemon:
             history_length=main.sample_history_length, call_timeout=main.hypervisor_call_timeout,
             host_collectors=config.host_collectors, guest_collectors=config.guest_collectors,
             collector_settings=config.collector_settings, controllers=main.controllers,
+            controller_settings=config.controller_settings,
             proc_root=proc_root, sys_root=sys_root)
         self.engine = Engine(settings, self.hypervisor, policies, self.clock, on_tick=self._on_tick,
                              on_sample=self.plotter.sample if self.plotter else None)

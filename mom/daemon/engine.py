@@ -48,6 +48,7 @@ class EngineSettings:
     host_collectors: tuple[str, ...] = ("HostMemory",)
     guest_collectors: tuple[str, ...] = ("GuestQemuProc", "GuestMemory")
     collector_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    controller_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     controllers: tuple[str, ...] = ("Balloon",)
     proc_root: str = "/proc"
     sys_root: str = "/sys"
@@ -104,7 +105,7 @@ class Engine:
         self.on_step: Callable[[str, float], None] | None = None  # (step, seconds) after each step, for metrics
         self.faults = FaultLog(logging.getLogger("mom.faults"))
         ctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
-                               interval=settings.host_interval, clock=self.clock.time)
+                               interval=settings.host_interval, clock=self.clock.time, guests=self.known_guests)
         gctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
                                 interval=settings.guest_interval, clock=self.clock.time)
         cs = settings.collector_settings
@@ -114,7 +115,7 @@ class Engine:
         self.guest_fields = _split_fields(self.guest_collectors)
         self.sections = set().union(*(c.sections for c in self.guest_collectors)) if self.guest_collectors else set()
         cctx = ControllerContext(hypervisor=hypervisor, sys_root=settings.sys_root, clock=self.clock.time)
-        self.controllers = [CONTROLLERS[n](cctx, {}) for n in settings.controllers]
+        self.controllers = [CONTROLLERS[n](cctx, settings.controller_settings.get(n)) for n in settings.controllers]
 
         self.host_history: collections.deque = collections.deque(maxlen=settings.history_length)
         self.host_ready = False
@@ -126,6 +127,7 @@ class Engine:
         self.last_run: dict[str, float] = {}  # component -> clock time of its last success
         self.lock = threading.RLock()  # guards the state RPC and metrics read
         self.pool = CallPool(POOL_SIZE)
+        self._inflight: dict[str, Future] = {}  # call name -> its last future
         self._event = threading.Event()
         self._stopping = False
         self._reload: Callable[[], None] | None = None
@@ -133,6 +135,11 @@ class Engine:
         listen = getattr(hypervisor, "set_change_listener", None)  # interfaces with guest start/stop events
         if listen is not None:
             listen(self.discover_soon)
+
+    def known_guests(self) -> list[GuestInfo]:
+        """The guests discovery knows, without a hypervisor call."""
+        with self.lock:
+            return [s.info for s in self.guests.values()]
 
     # -- control from outside (signals, RPC) ------------------------------------------
     def stop(self) -> None:
@@ -196,7 +203,14 @@ class Engine:
 
     def _call(self, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
         """Run a hypervisor call on the pool with the deadline; (ok, result)."""
-        future = self.pool.submit(fn)
+        previous = self._inflight.get(what)
+        if previous is not None and not previous.done():
+            # The last call is still running (hung): do not queue another behind it,
+            # or the pool fills up and stale calls (old controls) run later.
+            if not self._stopping:
+                self.faults.report(f"hypervisor {what}", "the previous call has not returned yet", "hypervisor")
+            return False, None
+        future = self._inflight[what] = self.pool.submit(fn)
         if not self._wait([future]):
             if not self._stopping:
                 self.faults.report(f"hypervisor {what}", f"no answer within {self.s.call_timeout:g} s", "hypervisor")
@@ -230,7 +244,9 @@ class Engine:
             for uuid in [u for u in self.guests if u not in seen]:
                 state = self.guests.pop(uuid)
                 log.info("guest %s (%s) is gone", state.info.name, uuid)
-                self.faults.clear_prefix(f"guest {state.info.name}")
+                self.faults.clear_prefix(f"guest {state.info.name} ")
+                for key in [k for k in self._inflight if k.endswith(f" {state.info.name}")]:
+                    del self._inflight[key]
                 for c in self.guest_collectors:
                     forget = getattr(c, "forget", None)
                     if forget:

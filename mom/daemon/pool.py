@@ -17,10 +17,18 @@ class CallPool:
     def __init__(self, workers: int, name: str = "mom-call") -> None:
         self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
-        for t in self._threads:
-            t.start()
+        self._started = False
+        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Queue a call; the threads start with the first one (so a daemon can
+        fork after building its engine: threads do not survive a fork)."""
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    for t in self._threads:
+                        t.start()
+                    self._started = True
         future: Future = Future()
         self._queue.put((future, fn, args))
         return future
@@ -40,5 +48,6 @@ class CallPool:
 
     def shutdown(self) -> None:
         """Let idle workers end; busy (hung) ones are abandoned."""
-        for _ in self._threads:
-            self._queue.put(None)
+        if self._started:
+            for _ in self._threads:
+                self._queue.put(None)

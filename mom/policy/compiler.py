@@ -13,6 +13,7 @@ they happen.
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any, Callable
 
@@ -415,14 +416,16 @@ def make(fn, name, a, b, at):
 
 
 def _make_guarded(op: str, guarded: Callable[[Any, Any], Any]) -> Callable[..., Closure]:
-    """+ and *: inline for floats (most policy arithmetic), the size-guarded function otherwise."""
+    """+ - *: inline for floats (most policy arithmetic), the size-guarded function otherwise."""
+    fast = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+
     def make(fn: Any, name: str, a: Closure, b: Closure, at: Node) -> Closure:
         def op_(V: dict, S: dict) -> Any:
             x = a(V, S)
             y = b(V, S)
             try:
                 if type(x) is float or type(y) is float:
-                    return x * y if op == "*" else x + y
+                    return fast(x, y)
                 return guarded(x, y)
             except _ERRORS as e:
                 raise _fault(at.pos, name, (x, y), e) from None
@@ -430,7 +433,7 @@ def _make_guarded(op: str, guarded: Callable[[Any, Any], Any]) -> Callable[..., 
     return make
 
 
-# Operators that cannot blow up in size are inlined; +, * and << keep their guards.
-_BINARY = {op: _make_inline(op) for op in ("-", "/", "<", ">", "<=", ">=", "==", "!=", ">>")}
-_BINARY["+"] = _make_guarded("+", BUILTINS["+"][0])
-_BINARY["*"] = _make_guarded("*", BUILTINS["*"][0])
+# Operators that cannot blow up in size are inlined; + - * and << keep their guards.
+_BINARY = {op: _make_inline(op) for op in ("/", "<", ">", "<=", ">=", "==", "!=", ">>")}
+for _op in ("+", "-", "*"):
+    _BINARY[_op] = _make_guarded(_op, BUILTINS[_op][0])

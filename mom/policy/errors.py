@@ -83,6 +83,13 @@ class PolicyError(Exception):
         if text.strip():
             out.append(f"    {text}")
             out.append("    " + " " * (self.pos.col - 1) + "^")
-        for function, pos in self.calls:
-            out.append(f"  in {function}, called at {pos}")
+        i = 0
+        while i < len(self.calls):  # runs of the same call (recursion) are shown once
+            function, pos = self.calls[i]
+            j = i
+            while j + 1 < len(self.calls) and self.calls[j + 1][0] == function and str(self.calls[j + 1][1]) == str(pos):
+                j += 1
+            times = f" ({j - i + 1} times)" if j > i else ""
+            out.append(f"  in {function}, called at {pos}{times}")
+            i = j + 1
         return "\n".join(out)

@@ -184,7 +184,8 @@ class PolicySet:
 
     def text(self) -> str:
         """All texts joined in name order; '0' when there are none (as the original)."""
-        return "\n".join(self._texts[n] for n in sorted(self._texts)) or "0"
+        texts = self._texts  # one read: a concurrent set() swaps the dict, never changes it
+        return "\n".join(texts[n] for n in sorted(texts)) or "0"
 
     def run(self, snapshot: Snapshot) -> Decisions:
         return self.compiled.run(snapshot)

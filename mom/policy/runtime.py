@@ -234,8 +234,12 @@ def _shl(x: Any, y: Any) -> Any:
     return _checked_int(x << y)
 
 
+def _sub(x: Any, y: Any) -> Any:
+    return _checked_int(x - y)
+
+
 def _add(x: Any, y: Any) -> Any:
-    r = x + y
+    r = _checked_int(x + y)
     if type(r) in (str, list) and len(r) > MAX_STRING:
         raise RuntimeFault(f"result longer than {MAX_STRING} characters")
     return r
@@ -279,7 +283,7 @@ def _debug(*args: Any) -> Any:
 # name -> (function, minimum arity, maximum arity or None for any)
 BUILTINS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
     "+": (_add, 2, 2),
-    "-": (operator.sub, 2, 2),
+    "-": (_sub, 2, 2),
     "*": (_mul, 2, 2),
     "/": (operator.truediv, 2, 2),
     "<": (operator.lt, 2, 2),

@@ -300,10 +300,15 @@ class RpcServer:
                 for key, _ in sel.select(timeout):
                     if key.data == "wake":
                         return
-                    if key.data is None:
-                        self._accept(sel, conns)
-                    else:
-                        self._read(sel, conns, key.data)
+                    try:
+                        if key.data is None:
+                            self._accept(sel, conns)
+                        else:
+                            self._read(sel, conns, key.data)
+                    except Exception:  # noqa: BLE001 - one bad connection must not end the server
+                        log.exception("RPC: dropping a connection after an unexpected error")
+                        if key.data is not None:
+                            self._drop(sel, conns, key.data, b"")
                 now = time.monotonic()
                 for c in [c for c in conns.values() if c.deadline <= now]:
                     self._drop(sel, conns, c, b"" if not c.buf else
@@ -322,10 +327,8 @@ class RpcServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("RPC: cannot accept: %s", e.strerror)
-                    return
-                raise
+                log.warning("RPC: cannot accept: %s", e.strerror or e)
+                return
             with self._open_lock:
                 full = self._open >= MAX_CONNECTIONS
                 if not full:
@@ -348,7 +351,8 @@ class RpcServer:
             sel.unregister(c.sock)
         except (KeyError, ValueError):
             pass
-        conns.pop(c.sock, None)
+        if conns.pop(c.sock, None) is None:
+            return  # already dropped
         if reply:
             try:
                 c.sock.send(reply)  # best effort, non-blocking: the client is misbehaving anyway
@@ -425,7 +429,8 @@ class RpcServer:
             name = name.strip().lower()
             if name == "content-length":
                 value = value.strip()
-                if not value.isdigit() or (length is not None and int(value) != length):
+                # ASCII digits only: str.isdigit() also accepts '²', which int() rejects
+                if not re.fullmatch(r"[0-9]{1,12}", value) or (length is not None and int(value) != length):
                     return "400 Bad Request", 0
                 length = int(value)
             elif name == "transfer-encoding":
