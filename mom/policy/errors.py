@@ -66,7 +66,7 @@ class PolicyError(Exception):
 
     def add_call(self, function: str, pos: Pos) -> None:
         """Record that the error happened inside a call of ``function`` at ``pos``."""
-        if len(self.calls) < 8:
+        if len(self.calls) < 128:
             self.calls.append((function, pos))
 
     def __str__(self) -> str:
@@ -92,4 +92,7 @@ class PolicyError(Exception):
             times = f" ({j - i + 1} times)" if j > i else ""
             out.append(f"  in {function}, called at {pos}{times}")
             i = j + 1
+            if len(out) >= 3 + 8:
+                out.append("  ...")
+                break
         return "\n".join(out)
