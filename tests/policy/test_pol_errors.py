@@ -169,4 +169,10 @@ def test_error_without_position_still_renders():
 def test_the_call_chain_is_bounded():
     text = "(def f (n) (if (== n 0) (/ 1 n) (f (- n 1)))) (f 50)"
     e = err(text)
-    assert e.message == "division by zero" and 1 <= len(e.calls) <= 8
+    assert e.message == "division by zero" and len(e.calls) <= 128
+    lines = e.render().splitlines()
+    assert "in f, called at t.policy:1:33 (50 times)" in lines[3]
+    assert len(lines) <= 12
+
+    deep = err("(def g (n) (if (== n 0) (/ 1 n) (h (- n 1))))(def h (n) (g n)) (g 90)")
+    assert len(deep.render().splitlines()) <= 12  # alternating calls do not group; the listing is cut
