@@ -11,7 +11,7 @@ What is asked of vdsm:
   are managed. The answer is cached briefly (at most 5 s, and at most half the
   shortest monitor interval), so one collection round costs one call whatever
   the number of guests: discovery, the host's KSM collector and the guest
-  collection share it.
+  collection share it. A successful set call makes the next read fresh.
 - ``Host.getAllVmIoTunePolicies``: the IO limits and their policy bounds, cached
   for 300 s (fetched again sooner when a new guest is missing from it).
 - ``VM.setBalloonTarget``, ``VM.setCpuTuneQuota``, ``VM.setCpuTunePeriod``,
@@ -165,6 +165,8 @@ class VdsmInterface(HypervisorInterface):
         self._stats_time: float | None = None
         self._epoch = 0  # connections so far; caches from an earlier one are stale
         self._stats_epoch = -1
+        self._changes = 0  # successful set calls; a cache read before one is stale
+        self._stats_changes = -1
         self._io_lock = threading.Lock()
         self._io: dict[str, Any] = {}
         self._io_time: float | None = None
@@ -221,8 +223,9 @@ class VdsmInterface(HypervisorInterface):
         with self._stats_lock:
             now = time.monotonic()
             if self._stats_time is not None and now - self._stats_time <= max_age \
-                    and self._stats_epoch == self._epoch:
+                    and self._stats_epoch == self._epoch and self._stats_changes == self._changes:
                 return self._stats
+            changes = self._changes
             result = self._call("Host.getAllVmStats", {})
             epoch = self._epoch  # after the call: the first call is what opens the connection
             if not isinstance(result, list):
@@ -230,6 +233,7 @@ class VdsmInterface(HypervisorInterface):
             self._stats = {str(vm["vmId"]): vm for vm in result if isinstance(vm, dict) and vm.get("vmId")}
             self._stats_time = time.monotonic()
             self._stats_epoch = epoch
+            self._stats_changes = changes
             return self._stats
 
     def _io_policies(self, wanted: Iterable[str]) -> dict[str, Any]:
@@ -340,14 +344,21 @@ class VdsmInterface(HypervisorInterface):
         return vm
 
     # -- control -----------------------------------------------------------------------
+    def _changed(self) -> None:
+        """A set call succeeded: the next statistics must be read afresh."""
+        self._changes += 1
+
     def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
         self._call("VM.setBalloonTarget", {"vmID": guest.uuid, "target": int(target_kib)})
+        self._changed()
 
     def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
         if quota is not None:
             self._call("VM.setCpuTuneQuota", {"vmID": guest.uuid, "quota": int(quota)})
+            self._changed()
         if period is not None:
             self._call("VM.setCpuTunePeriod", {"vmID": guest.uuid, "period": int(period)})
+            self._changed()
 
     def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
         """Send the disks' new limits as vdsm's tunables [{name, path, ioTune}]."""

@@ -86,7 +86,8 @@ def test_controls_reach_vdsm(tmp_path: Path, double_factory, momd_factory) -> No
     assert not any(c.method.startswith("VM.setCpuTune") for c in vm_calls(double, FREE))
 
     # One bulk call per round (discovery, host KSM and guest collection share it), not one per guest.
-    assert len(records) - 2 <= stats_calls <= len(records) + 3, (stats_calls, len(records))
+    # (One per guest would be at least 3 per tick; set calls make the next read fresh.)
+    assert len(records) - 2 <= stats_calls <= 1.5 * len(records) + 2, (stats_calls, len(records))
     assert len(double.calls_of("Host.getAllVmIoTunePolicies")) == 1
     assert double.calls_of("Host.ping2"), "momd pings vdsm after connecting"
     assert len(double.connects) == 1 and double.protocol_errors == [] and double.tls_failures == []
@@ -168,4 +169,4 @@ def test_wrong_ca_is_refused(tmp_path: Path, double_factory, momd_factory, certs
     assert m.count("cannot connect to vdsm") == 1
     assert double.calls == [] and double.connects == []
     assert double.tls_failures, "the double saw the refused handshakes"
-    assert m.records() == []
+    assert all(not r["guests"] for r in m.records())  # no guest is managed without vdsm
