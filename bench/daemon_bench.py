@@ -82,14 +82,8 @@ def in_process(conf: str, ticks: int) -> tuple[float, float, float]:
     config = load_config(conf)
     policies = PolicySet()
     policies.load_paths(None, config.main.policy_dir)
-    import mom.daemon.daemon as dmod
-    clock = ManualClock(time.time())
-    real_fast = dmod.FastClock
-    dmod.FastClock = lambda speed: clock  # type: ignore[assignment]  # drive time by hand
-    try:
-        daemon = Daemon(config, policies)
-    finally:
-        dmod.FastClock = real_fast
+    clock = ManualClock(time.time())  # time is driven by hand, tick by tick
+    daemon = Daemon(config, policies, clock=clock)
     engine, model = daemon.engine, daemon.hypervisor.model  # type: ignore[attr-defined]
     evals: list[float] = []
     engine.on_tick = lambda record: evals.append(record.eval_seconds)

@@ -54,7 +54,11 @@ class KSM(Controller):
             except ValueError as e:
                 actions.append(action(self.name, "host", f"ksm_{key}", old, wanted, tick.time, str(e)))
                 continue
-            if old is None or as_int(old) != new:
+            try:
+                differs = old is None or as_int(old) != new
+            except ValueError:
+                differs = True  # an unreadable current value: write ours
+            if differs:
                 changes[key] = (old, new)
         if not changes:
             return actions

@@ -599,10 +599,21 @@ def _controllers(value: str) -> tuple[str, ...]:
     return names
 
 
-def _verbosity(value: str) -> int:
+def parse_verbosity(value: str | int) -> int | None:
+    """A Python logging level from MOM's verbosity (a name or 1-5); None when invalid."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return VERBOSITY_NUMBERS.get(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
     level = VERBOSITY_NAMES.get(value.lower())
     if level is None and _INT_RE.match(value):
         level = VERBOSITY_NUMBERS.get(int(value))
+    return level
+
+
+def _verbosity(value: str) -> int:
+    level = parse_verbosity(value)
     if level is None:
         raise _Invalid(f"expected debug, info, warn, error, critical or 1-5, got {value!r}")
     return level

@@ -27,7 +27,11 @@ class Plotter:
         self._failed = False
 
     def sample(self, entity: str, when: float, row: dict[str, Any]) -> None:
-        """Append one sample; the fields of an entity's first sample fix its columns."""
+        """Append one sample; the fields of an entity's first sample fix its columns.
+
+        The file is opened per sample (one open per guest per collection, cheap
+        next to the collection itself): no handles pile up as guests come and go.
+        """
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", entity)
         path = os.path.join(self.dir, f"{safe}.dat")
         try:

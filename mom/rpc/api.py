@@ -27,7 +27,8 @@ import time
 import xmlrpc.client
 from typing import Any, Callable
 
-from mom.daemon.config import VERBOSITY_NAMES, VERBOSITY_NUMBERS
+from mom.daemon.config import parse_verbosity
+from mom.policy.policy import DEFAULT_POLICY_NAME
 from mom.policy.errors import PolicyError
 from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher
 
@@ -49,13 +50,7 @@ def _text_or_none(value: Any, what: str) -> str | None:
 
 def set_verbosity(level: Any) -> int:
     """Set MOM's log level from a name or 1-5; the new Python level. Raises Fault."""
-    value: int | None = None
-    if isinstance(level, str):
-        value = VERBOSITY_NAMES.get(level.strip().lower())
-        if value is None and level.strip().isdigit():
-            value = VERBOSITY_NUMBERS.get(int(level.strip()))
-    elif isinstance(level, int) and not isinstance(level, bool):
-        value = VERBOSITY_NUMBERS.get(level)
+    value = parse_verbosity(level)
     if value is None:
         raise _bad(f"verbosity: expected debug, info, warn, error, critical or 1-5, got {level!r}")
     logging.getLogger().setLevel(value)
@@ -98,7 +93,7 @@ class MomApi:
     def setPolicy(self, text: Any = None) -> bool:
         text = _text_or_none(text, "policy")
         try:
-            self.policies.replace_all({} if text is None else {"50_main_": text})
+            self.policies.replace_all({} if text is None else {DEFAULT_POLICY_NAME: text})
         except PolicyError as e:
             log.warning("setPolicy: rejected, the previous policy stays in force: %s", e)
             return False
