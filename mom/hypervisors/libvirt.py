@@ -238,8 +238,9 @@ class LibvirtHypervisor(HypervisorInterface):
                 return self.conn
             now = time.monotonic()
             if now < self._next_attempt:
+                # A stable message: the engine logs each distinct one once.
                 raise ConnectionLost(f"libvirt {self.uri or '(default URI)'}: not connected ({self._last_error}); "
-                                     f"next attempt in {self._next_attempt - now:.0f} s")
+                                     f"reconnecting with back-off")
             events = self._events_wanted and _EventLoop.ensure()
             try:
                 conn = self._opener(self.uri or None)
