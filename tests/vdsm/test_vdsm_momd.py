@@ -91,6 +91,10 @@ def test_controls_reach_vdsm(tmp_path: Path, double_factory, momd_factory) -> No
     assert len(double.calls_of("Host.getAllVmIoTunePolicies")) == 1
     assert double.calls_of("Host.ping2"), "momd pings vdsm after connecting"
     assert len(double.connects) == 1 and double.protocol_errors == [] and double.tls_failures == []
+    connect = double.connects[0]  # STOMP 1.2 CONNECT as vdsm wants it (the double refuses others)
+    assert connect["accept-version"] == "1.2" and connect["host"] == "127.0.0.1"
+    assert connect["heart-beat"] == "5000,5000"
+    assert [s["ack"] for s in double.subscribes] == ["auto"]
     assert m.count("vdsm") and "Traceback" not in m.log()
 
 
