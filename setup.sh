@@ -9,8 +9,9 @@ cd "$(dirname "$0")"
 DEBIAN_PACKAGES="python3 python3-venv python3-dev"
 # libvirt-python (the libvirt interface) builds from source against these.
 DEBIAN_PACKAGES="$DEBIAN_PACKAGES gcc pkg-config libvirt-dev"
-# The tests' own libvirtd (private configuration: no libvirt-daemon-system) and tiny QEMU guest.
-DEBIAN_TEST_PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 busybox-static"
+# The tests' own libvirtd and tiny QEMU guest (libvirt-daemon-system: the libvirt-qemu user
+# the QEMU driver insists on, even when its configuration runs QEMU as root).
+DEBIAN_TEST_PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system qemu-system-x86 busybox-static"
 [ "${1:-}" = "--test" ] && DEBIAN_PACKAGES="$DEBIAN_PACKAGES $DEBIAN_TEST_PACKAGES"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
