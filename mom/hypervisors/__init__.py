@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
 
-# The names the configuration accepts, and whether this version has them.
-PLANNED = {
-}
-
-
 def interface_class(name: str) -> type[HypervisorInterface]:
     """The class for a (normalised) interface name. Raises InterfaceUnavailable."""
     if name == "sim":
@@ -26,8 +21,4 @@ def interface_class(name: str) -> type[HypervisorInterface]:
                 f"pip install 'mom[libvirt]' (it builds against libvirt-dev with pkg-config and a C compiler; "
                 f"./setup.sh installs them as root on Debian)") from None
         return LibvirtHypervisor
-    if name in PLANNED:
-        raise InterfaceUnavailable(
-            f"hypervisor-interface {name}: {PLANNED[name]} is not built in this version of MOM yet; "
-            f"use 'hypervisor-interface: sim' for the simulated host")
     raise InterfaceUnavailable(f"unknown hypervisor-interface {name!r}")
