@@ -91,23 +91,28 @@ def register(cls: type[Collector]) -> type[Collector]:
     return cls
 
 
-def read_key_value_file(path: str) -> dict[str, int]:
+def parse_key_values(text: str, where: str) -> dict[str, int]:
     """Parse /proc/meminfo-style ("Key: 123 kB") and /proc/vmstat-style ("key 123")
-    files into {key: int}. Raises CollectionError with the path on any problem."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise CollectionError(f"cannot read {path}: {e.strerror}") from None
+    text into {key: int}. Raises CollectionError naming ``where`` and the line."""
     values: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.replace(":", " ").split()
         if len(parts) < 2:
-            raise CollectionError(f"{path}:{lineno}: malformed line {line.strip()!r}")
+            raise CollectionError(f"{where}:{lineno}: malformed line {line.strip()!r}")
         try:
             values[parts[0]] = int(parts[1])
         except ValueError:
-            raise CollectionError(f"{path}:{lineno}: not a number: {parts[1]!r}") from None
+            raise CollectionError(f"{where}:{lineno}: not a number: {parts[1]!r}") from None
     return values
+
+
+def read_key_value_file(path: str) -> dict[str, int]:
+    """parse_key_values of a file. Raises CollectionError with the path on any problem."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise CollectionError(f"cannot read {path}: {e.strerror}") from None
+    return parse_key_values(text, path)

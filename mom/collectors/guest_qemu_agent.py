@@ -32,7 +32,7 @@ import socket
 import time
 from typing import Any, Callable, Mapping
 
-from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, register
+from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, parse_key_values, register
 from mom.hypervisors.base import GuestInfo, HypervisorError
 
 log = logging.getLogger("mom.Collectors.GuestQemuAgent")
@@ -112,19 +112,6 @@ class SocketAgent:
             err = reply["error"]
             raise AgentError(f"agent error {err.get('class', '?')}: {err.get('desc', '')}")
         return reply.get("return")
-
-
-def parse_key_values(text: str) -> dict[str, int]:
-    """/proc/meminfo ("Key:  123 kB") or /proc/vmstat ("key 123") text -> {key: int}."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.replace(":", " ").split()
-        if len(parts) >= 2:
-            try:
-                out[parts[0]] = int(parts[1])
-            except ValueError:
-                continue
-    return out
 
 
 @register
@@ -215,8 +202,8 @@ class GuestQemuAgent(Collector):
         if subject is None:
             raise CollectionError(f"{self.name}: needs a guest subject")
         info = subject.info
-        meminfo = parse_key_values(self.read_file(info, "/proc/meminfo"))
-        vmstat = parse_key_values(self.read_file(info, "/proc/vmstat"))
+        meminfo = parse_key_values(self.read_file(info, "/proc/meminfo"), f"guest {info.name}: /proc/meminfo")
+        vmstat = parse_key_values(self.read_file(info, "/proc/vmstat"), f"guest {info.name}: /proc/vmstat")
         need = [("MemTotal", meminfo), ("MemFree", meminfo), ("pgfault", vmstat), ("pgmajfault", vmstat)]
         missing = [k for k, table in need if k not in table]
         if missing:
@@ -242,4 +229,4 @@ class GuestQemuAgent(Collector):
         self._swap.pop(uuid, None)
 
 
-__all__ = ["GuestQemuAgent", "SocketAgent", "parse_key_values"]
+__all__ = ["GuestQemuAgent", "SocketAgent"]
