@@ -112,11 +112,11 @@ class SimHypervisor(HypervisorInterface):
                 time.sleep(fault.seconds)  # outside every lock, so other guests go on
             raise HypervisorError(f"guest {info.name}: {fault.message}")
         with self.model.lock:
-            for g in self.model.guests.values():
-                if g.spec.uuid == info.uuid:
-                    if not g.running:
-                        raise GuestGone(f"guest {info.name} ({info.uuid}) is not running")
-                    return g
+            g = self.model.guests.get(info.name)  # names are unique in a scenario
+            if g is not None and g.spec.uuid == info.uuid:
+                if not g.running:
+                    raise GuestGone(f"guest {info.name} ({info.uuid}) is not running")
+                return g
         raise GuestGone(f"no guest {info.name} ({info.uuid})")
 
     # -- discovery and collection ----------------------------------------------------
