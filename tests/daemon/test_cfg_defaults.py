@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from shared_policies import SHARED_POLICIES
+
 from mom.daemon.config import (
     RPC_DISABLED, Config, HostPort, TcpPort, UnixSocket, load_config,
 )
 
-SHARED = Path("/work/shared/policies")
+SHARED = SHARED_POLICIES
 MOM_DOC = SHARED / "mom-doc"
 VDSM = SHARED / "vdsm"
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from shared_policies import SHARED_POLICIES
+
 from .momd_helpers import POLICIES, REPO, Momd, idle_guests, run_momd, scenario_toml, write_config
 
-SHARED = Path("/work/shared/policies")
+SHARED = SHARED_POLICIES
 GOOD_POLICY = '(Host.Control "ksm_run" 0)\n'
 
 

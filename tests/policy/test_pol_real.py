@@ -1,6 +1,6 @@
 """The real policies (vdsm's set and MOM's documented samples) load and run on generated snapshots.
 
-They are read from /work/shared/policies at test time; nothing of them is copied here.
+They are read from the workspace's shared/policies (tests/shared_policies.py) at test time; nothing of them is copied here.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from shared_policies import SHARED_POLICIES
+
 from mom.policy.errors import PolicyError, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy, read_policy_paths
 
-SHARED = Path("/work/shared/policies")
+SHARED = SHARED_POLICIES
 VDSM = SHARED / "vdsm"
 MOM_DOC = SHARED / "mom-doc"
 

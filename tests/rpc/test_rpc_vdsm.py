@@ -11,9 +11,11 @@ from typing import Iterator
 
 import pytest
 
+from shared_policies import SHARED_POLICIES
+
 from .rpc_helpers import Momd, scenario, unix_client, write_config
 
-VDSM_POLICIES = Path("/work/shared/policies/vdsm")
+VDSM_POLICIES = SHARED_POLICIES / "vdsm"
 PAGE_SIZE = 4096
 MiB = 1 << 20
 

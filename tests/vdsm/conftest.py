@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from shared_policies import SHARED_POLICIES
+
 from tests.daemon.momd_helpers import Momd, read_records
 from tests.vdsm.certs import CertSet, make_cert_set
 from tests.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-VDSM_SHARED = SHARED / "policies" / "vdsm"
+VDSM_SHARED = SHARED_POLICIES / "vdsm"
 PARAMETERS = "(set balloonEnabled True)\n(set ksmEnabled True)\n"
 
 # The host momd sees (proc-root/sys-root): 16 GiB, 1.5 GiB free counting caches
