@@ -41,6 +41,7 @@ def tcp_momd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Momd, i
     m = Momd(write_config(tmp, rpc=str(port)))
     try:
         m.wait_listening(tcp_client(port))
+        m.wait_ticks(2)  # guests discovered and collected before the tests look at them
         yield m, port
     finally:
         m.close()
