@@ -17,6 +17,8 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any, Iterable
 
+from daemon.momd_helpers import Momd as BaseMomd, thread_count  # noqa: F401  (re-exported)
+
 REPO = Path(__file__).resolve().parents[2]
 MOMD = [sys.executable, "-m", "mom.cli.momd"]
 MOMCTL = [sys.executable, "-m", "mom.cli.momctl"]
@@ -150,28 +152,8 @@ def post(body: bytes, path: str = "/RPC2", length: int | None = None) -> bytes:
 
 # -- the daemon -----------------------------------------------------------------------------
 
-class Momd:
-    def __init__(self, config: Path, args: Iterable[str] = ()) -> None:
-        self.dir = config.parent
-        self.record = self.dir / "record.jsonl"
-        self.log_path = self.dir / "momd.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*MOMD, "-c", str(config), *args], cwd=REPO, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def records(self) -> list[dict[str, Any]]:
-        try:
-            text = self.record.read_text()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+class Momd(BaseMomd):
+    """momd for the RPC tests: the daemon tests' wrapper plus waiting on the RPC server."""
 
     def wait_for(self, what: str, ready: Any, timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -185,9 +167,6 @@ class Momd:
                 raise AssertionError(f"no {what} within {timeout} s:\n{self.log()[-3000:]}")
             time.sleep(0.05)
 
-    def wait_ticks(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        return self.wait_for(f"{n} ticks", lambda: (r := self.records()) and len(r) >= n and r, timeout)
-
     def wait_listening(self, client: xmlrpc.client.ServerProxy, timeout: float = 15.0) -> None:
         def ok() -> bool:
             try:
@@ -196,35 +175,8 @@ class Momd:
                 return False
         self.wait_for("RPC server", ok, timeout)
 
-    def stop(self, timeout: float = 5.0) -> int:
-        if self.alive():
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(5)
-            raise AssertionError(f"momd did not stop within {timeout} s") from None
-
-    def close(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                os.kill(self.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.kill(self.pid, signal.SIGKILL)
-                    self.proc.wait(5)
-        finally:
-            self._log.close()
-
-
-def thread_count(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError("no Threads: line")
+    def stop(self, timeout: float = 5.0) -> int:  # type: ignore[override]
+        return super().stop(signal.SIGTERM, timeout)[0]
 
 
 def run_momctl(args: list[str], input: str | None = None, timeout: float = 20.0) -> subprocess.CompletedProcess:
