@@ -90,3 +90,51 @@ def test_sighup_reload_rejects_bad_policy_and_accepts_good_one(daemon_config: tu
         assert len([line for line in m.log().splitlines() if where in line]) == 1
     finally:
         m.close()
+
+
+def test_daemon_mode_detaches_ticks_and_stops_by_pid_file(daemon_config: tuple[Path, Path]) -> None:
+    """-d forks into the background (threads start after the fork), writes the pid file,
+    runs ticks, and on SIGTERM stops and removes the pid file."""
+    import json
+    import os
+    import subprocess
+
+    from .momd_helpers import MOMD, REPO
+
+    cfg, _ = daemon_config
+    pid_file = cfg.parent / "momd.pid"
+    log_file = cfg.parent / "detached.log"
+    record = cfg.parent / "record.jsonl"
+    proc = subprocess.run([*MOMD, "-c", str(cfg), "-l", str(log_file), "-d", "--pid-file", str(pid_file)],
+                          cwd=REPO, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr  # the foreground process returns at once
+    deadline = time.monotonic() + 15
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    try:
+        assert running(pid)
+        while time.monotonic() < deadline:
+            lines = record.read_text().splitlines() if record.exists() else []
+            if len(lines) >= 3:
+                break
+            time.sleep(0.05)
+        assert len(lines) >= 3, log_file.read_text()
+        assert all(json.loads(line)["ok"] for line in lines[:3])
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid), "the detached momd did not stop within 5 s"
+    assert not pid_file.exists()
+    assert "momd stopped" in log_file.read_text()
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a detached process may wait for a reaper that never comes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
