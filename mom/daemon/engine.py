@@ -271,7 +271,9 @@ class Engine:
             try:
                 data = c.collect(subject)
             except CollectionError as e:
-                self.faults.report(fkey, str(e), "collector")
+                # When its data section failed, that failure was already logged: one fault, one line.
+                if subject is None or not any(sec in subject.data.errors for sec in c.sections):
+                    self.faults.report(fkey, str(e), "collector")
                 failed = True
                 continue
             except Exception as e:  # noqa: BLE001 - a broken collector is a fault, not a crash
@@ -317,8 +319,12 @@ class Engine:
             if gd is None:
                 state.ready = False
                 continue
-            for section, message in gd.errors.items():
-                self.faults.report(f"guest {state.info.name} {section}", message, "hypervisor")
+            for section in self.sections:
+                message = gd.errors.get(section)
+                if message is None:
+                    self.faults.clear(f"guest {state.info.name} {section}")
+                else:
+                    self.faults.report(f"guest {state.info.name} {section}", message, "hypervisor")
             row = self._merge(f"guest {state.info.name}", self.guest_collectors, GuestSubject(state.info, gd),
                               self.guest_fields)
             with self.lock:

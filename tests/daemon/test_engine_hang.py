@@ -1,0 +1,99 @@
+"""The engine with a guest whose hypervisor calls hang or fail: the others are
+collected and decided on in the same tick, within the call deadline, and the
+thread count stays fixed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from mom.daemon.clock import Clock
+from mom.daemon.engine import Engine, EngineSettings
+from mom.hypervisors.sim import SimHypervisor
+from mom.policy.policy import PolicySet
+from mom.sim.scenario import loads_scenario
+
+SCENARIO = """
+[host]
+memory = 8192
+""" + "".join(f"""
+[[guest]]
+name = "vm{i}"
+max = 1024
+workload = {{ type = "steady", level = 300 }}
+""" for i in range(6))
+
+
+class ManualClock(Clock):
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def make_engine(tmp_path, timeout: float) -> tuple[Engine, SimHypervisor, ManualClock]:
+    clock = ManualClock()
+    hv = SimHypervisor(loads_scenario(SCENARIO, "s.toml"), clock=clock, tree_dir=str(tmp_path / "tree"))
+    settings = EngineSettings(call_timeout=timeout, host_collectors=("HostMemory",),
+                              guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
+                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    policies = PolicySet()
+    policies.set("shrink", '(with Guests g (g.Control "balloon_target" (- g.balloon_cur 10240)))')
+    return Engine(settings, hv, policies, clock), hv, clock
+
+
+def tick(engine: Engine, clock: ManualClock) -> None:
+    clock.now += 10
+    engine.discover()
+    engine.collect_host()
+    engine.collect_guests()
+    engine.run_policy()
+
+
+def test_a_hung_guest_costs_only_its_own_data(tmp_path) -> None:
+    engine, hv, clock = make_engine(tmp_path, timeout=0.5)
+    try:
+        tick(engine, clock)
+        assert engine.last_tick is not None and len(engine.last_tick.snapshot.guests) == 6
+        hv.inject_fault("vm3", "hang", seconds=30)
+        threads_before = threading.active_count()
+        t0 = time.monotonic()
+        tick(engine, clock)
+        took = time.monotonic() - t0
+        names = sorted(g.properties["name"] for g in engine.last_tick.snapshot.guests)
+        assert names == ["vm0", "vm1", "vm2", "vm4", "vm5"]  # vm3 left out this tick, the rest decided on
+        assert {a.target for a in engine.last_tick.actions if a.applied} == set(names)
+        assert took < 2.0  # one deadline (0.5 s), not one per guest
+        # vm3's call still hangs: the next ticks do not stack more calls behind it.
+        for _ in range(3):
+            tick(engine, clock)
+        assert threading.active_count() == threads_before
+        assert len(engine.last_tick.snapshot.guests) == 5
+        active = engine.faults.active()
+        assert any(k.startswith("guest vm3") and "no answer" in v for k, v in active.items()), active
+        assert not any(k.startswith("guest vm1 ") for k in active)
+    finally:
+        hv.inject_fault("vm3", None)
+        hv.close()
+
+
+def test_a_failing_guest_is_one_fault_and_recovers(tmp_path, caplog) -> None:
+    engine, hv, clock = make_engine(tmp_path, timeout=2)
+    try:
+        hv.inject_fault("vm2", "raise", message="monitor socket closed")
+        with caplog.at_level("WARNING", logger="mom.faults"):
+            for _ in range(4):
+                tick(engine, clock)
+        lines = [r.getMessage() for r in caplog.records if "monitor socket closed" in r.getMessage()]
+        assert len(lines) == 2, lines  # one per failing section (memory, balloon), once, not every tick
+        assert sorted(g.properties["name"] for g in engine.last_tick.snapshot.guests) == \
+            ["vm0", "vm1", "vm3", "vm4", "vm5"]
+        hv.inject_fault("vm2", None)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="mom.faults"):
+            tick(engine, clock)
+        assert len(engine.last_tick.snapshot.guests) == 6
+        assert any("vm2" in r.getMessage() and "recovered" in r.getMessage() for r in caplog.records)
+    finally:
+        hv.close()
