@@ -114,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemonize:
         _daemonize(args.pid_file)
 
+    stopping = []
+
     def on_stop(signum: int, frame: Any) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
+        if not stopping:  # Ctrl-C in a terminal may deliver SIGINT twice (process and group)
+            log.info("%s received, stopping", signal.Signals(signum).name)
+        stopping.append(signum)
         daemon.stop()
 
     def on_hup(signum: int, frame: Any) -> None:
