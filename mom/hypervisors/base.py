@@ -24,6 +24,15 @@ class HypervisorError(Exception):
     """A hypervisor call failed."""
 
 
+class HypervisorUnavailable(HypervisorError):
+    """No connection to the hypervisor right now (it is down or restarting).
+
+    The interface logs the outage itself, once, and reconnects in the
+    background; the engine records these errors without logging them again.
+    Raise it with one constant message per outage, so it is one fault.
+    """
+
+
 class GuestGone(HypervisorError):
     """The guest disappeared (shut down, migrated) while we talked about it."""
 
