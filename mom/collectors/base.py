@@ -56,6 +56,9 @@ class Collector(ABC):
     optional: ClassVar[frozenset[str]] = frozenset()
     # Hypervisor data sections this collector needs (for guest collectors).
     sections: ClassVar[frozenset[str]] = frozenset()
+    # True when collect() may wait on something outside the host (the guest
+    # agent): the engine then runs it on its call pool, under the deadline.
+    blocking: ClassVar[bool] = False
 
     def __init__(self, ctx: CollectorContext, settings: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx

@@ -120,6 +120,7 @@ class GuestQemuAgent(Collector):
 
     name = "GuestQemuAgent"
     scope = "guest"
+    blocking = True  # an agent can take seconds to answer, or never
     mandatory = frozenset({"mem_available", "mem_unused", "mem_free", "major_fault", "minor_fault",
                            "swap_in", "swap_out", "swap_total", "swap_usage"})
 

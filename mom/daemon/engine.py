@@ -24,7 +24,7 @@ from mom.controllers.base import REGISTRY as CONTROLLERS, Action, Controller, Co
 from mom.daemon.clock import Clock
 from mom.daemon.faults import FaultLog
 from mom.daemon.pool import CallPool
-from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
+from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface, HypervisorUnavailable
 from mom.policy.errors import PolicyError
 from mom.policy.policy import Decisions, PolicySet
 from mom.policy.snapshot import EntityData, Snapshot
@@ -61,6 +61,7 @@ class GuestState:
     ready: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
     pending: Future | None = None  # a collection call still running (hung guest)
+    merging: Future | None = None  # blocking collectors still running for this guest
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Engine:
         self.host_fields = _split_fields(self.host_collectors)
         self.guest_fields = _split_fields(self.guest_collectors)
         self.sections = set().union(*(c.sections for c in self.guest_collectors)) if self.guest_collectors else set()
+        self._blocking = any(c.blocking for c in self.guest_collectors)
         cctx = ControllerContext(hypervisor=hypervisor, sys_root=settings.sys_root, clock=self.clock.time)
         self.controllers = [CONTROLLERS[n](cctx, settings.controller_settings.get(n)) for n in settings.controllers]
 
@@ -217,6 +219,9 @@ class Engine:
             return False, None
         try:
             result = future.result()
+        except HypervisorUnavailable as e:  # the interface logs its outage itself
+            self.faults.report(f"hypervisor {what}", str(e), "hypervisor", logging.DEBUG)
+            return False, None
         except Exception as e:  # noqa: BLE001 - any interface error is one logged fault
             self.faults.report(f"hypervisor {what}", str(e) or type(e).__name__, "hypervisor")
             return False, None
@@ -258,7 +263,8 @@ class Engine:
                 self.guests[uuid].info = g  # pid or name may change
         for g in new:
             log.info("guest %s (%s) found, pid %s", g.name, g.uuid, g.pid)
-            self._call(f"guest_added {g.name}", lambda g=g: self.hv.guest_added(g, self.s.guest_interval))
+        if new:  # one call, one deadline for all new guests
+            self._call("guest_added", lambda: [self.hv.guest_added(g, self.s.guest_interval) for g in new])
         self.last_run["discovery"] = self.clock.time()
 
     def _merge(self, key: str, collectors: list[Collector], subject: GuestSubject | None,
@@ -325,8 +331,11 @@ class Engine:
                     self.faults.clear(f"guest {state.info.name} {section}")
                 else:
                     self.faults.report(f"guest {state.info.name} {section}", message, "hypervisor")
-            row = self._merge(f"guest {state.info.name}", self.guest_collectors, GuestSubject(state.info, gd),
-                              self.guest_fields)
+        rows = self._merge_guests(states, data)
+        for state in states:
+            if state.info.uuid not in data:
+                continue
+            row = rows.get(state.info.uuid)
             with self.lock:
                 state.ready = row is not None
                 if row is not None:
@@ -334,6 +343,34 @@ class Engine:
             if row is not None:
                 self.on_sample(state.info.name, now, row)
         self.last_run["guests"] = now
+
+    def _merge_guests(self, states: list[GuestState], data: dict[str, GuestData]) -> dict[str, dict[str, Any] | None]:
+        """Each guest's merged row. Collectors that block (the guest agent) run on the
+        pool under the deadline, so a hung guest cannot hold up the scheduler."""
+        def merge(state: GuestState) -> dict[str, Any] | None:
+            return self._merge(f"guest {state.info.name}", self.guest_collectors,
+                               GuestSubject(state.info, data[state.info.uuid]), self.guest_fields)
+
+        todo = [s for s in states if s.info.uuid in data]
+        if not self._blocking:
+            return {s.info.uuid: merge(s) for s in todo}
+        futures: dict[str, Future] = {}
+        for s in todo:
+            if s.merging is not None and not s.merging.done():
+                continue  # its collectors are still busy from an earlier round
+            s.merging = futures[s.info.uuid] = self.pool.submit(merge, s)
+        done = self._wait(list(futures.values()))
+        rows: dict[str, dict[str, Any] | None] = {}
+        for s in todo:
+            key = f"guest {s.info.name} collectors"
+            f = futures.get(s.info.uuid)
+            if f is None or f not in done:
+                if not self._stopping:
+                    self.faults.report(key, f"no answer within {self.s.call_timeout:g} s", "collector")
+                continue
+            self.faults.clear(key)
+            rows[s.info.uuid] = f.result()  # _merge never raises
+        return rows
 
     def _collect_data(self, states: list[GuestState]) -> dict[str, GuestData]:
         if not self._call("refresh", self.hv.refresh)[0]:
@@ -362,6 +399,8 @@ class Engine:
             try:
                 result.update(f.result())
                 self.faults.clear(key)
+            except HypervisorUnavailable as e:  # logged by the interface
+                self.faults.report(key, str(e), "hypervisor", logging.DEBUG)
             except Exception as e:  # noqa: BLE001
                 self.faults.report(key, str(e) or type(e).__name__, "hypervisor")
         return result

@@ -11,7 +11,9 @@ class FaultLog:
     """Remembers which faults are active, per key (e.g. "collector HostKSM").
 
     ``report`` logs a fault the first time it is seen for a key, or when its
-    message changes; ``clear`` logs once that the key recovered.
+    message changes, unless the same message is already active under another
+    key (one outage seen by several steps is one fault); ``clear`` logs that
+    the key recovered, once, if its fault was logged.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -21,6 +23,7 @@ class FaultLog:
         self.counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
         self.last: dict[str, tuple[float, str]] = {}  # component -> (time, message)
         self._components: dict[str, str] = {}  # key -> component of its last report
+        self._logged: set[str] = set()  # active keys whose fault was logged
 
     def report(self, key: str, message: str, component: str | None = None, level: int = logging.WARNING) -> None:
         comp = component or key.split(" ", 1)[0]
@@ -30,13 +33,23 @@ class FaultLog:
             self._components[key] = comp
             if self._active.get(key) == message:
                 return
+            seen_elsewhere = message in self._active.values()
             self._active[key] = message
+            if seen_elsewhere or level < logging.INFO:
+                self._logged.discard(key)
+                if level >= logging.INFO:
+                    return
+            else:
+                self._logged.add(key)
         self.log.log(level, "%s: %s", key, message)
 
     def clear(self, key: str) -> None:
         with self._lock:
             if self._active.pop(key, None) is None:
                 return
+            if key not in self._logged:
+                return
+            self._logged.discard(key)
         self.log.info("%s: recovered", key)
 
     def clear_prefix(self, prefix: str) -> None:
@@ -44,6 +57,7 @@ class FaultLog:
         with self._lock:
             for key in [k for k in self._active if k.startswith(prefix)]:
                 del self._active[key]
+                self._logged.discard(key)
             for key in [k for k in self._components if k.startswith(prefix)]:
                 del self._components[key]
 
