@@ -218,7 +218,10 @@ class MetricsServer:
         log.info("metrics on http://%s:%s/metrics", f"[{host}]" if ":" in host else host, port)
 
     def close(self) -> None:
+        """Stop within about a second: a scrape stuck on a slow client is abandoned
+        (the serving thread is a daemon thread and ends after it)."""
         if self._thread is not None:
-            self.httpd.shutdown()
-            self._thread.join(5)
+            # shutdown() waits for the request being served; ask for it without waiting.
+            threading.Thread(target=self.httpd.shutdown, name="mom-metrics-stop", daemon=True).start()
+            self._thread.join(1.0)
         self.httpd.server_close()

@@ -35,9 +35,10 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from xml.parsers.expat import ExpatError
+
+from mom.daemon.pool import CallPool
 
 log = logging.getLogger("mom.rpc")
 
@@ -185,7 +186,7 @@ class RpcServer:
         self.sock.setblocking(False)
         self.address = self.path or self.sock.getsockname()
         self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: CallPool | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
@@ -253,7 +254,8 @@ class RpcServer:
 
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="mom-rpc-worker")
+        # Daemon threads: a worker stuck on a slow client never holds up momd's exit.
+        self._pool = CallPool(self._workers, "mom-rpc-worker")
         self._thread = threading.Thread(target=self._loop, name="mom-rpc", daemon=True)
         self._thread.start()
         log.info("RPC server listening on %s", self.describe())
@@ -274,7 +276,7 @@ class RpcServer:
         if self._thread is not None:
             self._thread.join(5)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
         self.sock.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -399,11 +401,7 @@ class RpcServer:
             conns.pop(c.sock, None)
             assert self._pool is not None
             body = bytes(c.buf[c.start:c.need])
-            try:
-                self._pool.submit(self._serve, c.sock, body)
-            except RuntimeError:  # shutting down
-                c.sock.close()
-                self._release()
+            self._pool.submit(self._serve, c.sock, body)
 
     def _check_headers(self, head: bytes) -> tuple[str, int]:
         """('' , content length) or (HTTP status, 0) for a request to refuse."""
