@@ -21,18 +21,24 @@ How it talks to libvirt, per tick and per guest:
   the vCPU count, the oVirt vcpuLimit metadata and the disk list come from the
   domain XML, cached per domain and fetched again after a lifecycle,
   metadata or tunable event, or after ``xml_ttl`` seconds (with jitter, so a
-  large host does not fetch every XML in the same tick).
+  large host does not fetch every XML in the same tick). The balloon
+  statistics period (the guest monitor interval) is set in :meth:`refresh`
+  on each domain that lacks it on the current connection.
 - Control: ``setMemory`` (KiB) for balloon targets; scheduler parameters
   ``vcpu_quota``/``vcpu_period``; ``setBlockIoTune`` per disk; KSM through
   sysfs under ``sys_root`` (the base class); the QEMU guest agent through
   ``qemuAgentCommand`` (:meth:`qemu_agent_command`, used by GuestQemuAgent).
 
-Faults: a lost connection (libvirtd restarted) is dropped and reopened on the
-next call, with exponential back-off between failed attempts; the engine keeps
-its guests meanwhile. A domain that disappears mid-tick is left out quietly
-(GuestGone). An error in one guest's section is recorded in its GuestData and
-never spoils the other guests. The interface logs each distinct problem once,
-and once when it clears.
+Faults: while libvirtd cannot be reached (at start, or after it went away),
+every call raises :class:`ConnectionLost` (a HypervisorUnavailable) with one
+constant message per outage; the interface logs one warning when the outage
+starts and one line when it is connected again, and reconnects on later calls
+with exponential back-off between failed attempts. The engine keeps its guests
+meanwhile. The connection is opened outside the interface's lock, so close()
+never waits for a libvirtd that does not answer; the daemon connects lazily (on
+the first call, after ``momd -d`` forked). A domain that disappears mid-tick is
+left out quietly (GuestGone). An error in one guest's section is recorded in
+its GuestData and never spoils the other guests.
 
 Memory statistics fields (KiB unless said): mem_available (guest total,
 virtio "available"), mem_unused ("unused"), mem_free (unused + disk_caches),
@@ -60,6 +66,7 @@ from mom.hypervisors.base import (
     GuestInfo,
     HypervisorError,
     HypervisorInterface,
+    HypervisorUnavailable,
     NotSupported,
 )
 from mom.hypervisors.libvirt_xml import IO_KEYS, DomainXml, parse_domain_xml
@@ -96,33 +103,41 @@ def _quiet_errors(ctx: Any, err: Any) -> None:
 libvirt.registerErrorHandler(_quiet_errors, None)
 
 
-class ConnectionLost(HypervisorError):
-    """The libvirt connection broke (libvirtd went away); it is reopened on the next call."""
+class ConnectionLost(HypervisorUnavailable):
+    """libvirtd cannot be reached (it went away or is restarting).
+
+    The interface reconnects on later calls, with back-off. Every error of one
+    outage carries the same message, so the engine records one fault."""
 
 
 # --- the process-wide event loop -----------------------------------------------------
 
 class _EventLoop:
-    """libvirt's default event loop on one daemon thread (one per process)."""
+    """libvirt's default event loop on one daemon thread per process.
+
+    The implementation is registered once (the registration survives a fork);
+    the thread runs in the process that uses it: a process forked after its
+    parent started the loop (``momd -d``) starts its own."""
 
     _lock = threading.Lock()
-    _started = False
-    _thread: threading.Thread | None = None
+    _registered = False
+    _pid: int | None = None  # the process whose thread runs the loop
 
     @classmethod
     def ensure(cls) -> bool:
-        """Start the loop if needed; False when this libvirt cannot run one."""
+        """Start the loop in this process if needed; False when this libvirt cannot run one."""
         with cls._lock:
-            if cls._started:
+            if cls._pid == os.getpid():
                 return True
-            try:
-                libvirt.virEventRegisterDefaultImpl()
-            except libvirt.libvirtError as e:  # pragma: no cover - very old libvirt
-                log.warning("libvirt events unavailable: %s", e.get_error_message())
-                return False
-            cls._thread = threading.Thread(target=cls._run, name="mom-libvirt-events", daemon=True)
-            cls._thread.start()
-            cls._started = True
+            if not cls._registered:
+                try:
+                    libvirt.virEventRegisterDefaultImpl()
+                except libvirt.libvirtError as e:  # pragma: no cover - very old libvirt
+                    log.warning("libvirt events unavailable: %s", e.get_error_message())
+                    return False
+                cls._registered = True
+            threading.Thread(target=cls._run, name="mom-libvirt-events", daemon=True).start()
+            cls._pid = os.getpid()
             return True
 
     @staticmethod
@@ -172,11 +187,6 @@ class _Once:
                 return
         log.info("%s: %s", key, note or "recovered")
 
-    def forget(self, prefix: str) -> None:
-        with self._lock:
-            for key in [k for k in self._active if k.startswith(prefix)]:
-                del self._active[key]
-
 
 class LibvirtHypervisor(HypervisorInterface):
     """The libvirt hypervisor interface (see the module documentation)."""
@@ -188,13 +198,18 @@ class LibvirtHypervisor(HypervisorInterface):
                  pid_dir: str | None = None, events: bool = True,
                  opener: Callable[[str | None], Any] | None = None,
                  retry_min: float = 1.0, retry_max: float = 30.0, xml_ttl: float = 60.0,
-                 connect_now: bool = True) -> None:
+                 stats_period: float | None = None, connect_now: bool = True,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         """uri: libvirt URI ('' = the default). pid_dir: where NAME.pid files are
         (default: from the URI; none for remote and test URIs). events: use
         domain lifecycle events when the connection supports them. opener:
         replaces ``libvirt.open`` (the benchmark wraps the connection with it).
         retry_min/retry_max: back-off bounds between reconnection attempts (s).
-        xml_ttl: how long a domain's parsed XML is reused (s)."""
+        xml_ttl: how long a domain's parsed XML is reused (s). stats_period:
+        the balloon statistics period set on every guest (s; None: leave it).
+        connect_now: open the connection here rather than on the first call
+        (the daemon connects lazily: it may fork after building the interface).
+        monotonic: the time source of the back-off and the XML cache."""
         super().__init__(sys_root=sys_root)
         self.uri = uri
         self.proc_root = proc_root
@@ -203,18 +218,23 @@ class LibvirtHypervisor(HypervisorInterface):
         self._events_wanted = events
         self._opener = opener or libvirt.open
         self.retry_min, self.retry_max, self.xml_ttl = retry_min, retry_max, xml_ttl
+        self._now = monotonic
+        self._name = f"libvirt {uri or '(default URI)'}"
+        # Guards the connection state; never held while talking to libvirtd.
         self._lock = threading.RLock()
         self.conn: Any = None
         self.connected_uri = ""
         self.connections = 0  # successful opens (1 = first connection; more = reconnections)
+        self._connecting = False  # a thread is opening a connection (outside the lock)
+        self._closed = False
+        self._outage: str | None = None  # the message of every error of the current outage
         self._callback_ids: list[int] = []
         self._backoff = retry_min
         self._next_attempt = 0.0
-        self._last_error = ""
         self._doms: dict[str, Any] = {}        # uuid -> virDomain of the current connection
         self._pids: dict[str, tuple[int, int | None]] = {}  # uuid -> (domain id, pid)
         self._xml: dict[str, tuple[float, DomainXml]] = {}  # uuid -> (expiry, parsed XML)
-        self._stats_period: int | None = None
+        self._stats_period = None if stats_period is None else max(1, int(round(stats_period)))
         self._period_set: set[str] = set()   # uuids whose stats period is set on this connection
         self._listener: Callable[[], None] | None = None
         self._once = _Once()
@@ -228,52 +248,83 @@ class LibvirtHypervisor(HypervisorInterface):
     @classmethod
     def from_config(cls, config: Any, clock: Any = None) -> "LibvirtHypervisor":
         main = config.main
-        return cls(main.libvirt_hypervisor_uri, sys_root=main.sys_root, proc_root=main.proc_root)
+        return cls(main.libvirt_hypervisor_uri, sys_root=main.sys_root, proc_root=main.proc_root,
+                   stats_period=main.guest_monitor_interval, connect_now=False)
 
     # -- connection ---------------------------------------------------------------------
     def _ensure(self) -> Any:
-        """The live connection, opening one when needed. Raises HypervisorError."""
+        """The live connection, opening one when needed. Raises ConnectionLost.
+
+        The connection is opened outside the lock, so close() and the event
+        thread never wait for a libvirtd that does not answer."""
         with self._lock:
             if self.conn is not None:
                 return self.conn
-            now = time.monotonic()
-            if now < self._next_attempt:
-                # A stable message: the engine logs each distinct one once.
-                raise ConnectionLost(f"libvirt {self.uri or '(default URI)'}: not connected ({self._last_error}); "
-                                     f"reconnecting with back-off")
+            if self._closed:
+                raise ConnectionLost(f"{self._name}: the interface is closed")
+            if self._connecting or self._now() < self._next_attempt:
+                raise ConnectionLost(self._outage or f"{self._name}: connecting")
+            self._connecting = True
+        try:
             events = self._events_wanted and _EventLoop.ensure()
-            try:
-                conn = self._opener(self.uri or None)
-                if conn is None:  # old bindings returned None on failure
-                    raise libvirt.libvirtError("cannot open connection")
-            except libvirt.libvirtError as e:
-                self._last_error = e.get_error_message() or str(e)
-                self._next_attempt = now + self._backoff
+            conn = self._opener(self.uri or None)
+            if conn is None:  # old bindings returned None on failure
+                raise libvirt.libvirtError("cannot open connection")
+        except libvirt.libvirtError as e:
+            error = e.get_error_message() or str(e)
+            with self._lock:
+                self._connecting = False
+                self._next_attempt = self._now() + self._backoff
                 self._backoff = min(self._backoff * 2, self.retry_max)
-                self._once.report("libvirt connection", f"cannot connect to {self.uri or 'the default URI'}: "
-                                  f"{self._last_error}; retrying with back-off")
-                raise ConnectionLost(f"libvirt {self.uri or '(default URI)'}: {self._last_error}") from None
-            self.conn = conn
-            self.connections += 1
-            self._backoff = self.retry_min
-            self._next_attempt = 0.0
-            self._doms.clear()
-            self._period_set.clear()
-            self._xml.clear()
-            try:
-                self.connected_uri = conn.getURI()
-            except libvirt.libvirtError:
-                self.connected_uri = self.uri
-            if self._pid_dir_setting is None:
-                self.pid_dir = default_pid_dir(self.connected_uri)
-            self.events_active = bool(events) and self._register_callbacks(conn)
-            self._once.clear("libvirt connection", f"connected to {self.connected_uri}")
-            if self.connections == 1:
-                log.info("libvirt: connected to %s (events %s)", self.connected_uri,
-                         "on" if self.events_active else "off")
-            return conn
+                message, new = self._begin_outage(f"cannot connect: {error}")
+            if new:
+                log.warning("%s", message)
+            else:
+                log.debug("libvirt: reconnection failed: %s", error)
+            raise ConnectionLost(message) from None
+        except BaseException:
+            with self._lock:
+                self._connecting = False
+            raise
+        try:
+            uri = conn.getURI()
+        except libvirt.libvirtError:
+            uri = self.uri
+        ids = self._register_callbacks(conn, uri) if events else None
+        with self._lock:
+            self._connecting = False
+            closed = self._closed
+            if not closed:
+                self.conn = conn
+                self.connections += 1
+                self._backoff = self.retry_min
+                self._next_attempt = 0.0
+                self._outage = None
+                self._doms.clear()
+                self._period_set.clear()
+                self._xml.clear()
+                self._callback_ids = ids or []
+                self.events_active = ids is not None
+                self.connected_uri = uri
+                if self._pid_dir_setting is None:
+                    self.pid_dir = default_pid_dir(uri)
+                first = self.connections == 1
+        if closed:  # close() was called while this connection was being opened
+            self._release(conn, ids or [])
+            raise ConnectionLost(f"{self._name}: the interface is closed")
+        log.info("libvirt: %s to %s (events %s)", "connected" if first else "reconnected", uri,
+                 "on" if ids is not None else "off")
+        return conn
 
-    def _register_callbacks(self, conn: Any) -> bool:
+    def _begin_outage(self, reason: str) -> tuple[str, bool]:
+        """(The current outage's message, whether it starts now). Call with the lock held."""
+        if self._outage is not None:
+            return self._outage, False
+        self._outage = f"{self._name}: not connected ({reason}); reconnecting in the background"
+        return self._outage, True
+
+    def _register_callbacks(self, conn: Any, uri: str) -> list[int] | None:
+        """Register the event callbacks: their ids, None when there are no domain events."""
         try:
             conn.setKeepAlive(5, 3)
         except (libvirt.libvirtError, AttributeError):
@@ -287,9 +338,8 @@ class LibvirtHypervisor(HypervisorInterface):
             ids.append(conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                                    self._on_lifecycle, None))
         except libvirt.libvirtError as e:
-            log.info("libvirt: no domain events on %s (%s); discovery polls", self.connected_uri,
-                     e.get_error_message())
-            return False
+            log.info("libvirt: no domain events on %s (%s); discovery polls", uri, e.get_error_message())
+            return None
         for event_id in (getattr(libvirt, "VIR_DOMAIN_EVENT_ID_METADATA_CHANGE", None),
                          getattr(libvirt, "VIR_DOMAIN_EVENT_ID_TUNABLE", None)):
             if event_id is None:
@@ -298,29 +348,47 @@ class LibvirtHypervisor(HypervisorInterface):
                 ids.append(conn.domainEventRegisterAny(None, event_id, self._on_change, None))
             except libvirt.libvirtError:
                 pass
-        self._callback_ids = ids
-        return True
+        return ids
+
+    @staticmethod
+    def _release(conn: Any, ids: list[int]) -> None:
+        """Deregister the callbacks and close a connection (errors ignored)."""
+        for cid in ids:
+            try:
+                conn.domainEventDeregisterAny(cid)
+            except libvirt.libvirtError:
+                pass
+        try:
+            conn.unregisterCloseCallback()
+        except (libvirt.libvirtError, AttributeError):
+            pass
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
 
     def _on_close(self, conn: Any, reason: int, opaque: Any) -> None:
         if reason == getattr(libvirt, "VIR_CONNECT_CLOSE_REASON_CLIENT", 3):
             return
         self._drop(conn, f"connection closed (reason {reason})")
 
-    def _drop(self, conn: Any, why: str) -> None:
-        """Forget a broken connection; the next call opens a new one."""
+    def _drop(self, conn: Any, why: str) -> str:
+        """Forget a broken connection (the next call opens a new one); the outage's message."""
         with self._lock:
-            if self.conn is not conn or conn is None:
-                return
+            if conn is None or self.conn is not conn:
+                return self._outage or f"{self._name}: connection lost; reconnecting in the background"
             self.conn = None
             self._callback_ids = []
             self._doms.clear()
-            self._last_error = why
             self._next_attempt = 0.0  # first reconnection at once, back-off after failures
-        self._once.report("libvirt connection", f"lost ({why}); reconnecting")
+            message, new = self._begin_outage(f"connection lost: {why}")
+        if new:
+            log.warning("%s", message)
         try:
             conn.close()
         except Exception:  # noqa: BLE001 - the connection is broken anyway
             pass
+        return message
 
     def _on_lifecycle(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
         try:
@@ -369,8 +437,7 @@ class LibvirtHypervisor(HypervisorInterface):
                 except libvirt.libvirtError:
                     alive = False
             if not alive:
-                self._drop(conn, e.get_error_message() or str(e))
-                return ConnectionLost(f"{what}: libvirt connection lost: {e.get_error_message()}")
+                return ConnectionLost(self._drop(conn, e.get_error_message() or str(e)))
         if code in _GONE_CODES or (code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in str(e)):
             return GuestGone(message)
         if code in _UNSUPPORTED_CODES:
@@ -430,21 +497,6 @@ class LibvirtHypervisor(HypervisorInterface):
                 pid = None
         self._pids[uuid] = (dom_id, pid)
         return pid
-
-    def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:
-        """Set the guest's balloon statistics period to the guest monitor interval."""
-        self._stats_period = max(1, int(round(monitor_interval)))
-        self._set_period(self._ensure(), guest)
-
-    def _set_period(self, conn: Any, guest: GuestInfo) -> None:
-        if self._stats_period is None:
-            return
-        dom = self._dom(conn, guest)
-        try:
-            dom.setMemoryStatsPeriod(self._stats_period, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        except libvirt.libvirtError as e:
-            raise self._error(e, f"guest {guest.name}: setting the memory statistics period", conn) from None
-        self._period_set.add(guest.uuid)
 
     # -- collection ---------------------------------------------------------------------
     def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
@@ -560,7 +612,7 @@ class LibvirtHypervisor(HypervisorInterface):
         return out
 
     def _domain_xml(self, conn: Any, guest: GuestInfo) -> DomainXml:
-        now = time.monotonic()
+        now = self._now()
         cached = self._xml.get(guest.uuid)
         if cached is not None and cached[0] > now:
             return cached[1]
@@ -573,21 +625,33 @@ class LibvirtHypervisor(HypervisorInterface):
         return parsed
 
     def refresh(self) -> None:
-        """Open the connection if it was lost; set the statistics period again for the
-        guests of an earlier connection (a restarted libvirtd keeps running guests)."""
+        """Open the connection if it was lost, and set the balloon statistics period on
+        every known domain that lacks it on this connection: the guests found since
+        the last round, and all of them after a reconnection (a restarted libvirtd
+        keeps its guests running). The one place the period is set."""
         conn = self._ensure()
         if self._stats_period is None:
             return
-        missing = [uuid for uuid in list(self._doms) if uuid not in self._period_set]
-        for uuid in missing:
-            dom = self._doms.get(uuid)
-            if dom is None:
-                continue
+        with self._lock:
+            if self.conn is not conn:
+                return
+            missing = [(uuid, dom) for uuid, dom in self._doms.items() if uuid not in self._period_set]
+        for uuid, dom in missing:
             try:
                 dom.setMemoryStatsPeriod(self._stats_period, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            except libvirt.libvirtError:
-                pass  # reported through guest_added on a fresh guest; not worth a line per tick
-            self._period_set.add(uuid)
+            except libvirt.libvirtError as e:
+                try:
+                    name = dom.name()
+                except libvirt.libvirtError:
+                    name = uuid
+                err = self._error(e, f"guest {name}: setting the memory statistics period", conn)
+                if isinstance(err, ConnectionLost):
+                    raise err from None
+                if not isinstance(err, GuestGone):
+                    self._once.report("libvirt statistics period", str(err))
+            with self._lock:
+                if self.conn is conn:
+                    self._period_set.add(uuid)
 
     # Per-guest getters (the base class's collect_all contract; used by tools and tests).
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
@@ -677,22 +741,16 @@ class LibvirtHypervisor(HypervisorInterface):
         return obj.get("return")
 
     def close(self) -> None:
+        """Close the interface: later calls raise ConnectionLost. Returns promptly even
+        when libvirtd does not answer (a connection still being opened is closed
+        when it is done; the current one is released in the background)."""
         with self._lock:
+            self._closed = True
             conn, self.conn = self.conn, None
             ids, self._callback_ids = self._callback_ids, []
             self._doms.clear()
         if conn is None:
             return
-        for cid in ids:
-            try:
-                conn.domainEventDeregisterAny(cid)
-            except libvirt.libvirtError:
-                pass
-        try:
-            conn.unregisterCloseCallback()
-        except (libvirt.libvirtError, AttributeError):
-            pass
-        try:
-            conn.close()
-        except libvirt.libvirtError:
-            pass
+        releaser = threading.Thread(target=self._release, args=(conn, ids), name="mom-libvirt-close", daemon=True)
+        releaser.start()
+        releaser.join(2.0)

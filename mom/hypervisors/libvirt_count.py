@@ -1,4 +1,6 @@
-"""Measuring tools for the libvirt interface (the benchmark and the tests use them).
+"""Measuring tools for the libvirt interface: benchmark and test tooling, not used
+by MOM itself. It lives in the package because both ``bench/libvirt_bench.py``
+and ``tests/libvirt`` import it.
 
 :class:`CountingConnection` wraps a libvirt connection, and the domain objects
 it hands out, and counts the calls that reach libvirt. Accessors that libvirt
@@ -8,9 +10,8 @@ ID, the connection's own bookkeeping) are not counted.
 :class:`BalloonStatsFiller` stands in for a driver that fills the bulk
 ``balloon.*`` statistics, as the QEMU driver does, on top of a driver that
 leaves them empty (libvirt's test driver): it copies each domain's
-``memoryStats()``, read once before the measurement, into the bulk records,
-and the current and maximum memory from the driver's info(), which it reads
-again after a setMemory.
+``memoryStats()`` and the current and maximum memory from its info(), read
+once before the measurement, into the bulk records.
 """
 
 from __future__ import annotations
@@ -69,10 +70,6 @@ class _Proxy:
 class CountingDomain(_Proxy):
     """A virDomain whose calls are counted."""
 
-    @property
-    def unwrapped(self) -> Any:
-        return self._target
-
 
 class CountingConnection(_Proxy):
     """A virConnect whose calls (and its domains' calls) are counted in ``counter``."""
@@ -124,9 +121,3 @@ class BalloonStatsFiller(_Proxy):
             extra = self._stats.get(dom.UUIDString(), {})
             filled.append((dom, {**rec, **extra}))
         return filled
-
-    def refill(self, uuid: str) -> None:
-        """Read one domain's current memory again (after a setMemory)."""
-        dom = self._target.lookupByUUIDString(uuid)
-        info = dom.info()
-        self._stats[uuid]["balloon.current"] = info[2]

@@ -3,6 +3,7 @@ the field names, balloon_min, CPU and IO tune, and the number of libvirt calls."
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvtest import FaultyConnection, domain_uuid, node_file  # noqa: E402
+from lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.libvirt_count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.hypervisors.libvirt_xml import parse_domain_xml  # noqa: E402
 
@@ -78,16 +79,70 @@ def test_bulk_not_supported_falls_back(iface_factory, tmp_path: Path) -> None:
     assert len(data) == 5 and all(d.memory and d.balloon for d in data.values())
 
 
-def test_stats_period_is_set_on_discovery(iface_factory, tmp_path: Path) -> None:
+def test_stats_period_is_set_in_refresh_once_per_domain(iface_factory, tmp_path: Path) -> None:
+    """refresh() (once per collection round) sets the period on each known domain that
+    lacks it on this connection; guest_added sets nothing."""
     opener, holder = counting()
-    h = iface_factory(node_file(tmp_path / "n.xml", 3), opener=opener)
+    h = iface_factory(node_file(tmp_path / "n.xml", 3), opener=opener, stats_period=2.4)
     guests = h.list_guests()
+    counter = holder["conn"].counter
+    counter.reset()
     for g in guests:
         h.guest_added(g, 2.4)
-    assert holder["conn"].counter.calls["setMemoryStatsPeriod"] == 3
-    holder["conn"].counter.reset()
+    assert counter.total == 0
     h.refresh()
-    assert holder["conn"].counter.total == 0  # not again on every tick
+    assert dict(counter.calls) == {"setMemoryStatsPeriod": 3}
+    counter.reset()
+    h.refresh()
+    assert counter.total == 0  # not again on every round
+    h.conn.createXML(new_domain_xml("newcomer", str(uuidlib.uuid4())), 0)
+    h.list_guests()
+    counter.reset()
+    h.refresh()
+    assert dict(counter.calls) == {"setMemoryStatsPeriod": 1}  # only the new guest
+
+
+def test_stats_period_error_is_logged_once_and_spoils_nothing(iface_factory, tmp_path: Path, caplog) -> None:
+    holder: dict = {}
+
+    def opener(uri):  # type: ignore[no-untyped-def]
+        holder["conn"] = FaultyConnection(libvirt.open(uri))
+        holder["conn"].faults[("setMemoryStatsPeriod", domain_uuid(1))] = lv_error(
+            libvirt.VIR_ERR_OPERATION_INVALID, "no memory balloon device")
+        return holder["conn"]
+    h = iface_factory(node_file(tmp_path / "n.xml", 3), opener=opener, stats_period=5)
+    guests = h.list_guests()
+    h.refresh()
+    h.refresh()
+    assert holder["conn"].calls.count("setMemoryStatsPeriod") == 3  # tried once per domain
+    assert sum("no memory balloon device" in r.getMessage() for r in caplog.records) == 1
+    assert len(h.collect_all(guests, ["memory", "balloon"])) == 3
+
+
+def test_from_config_takes_the_guest_monitor_interval(tmp_path: Path) -> None:
+    from mom.daemon.config import load_config
+    from mom.hypervisors.libvirt import LibvirtHypervisor
+
+    cfg = load_config(None, {"main.libvirt-hypervisor-uri": node_file(tmp_path / "n.xml", 1),
+                             "main.guest-monitor-interval": "3"})
+    h = LibvirtHypervisor.from_config(cfg)
+    try:
+        assert h.conn is None  # connects lazily
+        calls: list[tuple[int, int]] = []
+        h.list_guests()
+        real = h.conn.lookupByName("vm0")
+
+        class Dom:
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(real, name)
+
+            def setMemoryStatsPeriod(self, period, flags):  # type: ignore[no-untyped-def]
+                calls.append((period, flags))
+        h._doms[real.UUIDString()] = Dom()
+        h.refresh()
+        assert calls == [(3, libvirt.VIR_DOMAIN_AFFECT_LIVE)]
+    finally:
+        h.close()
 
 
 def test_cpu_tune_not_supported_by_the_test_driver_spoils_nothing(iface_factory, tmp_path: Path) -> None:

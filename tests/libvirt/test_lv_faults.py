@@ -4,7 +4,7 @@ quietly, one guest's error does not spoil the others, each error is logged once.
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from conftest import NO_BINDING
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
 from lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
-from mom.hypervisors.base import HypervisorError  # noqa: E402
+from mom.hypervisors.base import HypervisorUnavailable  # noqa: E402
 from mom.hypervisors.libvirt import ConnectionLost  # noqa: E402
 
 
@@ -42,35 +42,125 @@ class Opener:
         return self.opened[-1]
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (the back-off reads it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def raises_unavailable(call) -> str:  # type: ignore[no-untyped-def]
+    """Run ``call``; it must raise ConnectionLost (a HypervisorUnavailable): its message."""
+    with pytest.raises(ConnectionLost) as e:
+        call()
+    assert isinstance(e.value, HypervisorUnavailable)
+    return str(e.value)
+
+
 def test_lost_connection_is_reopened_with_back_off(iface_factory, tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="mom.libvirt")
+    caplog.set_level(logging.DEBUG, logger="mom.libvirt")
+    clock = FakeClock()
     opener = Opener()
-    h = iface_factory(node_file(tmp_path / "n.xml", 3), opener=opener, retry_min=0.2, retry_max=0.4)
+    h = iface_factory(node_file(tmp_path / "n.xml", 3), opener=opener, retry_min=10, retry_max=20,
+                      monotonic=clock)
     guests = h.list_guests()
     assert len(guests) == 3
     opener.conn.dead = True
     opener.down = True
-    with pytest.raises(ConnectionLost):
-        h.collect_all(guests, ["memory"])
+    messages = {raises_unavailable(lambda: h.collect_all(guests, ["memory"]))}
     # Down: attempts are spaced by the back-off, not made on every call.
     for _ in range(20):
-        with pytest.raises(HypervisorError):
-            h.list_guests()
-    assert opener.attempts == 2  # the first open and one failed reconnection so far
-    time.sleep(0.25)
-    with pytest.raises(HypervisorError):
-        h.list_guests()
+        messages.add(raises_unavailable(h.list_guests))
+    assert opener.attempts == 2  # the first open and one failed reconnection (at once after the loss)
+    clock.now += 9.9
+    messages.add(raises_unavailable(h.list_guests))
+    assert opener.attempts == 2
+    clock.now += 0.2  # the first back-off (10 s) is over
+    messages.add(raises_unavailable(h.refresh))
     assert opener.attempts == 3
+    clock.now += 19.8  # the back-off doubled
+    messages.add(raises_unavailable(h.list_guests))
+    assert opener.attempts == 3
+    clock.now += 0.3
+    messages.add(raises_unavailable(h.list_guests))
+    assert opener.attempts == 4
+    clock.now += 20.1  # ... up to retry_max
+    messages.add(raises_unavailable(h.list_guests))
+    assert opener.attempts == 5
+    assert len(messages) == 1, messages  # one outage, one message: one fault in the engine
+    assert "Broken pipe" in messages.pop()
     opener.down = False
-    time.sleep(0.45)
+    clock.now += 20.1
     assert len(h.list_guests()) == 3
     assert h.connections == 2
     data = h.collect_all(guests, ["memory", "balloon"])
     assert len(data) == 3
-    lines = [r.getMessage() for r in caplog.records]
-    assert sum("connection: lost" in m for m in lines) == 1, lines
-    assert sum("connection: cannot connect" in m for m in lines) == 1, lines
-    assert any("connected to" in m for m in lines), lines
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "connection lost" in warnings[0], warnings  # one warning per outage
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert sum("reconnected to" in m for m in infos) == 1, infos
+    # A second outage is a new one: a warning and a message of its own.
+    opener.conn.dead = True
+    opener.down = True
+    second = raises_unavailable(h.list_guests)
+    assert second == raises_unavailable(h.list_guests)
+    assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 2
+
+
+class FakeDom:
+    def UUIDString(self) -> str:
+        return domain_uuid(0)
+
+
+def test_close_does_not_wait_for_a_hung_open(tmp_path: Path) -> None:
+    """libvirtd accepts but never answers: close(), the event callbacks and other
+    callers do not wait for the open; a connection that opens after close() is closed."""
+    from mom.hypervisors.libvirt import LibvirtHypervisor
+
+    uri = node_file(tmp_path / "n.xml", 2)
+    entered, release = threading.Event(), threading.Event()
+    opened: list[FaultyConnection] = []
+
+    def opener(uri):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(60)
+        conn = FaultyConnection(libvirt.open(uri))
+        opened.append(conn)
+        return conn
+    h = LibvirtHypervisor(uri, opener=opener, connect_now=False)
+    outcome: list[BaseException | object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(h.list_guests())
+        except BaseException as e:  # noqa: BLE001
+            outcome.append(e)
+    caller = threading.Thread(target=call, daemon=True)
+    try:
+        caller.start()
+        assert entered.wait(10), "the opener was not called"
+
+        def returns_promptly(fn) -> bool:  # type: ignore[no-untyped-def]
+            t = threading.Thread(target=fn, daemon=True)
+            t.start()
+            t.join(2.0)  # generous for a loaded machine; without the fix, never
+            return not t.is_alive()
+        assert returns_promptly(lambda: h._drop(object(), "a stale connection"))
+        assert returns_promptly(lambda: h._on_lifecycle(None, FakeDom(), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None))
+        assert returns_promptly(lambda: pytest.raises(ConnectionLost, h.list_guests))
+        assert returns_promptly(h.close)
+    finally:
+        release.set()
+        caller.join(30)
+    assert not caller.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLost) and "closed" in str(outcome[0])
+    assert h.conn is None
+    assert len(opened) == 1 and "close" in opened[0].calls  # the late connection was closed
+    with pytest.raises(ConnectionLost, match="closed"):
+        h.list_guests()
 
 
 def test_connection_lost_mid_tick_keeps_nothing_half_done(iface_factory, tmp_path: Path) -> None:
@@ -141,11 +231,17 @@ def test_no_guest_statistics_is_a_clear_section_error(iface_factory, tmp_path: P
     assert data.memory is None and "no balloon statistics" in data.errors["memory"] and data.balloon
 
 
-def test_unreachable_uri_at_start_does_not_raise(iface_factory) -> None:
-    h = iface_factory("qemu+unix:///system?socket=/nonexistent/libvirt-sock", retry_min=5)
+def test_unreachable_uri_at_start_does_not_raise(iface_factory, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="mom.libvirt")
+    clock = FakeClock()
+    h = iface_factory("qemu+unix:///system?socket=/nonexistent/libvirt-sock", retry_min=5, monotonic=clock)
     assert h.conn is None
-    with pytest.raises(HypervisorError, match="reconnecting"):
-        h.list_guests()
+    first = raises_unavailable(h.list_guests)
+    assert "reconnecting" in first
+    clock.now += 6  # another failed attempt: the same outage, the same message, no other warning
+    assert raises_unavailable(h.list_guests) == first
+    assert raises_unavailable(lambda: h.collect_all([], ["memory"])) == first
+    assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 1
 
 
 def test_engine_keeps_guests_while_disconnected(iface_factory, tmp_path: Path) -> None:
