@@ -106,7 +106,7 @@ class HypervisorInterface(ABC):
         the place to refresh a cache (the simulator advances its model here)."""
 
     def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:
-        """Called once when a guest is first seen (e.g. to set a stats period)."""
+        """Called once when a guest is first seen (all new guests in one pool call)."""
 
     # -- per-guest collection ----------------------------------------------------
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
