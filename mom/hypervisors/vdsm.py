@@ -25,20 +25,28 @@ guest agent is not active (no memory section). balloonInfo keeps balloon_cur,
 balloon_max, balloon_min as integers; vcpuQuota, vcpuPeriod, vcpuUserLimit,
 vcpuCount become vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count.
 
-Errors: a JSON-RPC ``error`` answer is logged once per distinct message (at
-warning level, logger ``mom.vdsm``) and raised as HypervisorError (GuestGone
-for vdsm's "no such VM"), so the engine and controllers carry on with the rest
-of the tick. Connection handling is in :mod:`mom.hypervisors.vdsm_client`: no
-connection means an immediate HypervisorError, never a wait.
+Errors: a JSON-RPC ``error`` answer is raised as HypervisorError (GuestGone
+for vdsm's "no such VM" on a VM.* call), not logged here: the engine logs each
+distinct fault once and says when it clears; the engine and controllers carry
+on with the rest of the tick.
+
+Connection handling is in :mod:`mom.hypervisors.vdsm_client`, which logs each
+outage once and reconnects in the background. Without a connection every call
+raises HypervisorUnavailable with one message for the whole outage ("no
+connection to vdsm at HOST:PORT (reconnecting in the background)"), at once:
+only the very first call waits for the first connection, briefly (2 s at most,
+and at most a quarter of hypervisor-call-timeout, so well within the engine's
+call deadline). A call that vdsm does not answer within request-timeout also
+raises HypervisorUnavailable: the client drops that connection and reopens it.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
+import math
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from mom.hypervisors.base import (
     KSM_TUNABLES,
@@ -47,10 +55,16 @@ from mom.hypervisors.base import (
     GuestInfo,
     HypervisorError,
     HypervisorInterface,
+    HypervisorUnavailable,
 )
-from mom.hypervisors.vdsm_client import VdsmCallError, VdsmClient, VdsmConfigError, VdsmError
-
-log = logging.getLogger("mom.vdsm")
+from mom.hypervisors.vdsm_client import (
+    FIRST_WAIT,
+    VdsmCallError,
+    VdsmClient,
+    VdsmConfigError,
+    VdsmError,
+    VdsmUnavailable,
+)
 
 STATS_MAX_AGE = 5.0
 IO_TUNE_MAX_AGE = 300.0
@@ -74,6 +88,17 @@ def _int(value: Any, what: str) -> int:
             return int(float(value))
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{what} is not a number: {value!r}") from None
+
+
+def _io_limit(guest: GuestInfo, disk: Any, key: Any, value: Any) -> int:
+    """An IO limit as vdsm takes it: a whole number >= 0 (a float policies
+    computed is fine when it is whole). Raises HypervisorError."""
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or \
+        (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if not ok or value < 0:
+        raise HypervisorError(f"guest {guest.name}: IO limit {key} of disk {disk} must be a whole number >= 0, "
+                              f"not {value!r}")
+    return int(value)
 
 
 def memory_section(vm: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,9 +180,11 @@ class VdsmInterface(HypervisorInterface):
     bulk = True  # getAllVmStats is one call for all guests
 
     def __init__(self, client: VdsmClient, *, stats_max_age: float = STATS_MAX_AGE,
-                 io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys") -> None:
+                 io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys",
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(sys_root=sys_root)
         self.client = client
+        self._now = monotonic  # the cache ages (replaceable in tests)
         self.stats_max_age = stats_max_age
         self.io_tune_max_age = io_tune_max_age
         self._stats_lock = threading.Lock()
@@ -172,8 +199,7 @@ class VdsmInterface(HypervisorInterface):
         self._io_time: float | None = None
         self._io_tried: float | None = None
         self._io_epoch = -1
-        self._logged_errors: set[tuple[str, str]] = set()
-        self._errors_lock = threading.Lock()
+        self._io_error: HypervisorError | None = None  # why the last policy fetch failed
 
     @classmethod
     def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
@@ -184,7 +210,9 @@ class VdsmInterface(HypervisorInterface):
         v = config.vdsm
         m = config.main
         try:
-            client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout)
+            # The first call waits for the first connection: well within the engine's call deadline.
+            client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout,
+                                first_wait=min(FIRST_WAIT, m.hypervisor_call_timeout / 4))
         except VdsmConfigError as e:
             from mom.daemon.daemon import DaemonError
             raise DaemonError(str(e)) from None
@@ -197,13 +225,10 @@ class VdsmInterface(HypervisorInterface):
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         try:
             return self.client.call(method, params)
+        except VdsmUnavailable:
+            # The client logged the outage; one message for all of it.
+            raise HypervisorUnavailable(self.client.down_message) from None
         except VdsmCallError as e:
-            key = (method, f"{e.code}: {e.message}")
-            with self._errors_lock:
-                first = key not in self._logged_errors
-                self._logged_errors.add(key)
-            if first:
-                log.warning("vdsm answered %s with an error: %s (code %s)", method, e.message, e.code)
             if e.code == NO_VM_CODE and method.startswith("VM."):
                 raise GuestGone(f"vdsm: {e.message} ({params.get('vmID')})") from None
             raise HypervisorError(f"vdsm {method}: {e.message} (code {e.code})") from None
@@ -221,7 +246,7 @@ class VdsmInterface(HypervisorInterface):
         """{vmId: stats} of every VM vdsm knows, from a cache at most max_age old."""
         max_age = self.stats_max_age if max_age is None else max_age
         with self._stats_lock:
-            now = time.monotonic()
+            now = self._now()
             if self._stats_time is not None and now - self._stats_time <= max_age \
                     and self._stats_epoch == self._epoch and self._stats_changes == self._changes:
                 return self._stats
@@ -231,14 +256,14 @@ class VdsmInterface(HypervisorInterface):
             if not isinstance(result, list):
                 raise HypervisorError(f"vdsm Host.getAllVmStats: expected a list, got {type(result).__name__}")
             self._stats = {str(vm["vmId"]): vm for vm in result if isinstance(vm, dict) and vm.get("vmId")}
-            self._stats_time = time.monotonic()
+            self._stats_time = self._now()
             self._stats_epoch = epoch
             self._stats_changes = changes
             return self._stats
 
     def _io_policies(self, wanted: Iterable[str]) -> dict[str, Any]:
         with self._io_lock:
-            now = time.monotonic()
+            now = self._now()
             if self._io_epoch != self._epoch:  # a new connection: vdsm may have restarted
                 self._io_time = self._io_tried = None
             fresh = self._io_time is not None and now - self._io_time <= self.io_tune_max_age
@@ -246,16 +271,27 @@ class VdsmInterface(HypervisorInterface):
             may_retry = self._io_tried is None or now - self._io_tried >= IO_TUNE_RETRY
             if (not fresh or missing) and may_retry:
                 self._io_tried = now
-                self._io_epoch = self._epoch  # a failure counts for this connection too
-                result = self._call("Host.getAllVmIoTunePolicies", {})
-                self._io_epoch = self._epoch
-                if not isinstance(result, dict):
-                    raise HypervisorError("vdsm Host.getAllVmIoTunePolicies: expected a map, "
-                                          f"got {type(result).__name__}")
+                try:
+                    result = self._call("Host.getAllVmIoTunePolicies", {})
+                    if not isinstance(result, dict):
+                        raise HypervisorError("vdsm Host.getAllVmIoTunePolicies: expected a map, "
+                                              f"got {type(result).__name__}")
+                except HypervisorError as e:
+                    self._io_error = e
+                    raise
+                finally:
+                    # After the call, which may have opened the connection (a new
+                    # epoch); a failure counts for this connection too.
+                    self._io_epoch = self._epoch
                 self._io = result
                 self._io_time = now
+                self._io_error = None
             elif not fresh and self._io_time is None:
-                raise HypervisorError("vdsm Host.getAllVmIoTunePolicies failed; retrying later")
+                # Until the retry, the same error as the failure: one fault, not two.
+                error = self._io_error
+                if error is None:
+                    raise HypervisorError("vdsm Host.getAllVmIoTunePolicies failed; retrying later")
+                raise type(error)(str(error))
             return self._io
 
     # -- HypervisorInterface ------------------------------------------------------------
@@ -309,40 +345,6 @@ class VdsmInterface(HypervisorInterface):
             result[g.uuid] = data
         return result
 
-    def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
-        try:
-            return memory_section(self._vm(guest))
-        except ValueError as e:
-            raise HypervisorError(str(e)) from None
-
-    def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
-        try:
-            info = balloon_section(self._vm(guest))
-        except ValueError as e:
-            raise HypervisorError(str(e)) from None
-        if info is None:
-            raise HypervisorError(f"guest {guest.name} has no balloon information")
-        return info
-
-    def guest_cpu_tune(self, guest: GuestInfo) -> dict[str, Any]:
-        try:
-            info = cpu_tune_section(self._vm(guest))
-        except ValueError as e:
-            raise HypervisorError(str(e)) from None
-        if info is None:
-            raise HypervisorError(f"guest {guest.name}: vdsm reports no vCPU count")
-        return info
-
-    def guest_io_tune(self, guest: GuestInfo) -> list[dict[str, Any]] | None:
-        self._vm(guest)
-        return io_tune_section(self._io_policies([guest.uuid]).get(guest.uuid))
-
-    def _vm(self, guest: GuestInfo) -> dict[str, Any]:
-        vm = self.all_vm_stats().get(guest.uuid)
-        if vm is None or vm.get("status") != "Up":
-            raise GuestGone(f"guest {guest.name} ({guest.uuid}) is not running")
-        return vm
-
     # -- control -----------------------------------------------------------------------
     def _changed(self) -> None:
         """A set call succeeded: the next statistics must be read afresh."""
@@ -361,14 +363,18 @@ class VdsmInterface(HypervisorInterface):
             self._changed()
 
     def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
-        """Send the disks' new limits as vdsm's tunables [{name, path, ioTune}]."""
+        """Send the disks' new limits as vdsm's tunables [{name, path, ioTune}].
+
+        Each limit is a whole number >= 0 (0: no limit) or None (left out);
+        anything else raises HypervisorError before vdsm is asked."""
         tunables = []
         for tune in tunes:
-            values = tune.get("current", tune.get("ioTune"))
+            values = tune.get("current", tune.get("ioTune")) if isinstance(tune, Mapping) else None
             if not isinstance(values, Mapping):
                 raise HypervisorError(f"guest {guest.name}: IO tune entry without limits: {tune!r}")
             tunables.append({"name": tune.get("name"), "path": tune.get("path"),
-                             "ioTune": {k: int(v) for k, v in values.items() if v is not None}})
+                             "ioTune": {str(k): _io_limit(guest, tune.get("name"), k, v)
+                                        for k, v in values.items() if v is not None}})
         self._call("VM.setIoTune", {"vmID": guest.uuid, "tunables": tunables})
         self._note_io_tune(guest.uuid, tunables)
 

@@ -9,10 +9,20 @@ is checked against that CA but not against a host name (an oVirt host's
 certificate names the host, while MOM connects to 127.0.0.1).
 
 Connection handling: a background thread connects, and reconnects after a
-loss, with exponential back-off (0.5 s doubling up to 30 s). While there is no
-connection, :meth:`VdsmClient.call` fails at once with :class:`VdsmUnavailable`
-(it never waits for a reconnection), so callers with deadlines are never held
-up. Each outage is logged once (a warning naming the reason) and its end once
+loss, with exponential back-off (0.5 s doubling up to 30 s). The very first
+call starts that thread and waits briefly for the first connection (at most
+``first_wait``: 2 s by default, never more than the request timeout; the vdsm
+interface keeps it under a quarter of momd's hypervisor call deadline), so
+momd's first tick finds a vdsm that is up. After that, while there is no
+connection, :meth:`VdsmClient.call` fails at once with
+:class:`VdsmUnavailable`, always with the same message (:attr:`down_message`),
+and never waits for a reconnection; a call on a live connection waits at most
+the request timeout for its answer. A call that gets no answer in time marks
+the connection gone (a vdsm that stops answering without closing it would
+otherwise hold every later call for the whole timeout): the calls in flight on
+it fail, its socket is shut down and the background thread reconnects.
+
+Each outage is logged once (a warning naming the reason) and its end once
 (info). stomp.py's own log records are kept out of MOM's log unless MOM logs
 at debug level.
 """
@@ -38,6 +48,7 @@ REQUEST_QUEUE = "jms.topic.vdsm_requests"
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 HEARTBEAT_MS = 5000  # both ways; vdsm mirrors the wish, so a silent or half-closed vdsm is noticed
+FIRST_WAIT = 2.0  # the first call waits this long (at most) for the first connection
 
 # stomp.py builds its TLS context from ``ssl_version``. ssl.PROTOCOL_TLS gives a
 # context that verifies the peer against the CA (stomp.py sets CERT_REQUIRED)
@@ -54,8 +65,8 @@ class VdsmUnavailable(VdsmError):
     """No connection to vdsm (down, unreachable, TLS refused, lost mid-call)."""
 
 
-class VdsmTimeout(VdsmError):
-    """vdsm did not answer in time."""
+class VdsmTimeout(VdsmUnavailable):
+    """vdsm did not answer in time; the connection is dropped and reopened."""
 
 
 class VdsmCallError(VdsmError):
@@ -109,6 +120,11 @@ def describe_error(error: BaseException | None, ca_path: str, cert_path: str) ->
     if isinstance(error, ssl.SSLCertVerificationError):
         return (f"TLS: vdsm's certificate refused (certificate verify failed: "
                 f"{error.verify_message or error.reason}; checked against ca-cert-file {ca_path})")
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        # With TLS 1.3 vdsm checks MOM's certificate after the client's side of the
+        # handshake; its alert may be lost when it closes the connection.
+        return (f"TLS: vdsm closed the connection during the handshake; does vdsm trust MOM's "
+                f"certificate (cert-file {cert_path})?")
     if isinstance(error, ssl.SSLError):
         reason = error.reason or str(error)
         if "CERTIFICATE" in str(reason).upper() or "UNKNOWN_CA" in str(reason).upper():
@@ -121,6 +137,33 @@ def describe_error(error: BaseException | None, ca_path: str, cert_path: str) ->
     if isinstance(error, OSError):
         return error.strerror or str(error) or type(error).__name__
     return str(error) or type(error).__name__
+
+
+def _notice_eof(transport: Any) -> None:
+    """Make stomp.py's receiver loop end when the peer closes a TLS connection.
+
+    stomp.py (9.x) reads TLS sockets in non-blocking mode and takes an empty
+    read for "no data yet", so after vdsm goes away its receiver thread spins
+    on a readable socket (a whole CPU) until the heart-beat timeout notices.
+    A non-blocking TLS read that has no data raises SSLWantReadError; an empty
+    read, or a read error, is the end: stop the loop, which then closes the
+    socket and reports the disconnection (so the loss is noticed at once)."""
+    receive = transport.receive
+    benign = (ssl.SSLWantReadError, ssl.SSLWantWriteError, StompException)
+
+    def receive_or_stop() -> Any:
+        try:
+            data = receive()
+        except benign:
+            raise
+        except Exception:
+            transport.running = False
+            raise
+        if data is not None and len(data) == 0:
+            transport.running = False
+        return data
+
+    transport.receive = receive_or_stop
 
 
 class _Pending:
@@ -158,9 +201,6 @@ class _Listener(stomp.ConnectionListener):
         self.closed.set()
         self.client._lost(self.gen)
 
-    def on_heartbeat_timeout(self) -> None:
-        self.client._note(self.gen, "no heart-beat from vdsm")
-
 
 class VdsmClient:
     """JSON-RPC calls to vdsm over one STOMP connection, kept up in the background.
@@ -172,12 +212,13 @@ class VdsmClient:
     def __init__(self, host: str, port: int, key_path: str, cert_path: str, ca_path: str, *,
                  timeout: float = 10.0, heartbeat_ms: int = HEARTBEAT_MS,
                  backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
-                 on_connect: Callable[[], None] | None = None) -> None:
+                 first_wait: float = FIRST_WAIT, on_connect: Callable[[], None] | None = None) -> None:
         self.host, self.port = host, int(port)
         self.key_path, self.cert_path, self.ca_path = key_path, cert_path, ca_path
         self.timeout = float(timeout)
         self.heartbeat_ms = int(heartbeat_ms)
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.first_wait = max(0.0, min(float(first_wait), self.timeout))
         self.on_connect = on_connect
         self.where = f"{host}:{port}"
         self._check_files()
@@ -193,7 +234,6 @@ class VdsmClient:
         self._outage_since: float | None = None  # monotonic start of the current outage
         self._outage_logged = False
         self._ever_connected = False
-        self._last_reason = "not connected yet"
         self.connections = 0  # successful connections so far
         self._thread = threading.Thread(target=self._run, name="vdsm-connect", daemon=True)
 
@@ -209,9 +249,6 @@ class VdsmClient:
         if wait > 0:
             self._up.wait(wait)
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._up.wait(timeout)
-
     @property
     def connected(self) -> bool:
         return self._up.is_set()
@@ -224,10 +261,12 @@ class VdsmClient:
     def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Call a vdsm method with named params; return its result.
 
-        Raises VdsmUnavailable (no connection), VdsmTimeout, VdsmCallError.
-        The first call starts the connection and waits up to 2 s for it."""
+        Raises VdsmUnavailable (no connection, or it was lost during the call),
+        VdsmTimeout (no answer in time: the connection is dropped too),
+        VdsmCallError. Only the first call waits for a connection, at most
+        ``first_wait`` seconds; later calls without one fail at once."""
         if not self._started:
-            self.start(wait=min(2.0, self.timeout))
+            self.start(wait=self.first_wait)
         with self._lock:
             conn, gen = self._conn, self._gen
             if conn is None or not self._up.is_set():
@@ -243,7 +282,7 @@ class VdsmClient:
             self._fail_pending_locked()
         self._wake.set()
         if conn is not None:
-            self._drop(conn)
+            self._shut(conn)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
 
@@ -270,7 +309,7 @@ class VdsmClient:
                 self._pending.pop(rid, None)
             # A connection that leaves a request unanswered may be half-dead (a
             # vdsm that stopped without closing it): start afresh.
-            self._abandon(gen, f"{method} got no answer within {wait:g} s")
+            self._abandon(gen, f"no answer to {method} within {wait:g} s")
             raise VdsmTimeout(f"vdsm at {self.where} did not answer {method} within {wait:g} s")
         if pending.lost or pending.response is None:
             log.debug("the connection to vdsm at %s was lost during %s", self.where, method)
@@ -317,7 +356,6 @@ class VdsmClient:
             self._conn = None
             self._gen += 1
             self._up.clear()
-            self._last_reason = "connection lost"
             self._start_outage_locked()
             first = not self._outage_logged
             self._outage_logged = True
@@ -326,20 +364,28 @@ class VdsmClient:
         self._wake.set()
 
     def _abandon(self, gen: int, why: str) -> None:
+        """Give up the connection of generation ``gen`` (a call got no answer):
+        it is gone from now on, its other calls fail, the connector reopens it.
+        A connection still being opened is left to _connect_once."""
         with self._lock:
-            if gen != self._gen or self._conn is None:
+            if gen != self._gen or self._conn is None or not self._up.is_set() or self._closed:
                 return
-            conn = self._conn
-        log.debug("dropping the connection to vdsm at %s: %s", self.where, why)
-        threading.Thread(target=self._drop, args=(conn,), name="vdsm-drop", daemon=True).start()
+            conn, self._conn = self._conn, None
+            self._gen += 1
+            self._up.clear()
+            self._fail_pending_locked()
+            self._start_outage_locked()
+            first = not self._outage_logged
+            self._outage_logged = True
+        self._shut(conn)
+        if first:
+            log.warning("lost the connection to vdsm at %s (%s); reconnecting in the background", self.where, why)
+        else:
+            log.debug("dropping the connection to vdsm at %s: %s", self.where, why)
+        self._wake.set()
 
     def _stomp_error(self, gen: int, message: str) -> None:
         log.warning("vdsm at %s: %s", self.where, message)
-
-    def _note(self, gen: int, message: str) -> None:
-        with self._lock:
-            if gen == self._gen:
-                self._last_reason = message
 
     def _start_outage_locked(self) -> None:
         if self._outage_since is None:
@@ -347,11 +393,23 @@ class VdsmClient:
             self._outage_logged = False
 
     @staticmethod
-    def _drop(conn: Any) -> None:
+    def _shut(conn: Any) -> None:
+        """End a connection at once, whatever the peer does: stop stomp.py's
+        receiver loop and shut the socket down at the OS level, which wakes that
+        loop; it then closes the socket and ends, and with it the heart-beat
+        thread. (stomp.py's own disconnect_socket does a TLS close handshake,
+        which can wait for ever on a hung vdsm.)"""
+        transport = getattr(conn, "transport", None)
+        if transport is None:
+            return
+        transport.running = False  # checked by the receiver loop, which does not notice a TLS EOF itself
+        sock = getattr(transport, "socket", None)
+        if sock is None:
+            return
         try:
-            conn.transport.disconnect_socket()
-        except Exception as e:  # noqa: BLE001 - closing a broken connection may fail in many ways
-            log.debug("closing the vdsm connection: %s", e)
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not the TLS-level shutdown of SSLSocket
+        except (OSError, ValueError, TypeError) as e:  # already closed, or never connected
+            log.debug("shutting down the vdsm connection: %s", e)
 
     # -- the connector thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -372,7 +430,6 @@ class VdsmClient:
                 with self._lock:
                     if self._closed:
                         return
-                    self._last_reason = reason
                     self._start_outage_locked()
                     first = not self._outage_logged
                     self._outage_logged = True
@@ -413,6 +470,7 @@ class VdsmClient:
                                   heartbeats=(self.heartbeat_ms, self.heartbeat_ms))
         conn.set_ssl(for_hosts=[hp], key_file=self.key_path, cert_file=self.cert_path, ca_certs=self.ca_path,
                      ssl_version=ssl.PROTOCOL_TLS)
+        _notice_eof(conn.transport)
         listener = _Listener(self, gen)
         conn.set_listener("mom", listener)
         _STOMP_FILTER.local.connect_error = None
@@ -435,7 +493,7 @@ class VdsmClient:
                 break
             listener.connected.wait(0.05)
         if not listener.connected.is_set():
-            self._drop(conn)
+            self._shut(conn)
             if listener.error:
                 raise VdsmUnavailable(listener.error)
             if listener.closed.is_set():
@@ -444,7 +502,7 @@ class VdsmClient:
         try:
             conn.subscribe(destination=self._reply_to, id=str(uuid.uuid4()), ack="auto")
         except (StompException, OSError) as e:
-            self._drop(conn)
+            self._shut(conn)
             raise VdsmUnavailable(f"cannot subscribe: {e or type(e).__name__}") from None
         with self._lock:
             if self._closed or gen != self._gen:
@@ -453,7 +511,7 @@ class VdsmClient:
                 closed = False
                 self._conn = conn
         if closed:
-            self._drop(conn)
+            self._shut(conn)
             raise VdsmUnavailable("closed")
         try:
             self._call_on(conn, gen, "Host.ping2", {}, self.timeout)
@@ -466,7 +524,7 @@ class VdsmClient:
                 if self._gen == gen:
                     self._conn = None
                     self._gen += 1
-            self._drop(conn)
+            self._shut(conn)
             raise VdsmUnavailable(self._closed_reason(started) if listener.closed.is_set()
                                   else f"Host.ping2: {e}") from None
         if self.on_connect is not None:

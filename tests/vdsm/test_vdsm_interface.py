@@ -4,6 +4,7 @@ real STOMP): field mapping, caching, errors, connection loss and TLS refusal."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from mom.daemon.config import load_config
 from mom.hypervisors import interface_class
-from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError
+from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorUnavailable
 from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
 from mom.hypervisors.vdsm_client import VdsmClient, VdsmConfigError
 from tests.vdsm.certs import CertSet, make_cert_set
@@ -20,6 +21,23 @@ from tests.vdsm.conftest import free_port
 from tests.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
+
+
+def down_message(port: int) -> str:
+    return f"no connection to vdsm at 127.0.0.1:{port} (reconnecting in the background)"
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def our_threads() -> list[str]:
+    """The process's threads, less the double's own."""
+    return [t.name for t in threading.enumerate() if not t.name.startswith("vdsm-double")]
 
 
 def make_client(certs: CertSet, port: int, **kw: Any) -> VdsmClient:
@@ -31,9 +49,9 @@ def make_client(certs: CertSet, port: int, **kw: Any) -> VdsmClient:
 def iface_factory(certs: CertSet) -> Iterator[Any]:
     made: list[VdsmInterface] = []
 
-    def make(port: int, stats_max_age: float = 5.0, **kw: Any) -> VdsmInterface:
+    def make(port: int, stats_max_age: float = 5.0, monotonic: Any = time.monotonic, **kw: Any) -> VdsmInterface:
         client = make_client(certs, port, **kw)
-        iface = VdsmInterface(client, stats_max_age=stats_max_age)
+        iface = VdsmInterface(client, stats_max_age=stats_max_age, monotonic=monotonic)
         client.on_connect = iface._connected
         made.append(iface)
         return iface
@@ -126,16 +144,38 @@ def test_io_tune_matching() -> None:
 
 
 def test_stats_cache_and_refresh(double_factory, iface_factory) -> None:
+    """The caches' ages on a clock the test moves: the statistics are fetched
+    once per round while fresh (5 s here), again once older; a successful set
+    call makes the next read fresh; the IO policies are kept 300 s."""
+    now = [1000.0]
     double = double_factory().start()
-    iface = iface_factory(double.port, stats_max_age=0.3)
-    for _ in range(3):  # one round: discovery, host KSM, refresh, collect_all
+    iface = iface_factory(double.port, stats_max_age=5.0, monotonic=lambda: now[0])
+
+    def one_round() -> None:  # discovery, host KSM, refresh, collect_all
         guests = iface.list_guests()
         iface.list_guests()
         iface.refresh()
         iface.collect_all(guests, ALL)
-        time.sleep(0.35)
-    assert double.methods().count("Host.getAllVmStats") == 3
-    assert double.methods().count("Host.getAllVmIoTunePolicies") == 1  # cached for 300 s
+
+    def count(method: str) -> int:
+        return double.methods().count(method)
+
+    one_round()
+    assert count("Host.getAllVmStats") == 1
+    now[0] += 4.9
+    one_round()  # still fresh
+    assert count("Host.getAllVmStats") == 1
+    now[0] += 0.2
+    one_round()  # 5.1 s old: fetched again, once for the whole round
+    assert count("Host.getAllVmStats") == 2
+    guest = iface.list_guests()[0]
+    iface.set_balloon_target(guest, 2_000_000)
+    one_round()  # a change was made: fresh, at the same clock reading
+    assert count("Host.getAllVmStats") == 3
+    assert count("Host.getAllVmIoTunePolicies") == 1  # cached for 300 s
+    now[0] += 301
+    one_round()
+    assert count("Host.getAllVmStats") == 4 and count("Host.getAllVmIoTunePolicies") == 2
 
 
 def test_control_calls_use_vdsm_names(double_factory, iface_factory) -> None:
@@ -165,53 +205,174 @@ def test_control_calls_use_vdsm_names(double_factory, iface_factory) -> None:
         iface.set_ksm_tune({"bogus": 1})
 
 
-def test_error_replies_logged_once(double_factory, iface_factory, caplog) -> None:
+def test_set_io_tune_checks_values(double_factory, iface_factory) -> None:
+    """IO limits are whole numbers >= 0 (None leaves one out); anything else is a
+    HypervisorError and nothing is sent to vdsm."""
+    double = double_factory().start()
+    iface = iface_factory(double.port)
+    g = next(g for g in iface.list_guests() if g.name == "vm-limited")
+    path = "/rhev/data-center/mnt/disk-a"
+    for bad in (-1, "300", 1.5, True, float("nan"), [1]):
+        with pytest.raises(HypervisorError, match="total_iops_sec of disk vda must be a whole number >= 0"):
+            iface.set_io_tune(g, [{"name": "vda", "path": path, "current": {"total_iops_sec": bad}}])
+    with pytest.raises(HypervisorError, match="IO tune entry without limits"):
+        iface.set_io_tune(g, [{"name": "vda", "path": path, "current": 5}])
+    assert double.calls_of("VM.setIoTune") == []
+    iface.set_io_tune(g, [{"name": "vda", "path": path,
+                           "current": {"total_iops_sec": 300.0, "read_iops_sec": 0, "write_iops_sec": None}}])
+    [call] = double.calls_of("VM.setIoTune")
+    assert call.params["tunables"][0]["ioTune"] == {"total_iops_sec": 300, "read_iops_sec": 0}
+
+
+def test_error_replies_raised_not_logged(double_factory, iface_factory, caplog) -> None:
+    """A vdsm error answer is raised, not logged here (the engine's fault log
+    logs each distinct fault once)."""
     double = double_factory().start()
     iface = iface_factory(double.port)
     g = iface.list_guests()[0]
     double.fail("VM.setBalloonTarget", "Balloon operation is not available", code=53)
-    caplog.set_level(logging.WARNING, logger="mom.vdsm")
+    caplog.set_level(logging.DEBUG, logger="mom.vdsm")
     for _ in range(4):
-        with pytest.raises(HypervisorError, match=r"VM.setBalloonTarget: Balloon operation is not available \(code 53\)"):
+        with pytest.raises(HypervisorError, match=r"VM.setBalloonTarget: Balloon operation is not available \(code 53\)") as info:
             iface.set_balloon_target(g, 1000)
+        assert not isinstance(info.value, (GuestGone, HypervisorUnavailable))
     double.fail("VM.setBalloonTarget", "Another message", code=53)
-    with pytest.raises(HypervisorError):
+    with pytest.raises(HypervisorError, match="Another message"):
         iface.set_balloon_target(g, 1000)
-    lines = [r.getMessage() for r in caplog.records if r.name == "mom.vdsm"]
-    assert lines == ["vdsm answered VM.setBalloonTarget with an error: Balloon operation is not available (code 53)",
-                     "vdsm answered VM.setBalloonTarget with an error: Another message (code 53)"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not hasattr(iface, "_logged_errors")
     # vdsm's "no such VM" is GuestGone; the connection is fine afterwards.
     with pytest.raises(GuestGone):
         iface.set_cpu_tune(GuestInfo("no-such-vm", "ghost"), quota=1000)
     assert iface.list_guests()
 
 
+def next_attempts(caplog) -> list[float]:
+    return [float(r.getMessage().rsplit("next attempt in ", 1)[1].split()[0])
+            for r in caplog.records if "next attempt in" in r.getMessage()]
+
+
 def test_fails_fast_while_down_then_reconnects(double_factory, iface_factory, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="mom.vdsm")
     double = double_factory().start()
-    iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=1000, backoff_initial=0.2)
+    # A 10 s request timeout: a call that waited for anything would take seconds.
+    iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=1000, backoff_initial=0.2, timeout=10.0)
     assert iface.list_guests()
     double.stop()
-    deadline = time.monotonic() + 5
-    while iface.client.connected and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not iface.client.connected, 10, "the loss noticed")
     t0 = time.monotonic()
-    for _ in range(5):
-        with pytest.raises(HypervisorError, match=r"no connection to vdsm at 127.0.0.1:\d+ \(reconnecting in the background\)"):
-            iface.list_guests()
-    assert time.monotonic() - t0 < 0.5  # no waiting on a dead connection
-    time.sleep(1.0)
+    for call in (iface.list_guests, iface.refresh, lambda: iface.collect_all([], ALL),
+                 lambda: iface.set_ksm_tune({"run": 1})) * 2:
+        with pytest.raises(HypervisorUnavailable) as info:
+            call()
+        assert str(info.value) == down_message(double.port)  # one message for the whole outage
+    assert time.monotonic() - t0 < 5  # no waiting (a wait would be 10 s per call)
+    # Back-off between the attempts while vdsm is down: each wait longer than the last.
+    wait_until(lambda: len(next_attempts(caplog)) >= 2, 15, "two retries")
     double.start()
-    deadline = time.monotonic() + 10
-    while not iface.client.connected and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: iface.client.connected, 15, "the reconnection")
     assert [g.name for g in iface.list_guests()] == ["vm-limited", "vm-free", "vm-noagent"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "mom.vdsm"]
     assert len(warnings) == 1 and warnings[0].startswith("lost the connection to vdsm"), warnings
-    # Back-off between the attempts while vdsm was down: each wait longer than the last.
-    waits = [float(r.getMessage().rsplit("next attempt in ", 1)[1].split()[0])
-             for r in caplog.records if "next attempt in" in r.getMessage()]
-    assert waits and waits == sorted(waits) and waits[-1] > waits[0], waits
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "mom.vdsm"]
+    assert len([m for m in infos if " again after " in m]) == 1, infos
+    waits = next_attempts(caplog)
+    assert waits == sorted(waits) and waits[-1] > waits[0], waits
+
+
+def test_unavailable_before_the_first_connection(certs: CertSet, double_factory, iface_factory, caplog) -> None:
+    """vdsm not up yet: the first call waits only briefly (first_wait), then every
+    call is HypervisorUnavailable with the one message; one warning with the
+    reason; one info line when vdsm comes up."""
+    caplog.set_level(logging.INFO, logger="mom.vdsm")
+    port = free_port()
+    iface = iface_factory(port, timeout=10.0, first_wait=0.3, backoff_initial=0.2, backoff_max=0.4)
+    t0 = time.monotonic()
+    for _ in range(5):
+        with pytest.raises(HypervisorUnavailable) as info:
+            iface.list_guests()
+        assert str(info.value) == down_message(port)
+    assert time.monotonic() - t0 < 5  # the first call's wait is short, the others do not wait
+    wait_until(lambda: any("cannot connect" in r.getMessage() for r in caplog.records), 10, "the warning")
+    double = double_factory(port=port).start()
+    wait_until(lambda: iface.client.connected, 15, "the connection")
+    assert len(iface.list_guests()) == 3
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "mom.vdsm"]
+    assert lines == [("WARNING", f"cannot connect to vdsm at 127.0.0.1:{port}: connection refused; retrying in "
+                                 "the background (back-off up to 0.4 s)"),
+                     ("INFO", f"connected to vdsm at 127.0.0.1:{port} again after " + lines[1][1].rsplit(" ", 2)[1]
+                      + " s")], lines
+    assert double.connects
+
+
+def test_first_wait_within_the_engine_deadline(tmp_path: Path, certs: CertSet) -> None:
+    conf = tmp_path / "mom.conf"
+    for deadline, first_wait in (("10", 2.0), ("2", 0.5)):
+        conf.write_text(f"[main]\nhypervisor-interface: vdsm\nhypervisor-call-timeout: {deadline}\n"
+                        f"[vdsm]\npki-dir: {certs.pki_dir}\n")
+        iface = VdsmInterface.from_config(load_config(str(conf)))
+        try:
+            assert iface.client.first_wait == first_wait
+        finally:
+            iface.close()
+
+
+def test_unanswered_calls_drop_the_connection(double_factory, iface_factory, caplog) -> None:
+    """A vdsm that reads requests but stops answering them (and never closes its
+    side): each call times out (HypervisorUnavailable, the connection is given
+    up at once and reopened, no thread per timeout); calls succeed again once
+    vdsm answers."""
+    caplog.set_level(logging.INFO, logger="mom.vdsm")
+    double = double_factory().start()
+    iface = iface_factory(double.port, stats_max_age=0.0, timeout=0.5, backoff_initial=0.1, backoff_max=0.4)
+    assert iface.list_guests()
+    baseline = len(our_threads())  # with the connector, stomp.py's receiver and heart-beat threads
+    peak = baseline
+
+    def sample() -> bool:
+        nonlocal peak
+        peak = max(peak, len(our_threads()))
+        return True
+
+    # Only the calls hang, the STOMP session and Host.ping2 still work: each
+    # reconnection succeeds and the next call times out again.
+    double.mute(but=("Host.ping2",))
+    timeouts = 0
+    deadline = time.monotonic() + 60
+    while timeouts < 8:
+        assert time.monotonic() < deadline, f"{timeouts} timeouts"
+        wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection")
+        sent = len(double.calls_of("Host.getAllVmStats"))
+        gen = iface.client.connections
+        with pytest.raises(HypervisorUnavailable) as info:
+            iface.list_guests()
+        assert str(info.value) == down_message(double.port)
+        if len(double.calls_of("Host.getAllVmStats")) > sent and iface.client.connections == gen:
+            timeouts += 1
+            # Given up at once: not left up for the next call to hang on.
+            assert not iface.client.connected or iface.client.connections > gen
+        sample()
+    assert peak <= baseline + 3, (baseline, peak, our_threads())
+    assert not [n for n in our_threads() if n == "vdsm-drop"]
+    lost = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lost the connection")]
+    assert lost and all("no answer to Host.getAllVmStats within 0.5 s" in m for m in lost), lost
+
+    # Nothing answered now, not even Host.ping2: one call times out, the others
+    # fail at once while the reconnection attempts time out in the background.
+    wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection")
+    double.mute()
+    for _ in range(20):
+        with pytest.raises(HypervisorUnavailable):
+            iface.list_guests()
+        sample()
+    wait_until(lambda: sample() and len(double.calls_of("Host.ping2")) >= iface.client.connections + 3, 15,
+               "reconnection attempts")
+    assert peak <= baseline + 3, (baseline, peak, our_threads())
+
+    double.unmute()
+    wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection once vdsm answers")
+    assert [g.name for g in iface.list_guests()] == ["vm-limited", "vm-free", "vm-noagent"]
+    wait_until(lambda: len(our_threads()) <= baseline, 10, "the dropped connections' threads ending")
 
 
 def test_graceful_close_is_noticed_by_heartbeats(double_factory, iface_factory) -> None:
@@ -267,3 +428,21 @@ def test_close_is_prompt_while_retrying(certs: CertSet) -> None:
     t0 = time.monotonic()
     client.close()
     assert time.monotonic() - t0 < 1.0
+
+
+def test_loss_noticed_without_heartbeats(double_factory, iface_factory) -> None:
+    """vdsm going away is noticed from the end of the stream, not only after a
+    missed heart-beat (here 60 s apart): stomp.py's reader would otherwise spin
+    on the closed TLS socket until the heart-beat timeout."""
+    double = double_factory().start()
+    iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=60000, backoff_initial=0.1)
+    assert iface.list_guests()
+    double.stop()
+    cpu = time.process_time()
+    wait_until(lambda: not iface.client.connected, 15, "the loss noticed")
+    with pytest.raises(HypervisorUnavailable):
+        iface.list_guests()
+    double.start()
+    wait_until(lambda: iface.client.connected, 15, "the reconnection")
+    assert iface.list_guests()
+    assert time.process_time() - cpu < 5  # no thread spun meanwhile

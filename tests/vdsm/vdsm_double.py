@@ -18,7 +18,10 @@ Anything else is answered with an ERROR frame and noted in
 It serves scripted guests (:class:`Guest`), records every call
 (:attr:`VdsmDouble.calls`), applies the set calls to the guests (and KSM
 tunables to a sysfs directory, as supervdsm does), can answer chosen methods
-with a JSON-RPC ``error``, and can stop and start again on the same port.
+with a JSON-RPC ``error``, can stop answering (:meth:`VdsmDouble.mute`: a
+vdsm whose API hangs while its STOMP server still reads frames and sends
+heart-beats; such a connection is not closed from the double's side even when
+the client closes it), and can stop and start again on the same port.
 """
 
 from __future__ import annotations
@@ -267,6 +270,8 @@ class VdsmDouble:
         self.client_heartbeats = 0  # heart-beats received on closed connections
         self.errors: dict[str, tuple[int, str]] = {}  # method -> (code, message) to answer with
         self.ksm: dict[str, int] = {}
+        self.muted = False
+        self._mute_but: frozenset[str] = frozenset()
         self._listener: socket.socket | None = None
         self._conns: list[_Conn] = []
         self._threads: list[threading.Thread] = []
@@ -322,6 +327,17 @@ class VdsmDouble:
         with self.lock:
             self.errors[method] = (code, message)
 
+    def mute(self, but: tuple[str, ...] = ()) -> None:
+        """Stop answering requests (they are still read and recorded), except the
+        methods named in ``but``."""
+        with self.lock:
+            self._mute_but = frozenset(but)
+            self.muted = True
+
+    def unmute(self) -> None:
+        with self.lock:
+            self.muted = False
+
     def heal(self, method: str) -> None:
         with self.lock:
             self.errors.pop(method, None)
@@ -367,6 +383,15 @@ class VdsmDouble:
         except (ssl.SSLError, OSError) as e:
             with self.lock:
                 self.tls_failures.append(str(e))
+            # Close without a reset (which could drop the TLS alert before the client
+            # reads it): no more writes, read what the client still sends, then close.
+            try:
+                raw.shutdown(socket.SHUT_WR)
+                raw.settimeout(1.0)
+                while raw.recv(4096):
+                    pass
+            except OSError:
+                pass
             raw.close()
             return
         sock.settimeout(0.1)
@@ -389,6 +414,9 @@ class VdsmDouble:
                         self.tls_failures.append(f"read: {e}")
                     return
                 if not data:
+                    # A hung vdsm does not close its side: hold it open while muted.
+                    while self.muted and conn.closing is None:
+                        time.sleep(0.05)
                     return
                 for command, headers, body in reader.feed(data):
                     self._frame(conn, command, headers, body)
@@ -491,8 +519,9 @@ class VdsmDouble:
         with self.lock:
             self.calls.append(Call(time.monotonic(), method, copy.deepcopy(params)))
             failure = self.errors.get(method)
-        if rid is None:
-            return None  # a notification
+            silent = self.muted and method not in self._mute_but
+        if rid is None or silent:
+            return None  # a notification, or the double is not answering
         if failure is not None:
             return {"jsonrpc": "2.0", "id": rid, "error": {"code": failure[0], "message": failure[1]}}
         try:
