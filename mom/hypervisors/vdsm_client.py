@@ -156,7 +156,8 @@ def _notice_eof(transport: Any) -> None:
             data = receive()
         except benign:
             raise
-        except Exception:
+        except Exception as e:
+            transport.mom_read_error = e  # e.g. vdsm's TLS alert refusing MOM's certificate
             transport.running = False
             raise
         if data is not None and len(data) == 0:
@@ -483,8 +484,10 @@ class VdsmClient:
                                         category=DeprecationWarning)
                 conn.connect(wait=False, with_connect_command=True)
         except StompException:
-            raise VdsmUnavailable(describe_error(_STOMP_FILTER.local.connect_error, self.ca_path,
-                                                 self.cert_path)) from None
+            error = _STOMP_FILTER.local.connect_error or getattr(conn.transport, "mom_read_error", None)
+            if error is None:  # the connection closed under the CONNECT frame
+                raise VdsmUnavailable(self._closed_reason(started)) from None
+            raise VdsmUnavailable(describe_error(error, self.ca_path, self.cert_path)) from None
         except OSError as e:
             raise VdsmUnavailable(describe_error(e, self.ca_path, self.cert_path)) from None
         deadline = started + self.timeout
@@ -497,7 +500,9 @@ class VdsmClient:
             if listener.error:
                 raise VdsmUnavailable(listener.error)
             if listener.closed.is_set():
-                raise VdsmUnavailable(self._closed_reason(started))
+                error = getattr(conn.transport, "mom_read_error", None)
+                raise VdsmUnavailable(describe_error(error, self.ca_path, self.cert_path) if error is not None
+                                      else self._closed_reason(started))
             raise VdsmUnavailable(f"no STOMP CONNECTED answer within {self.timeout:g} s")
         try:
             conn.subscribe(destination=self._reply_to, id=str(uuid.uuid4()), ack="auto")
