@@ -28,7 +28,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from mom.daemon.clock import Clock  # noqa: E402
+from mom.daemon.clock import ManualClock  # noqa: E402
 from mom.daemon.config import load_config  # noqa: E402
 from mom.daemon.daemon import Daemon  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
@@ -69,12 +69,6 @@ collectors: GuestMemory, GuestBalloon
 """
 
 
-class ManualClock(Clock):
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
 
 
 def in_process(conf: str, ticks: int) -> tuple[float, float, float]:

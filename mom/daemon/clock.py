@@ -39,3 +39,14 @@ class FastClock(Clock):
 
     def time(self) -> float:
         return self._start + (time.monotonic() - self._t0) * self.speed
+
+
+class ManualClock(Clock):
+    """Time that moves only when told (``clock.now += 10``): for tests and
+    benchmarks that drive the engine tick by tick."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = float(start)
+
+    def time(self) -> float:
+        return self.now

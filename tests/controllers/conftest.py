@@ -1,7 +1,7 @@
 import pytest
 
 from mom.controllers.base import ControllerContext, GuestView, TickView
-from mom.daemon.clock import Clock
+from mom.daemon.clock import ManualClock
 from mom.hypervisors.base import SECTIONS
 from mom.hypervisors.sim import SimHypervisor
 from mom.sim.scenario import loads_scenario
@@ -28,14 +28,6 @@ workload = { type = "steady", level = 600 }
 
 KSM_FILES = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes",
              "pages_shared", "pages_sharing")
-
-
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
 
 
 class Sim:

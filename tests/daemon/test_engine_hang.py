@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from mom.daemon.clock import Clock
+from mom.daemon.clock import ManualClock
 from mom.daemon.engine import Engine, EngineSettings
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
@@ -22,14 +22,6 @@ name = "vm{i}"
 max = 1024
 workload = {{ type = "steady", level = 300 }}
 """ for i in range(6))
-
-
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
 
 
 def make_engine(tmp_path, timeout: float) -> tuple[Engine, SimHypervisor, ManualClock]:

@@ -1,17 +1,7 @@
 import pytest
 
-from mom.daemon.clock import Clock
+from mom.daemon.clock import ManualClock
 from mom.sim.scenario import loads_scenario
-
-
-class ManualClock(Clock):
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture
