@@ -209,12 +209,6 @@ class Config:
 VDSM_ALIASES = ("vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
 KNOWN_INTERFACES = ("libvirt", "sim") + VDSM_ALIASES
 
-# The controller registry is filled by mom.controllers, which may not list every
-# controller yet while it is being written; the original MOM's names are always
-# accepted so a valid original configuration never fails here. Building an
-# unregistered controller is reported later, where controllers are built.
-ORIGINAL_CONTROLLERS = ("Balloon", "KSM", "CpuTune", "IoTune")
-
 VERBOSITY_NAMES = {
     "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
     "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
@@ -591,7 +585,7 @@ def _controllers(value: str) -> tuple[str, ...]:
     import mom.controllers  # noqa: F401  (fills the registry)
     from mom.controllers.base import REGISTRY
 
-    known = set(REGISTRY) | set(ORIGINAL_CONTROLLERS)
+    known = set(REGISTRY)
     names = _name_list(value)
     for name in names:
         if name not in known:

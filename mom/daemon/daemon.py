@@ -150,6 +150,3 @@ class Daemon:
                     log.exception("closing %s failed", type(server).__name__)
         self.rpc = self.metrics_server = None
         self.hypervisor.close()
-
-    def status(self) -> dict[str, Any]:
-        return {"guests": len(self.engine.guests), "ticks": self.engine.tick_count}

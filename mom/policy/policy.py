@@ -7,7 +7,6 @@ and swaps them atomically; ``Decisions`` is what one run produces.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -190,6 +189,3 @@ class PolicySet:
     def run(self, snapshot: Snapshot) -> Decisions:
         return self.compiled.run(snapshot)
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(json_value(value))
