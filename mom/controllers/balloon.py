@@ -19,6 +19,7 @@ class Balloon(Controller):
     """Guest control balloon_target -> HypervisorInterface.set_balloon_target."""
 
     name = "Balloon"
+    guest_controls = frozenset({"balloon_target"})
 
     def apply(self, tick: TickView) -> list[Action]:
         actions: list[Action] = []

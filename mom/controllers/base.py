@@ -60,6 +60,11 @@ class ControllerContext:
 
 class Controller(ABC):
     name: ClassVar[str]
+    # The control names this controller acts on, set by the policy with
+    # (Host.Control NAME v) and (guest.Control NAME v): what the policy checker
+    # accepts as known controls, and how they are told apart from typos.
+    host_controls: ClassVar[frozenset[str]] = frozenset()
+    guest_controls: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, ctx: ControllerContext, settings: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
@@ -75,6 +80,13 @@ class Controller(ABC):
 
 
 REGISTRY: dict[str, type[Controller]] = {}
+
+
+def control_owners(scope: str) -> dict[str, str]:
+    """Control name -> the registered controller that acts on it; scope is
+    "host" or "guest"."""
+    attr = "host_controls" if scope == "host" else "guest_controls"
+    return {control: name for name, cls in REGISTRY.items() for control in getattr(cls, attr)}
 
 
 def register(cls: type[Controller]) -> type[Controller]:

@@ -22,6 +22,7 @@ class CpuTune(Controller):
     """Guest controls vcpu_quota, vcpu_period -> HypervisorInterface.set_cpu_tune."""
 
     name = "CpuTune"
+    guest_controls = frozenset(CONTROLS)
 
     def apply(self, tick: TickView) -> list[Action]:
         actions: list[Action] = []

@@ -53,6 +53,7 @@ class IoTune(Controller):
     """Guest control io_tune -> HypervisorInterface.set_io_tune (changed disks only)."""
 
     name = "IoTune"
+    guest_controls = frozenset({"io_tune"})
 
     def apply(self, tick: TickView) -> list[Action]:
         actions: list[Action] = []

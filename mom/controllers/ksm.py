@@ -31,6 +31,7 @@ class KSM(Controller):
     """Host controls ksm_* -> HypervisorInterface.set_ksm_tune."""
 
     name = "KSM"
+    host_controls = frozenset(f"ksm_{key}" for key in ORDER)
 
     def __init__(self, ctx: ControllerContext, settings: dict[str, str] | None = None) -> None:
         super().__init__(ctx, settings)
