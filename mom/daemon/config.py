@@ -39,8 +39,10 @@ Sections and keys (defaults in :data:`DEFAULTS`)::
     [Collector: NAME]   free-form settings handed to collector NAME
     [Controller: NAME]  free-form settings handed to controller NAME
 
-Unknown keys in the sections above are ignored and reported in
-:attr:`Config.warnings`; unknown sections are ignored.
+An unknown section or key is an error with a "did you mean" suggestion: a typo
+such as ``polcy-dir`` or ``[loging]`` must not leave momd running without a
+policy or logging somewhere unexpected. Relative paths are relative to momd's
+working directory, as in the original.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import ast
 import configparser
+import difflib
 import logging
 import math
 import os
@@ -286,11 +289,42 @@ def load_config(path: str | None, overrides: Mapping[str, str] | None = None) ->
     """
     parser = _new_parser()
     source = ""
+    lines: dict[tuple[str, str], int] = {}
     if path is not None:
         source = path
-        _read_file(parser, path)
+        lines = _read_file(parser, path)
+    _check_names(parser, source, lines)
     overridden = _apply_overrides(parser, dict(overrides or {}))
     return _Builder(parser, source or "<defaults>", overridden).build()
+
+
+def suggest(name: str, candidates: list[str], template: str = "{}") -> str:
+    """' (did you mean X?)' for the closest candidate (shown through template), or ''."""
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    original = next(c for c in candidates if c.lower() == close[0])
+    return f" (did you mean {template.format(original)}?)"
+
+
+def _check_names(parser: configparser.ConfigParser, source: str, lines: dict[tuple[str, str], int]) -> None:
+    """Unknown sections and keys are errors: a typo must not silently run momd
+    on defaults (no policy, the wrong hypervisor). Raises ConfigError."""
+    def where(section: str, key: str = "") -> str:
+        line = lines.get((section, key))
+        return f"{source}:{line}" if line else source
+
+    for section in parser.sections():
+        if section.startswith((COLLECTOR_PREFIX, CONTROLLER_PREFIX)):
+            continue
+        known = DEFAULTS.get(section)
+        if known is None:
+            hint = suggest(section, list(DEFAULTS) + [COLLECTOR_PREFIX + " NAME", CONTROLLER_PREFIX + " NAME"],
+                           "[{}]")
+            raise ConfigError(f"{where(section)}: unknown section [{section}]{hint}")
+        for key in parser.options(section):
+            if key not in known:
+                raise ConfigError(f"{where(section, key)}: [{section}] {key}: unknown key{suggest(key, list(known))}")
 
 
 def _new_parser() -> configparser.ConfigParser:
@@ -302,7 +336,25 @@ def _new_parser() -> configparser.ConfigParser:
     )
 
 
-def _read_file(parser: configparser.ConfigParser, path: str) -> None:
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """(section, key) -> line number, and (section, "") -> its header's line, for messages."""
+    out: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;" or line[0].isspace():
+            continue
+        if stripped.startswith("[") and "]" in stripped:
+            section = stripped[1:stripped.index("]")]
+            out.setdefault((section, ""), number)
+            continue
+        key = re.split(r"[:=]", stripped, maxsplit=1)[0].strip().lower()
+        out.setdefault((section, key), number)
+    return out
+
+
+def _read_file(parser: configparser.ConfigParser, path: str) -> dict[tuple[str, str], int]:
+    """Read the file into parser; return where each section and key is. Raises ConfigError."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -328,6 +380,7 @@ def _read_file(parser: configparser.ConfigParser, path: str) -> None:
         raise ConfigError(f"{path}:{lineno}: expected 'key: value', got {str(line).strip()!r}") from None
     except configparser.Error as e:
         raise ConfigError(f"{path}: {e.message}") from None
+    return _key_lines(text)
 
 
 def _apply_overrides(parser: configparser.ConfigParser, overrides: dict[str, str]) -> set[tuple[str, str]]:
@@ -339,8 +392,11 @@ def _apply_overrides(parser: configparser.ConfigParser, overrides: dict[str, str
         if not dot or not section or not key:
             raise ConfigError(f"{OVERRIDE_ORIGIN}: {name}: expected 'section.key'")
         free_form = section.startswith((COLLECTOR_PREFIX, CONTROLLER_PREFIX))
-        if not free_form and key not in DEFAULTS.get(section, {}):
-            raise ConfigError(f"{OVERRIDE_ORIGIN}: [{section}] {key}: unknown setting")
+        if not free_form and section not in DEFAULTS:
+            raise ConfigError(f"{OVERRIDE_ORIGIN}: {name}: unknown section [{section}]")
+        if not free_form and key not in DEFAULTS[section]:
+            raise ConfigError(f"{OVERRIDE_ORIGIN}: [{section}] {key}: unknown key"
+                              f"{suggest(key, list(DEFAULTS[section]))}")
         if not parser.has_section(section):
             parser.add_section(section)
         parser.set(section, key, str(value))
@@ -383,7 +439,6 @@ class _Builder:
 
     # building ------------------------------------------------------------
     def build(self) -> Config:
-        self.collect_unknown_keys()
         main = self.build_main()
         cfg = Config(
             main=main,
@@ -398,14 +453,6 @@ class _Builder:
             warnings=tuple(self.warnings),
         )
         return cfg
-
-    def collect_unknown_keys(self) -> None:
-        for section, known in DEFAULTS.items():
-            if not self.parser.has_section(section):
-                continue
-            for key in self.parser.options(section):
-                if key not in known:
-                    self.warnings.append(f"{self.origin(section, key)}: [{section}] {key}: unknown key, ignored")
 
     def build_main(self) -> MainConfig:
         s = "main"

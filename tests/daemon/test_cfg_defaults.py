@@ -10,7 +10,7 @@ import pytest
 from shared_policies import SHARED_POLICIES
 
 from mom.daemon.config import (
-    RPC_DISABLED, Config, HostPort, TcpPort, UnixSocket, load_config,
+    RPC_DISABLED, Config, ConfigError, HostPort, TcpPort, UnixSocket, load_config,
 )
 
 SHARED = SHARED_POLICIES
@@ -210,16 +210,27 @@ def test_metrics_address_str() -> None:
     assert str(HostPort("127.0.0.1", 9100)) == "127.0.0.1:9100"
 
 
-def test_unknown_keys_warned_unknown_sections_ignored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text, message", [
+    ("[main]\nguest-manager-multi-thread: false\npolcy-dir: /x\n",
+     ":3: [main] polcy-dir: unknown key (did you mean policy-dir?)"),
+    ("[main]\n[loging]\nlog: x\n", ":2: unknown section [loging] (did you mean [logging]?)"),
+    ("[main]\nhypervisor-interfce: sim\n",
+     ":2: [main] hypervisor-interfce: unknown key (did you mean hypervisor-interface?)"),
+    ("[Controler: KSM]\nx: 1\n", ":1: unknown section [Controler: KSM] (did you mean [Controller: NAME]?)"),
+    ("[whatever]\nfoo: bar\n", ":1: unknown section [whatever]"),
+    # [DEFAULT] has no special meaning in MOM: it is an unknown section, not defaults for [main].
+    ("[DEFAULT]\npolicy: x\n", ":1: unknown section [DEFAULT]"),
+])
+def test_unknown_keys_and_sections_are_errors_with_a_suggestion(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "mom.conf"
-    p.write_text(
-        "[main]\nguest-manager-multi-thread: false\nbogus-key: 1\n"
-        "[logging]\nlogg: x\n[whatever]\nfoo: bar\n[DEFAULT]\npolicy: x\n"
-    )
-    cfg = load_config(str(p))
-    assert cfg.warnings == (
-        f"{p}: [main] bogus-key: unknown key, ignored",
-        f"{p}: [logging] logg: unknown key, ignored",
-    )
-    # [DEFAULT] has no special meaning: its keys do not leak into [main].
-    assert cfg.main.policy == ""
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    assert str(e.value) == f"{p}{message}"
+
+
+def test_unknown_override_section_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown section \[mian\]"):
+        load_config(None, {"mian.policy": "x"})
+    with pytest.raises(ConfigError, match=r"unknown key \(did you mean policy-dir\?\)"):
+        load_config(None, {"main.policydir": "x"})

@@ -187,7 +187,7 @@ def test_error_from_override_names_command_line(tmp_path: Path) -> None:
 
 
 def test_unknown_override_key() -> None:
-    assert _error(None, {"main.polcy": "x"}) == "command line: [main] polcy: unknown setting"
+    assert _error(None, {"main.polcy": "x"}) == "command line: [main] polcy: unknown key (did you mean policy?)"
     assert _error(None, {"verbosity": "debug"}) == "command line: verbosity: expected 'section.key'"
 
 
