@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from mom.daemon.config import Config, ConfigError, add_cli_arguments, cli_overrides, load_config
+from mom.daemon.preflight import check_outputs
 from mom.policy.errors import PolicyError
 
 log = logging.getLogger("mom")
@@ -65,7 +66,31 @@ def make_daemon(config: Config) -> Any:
         raise StartupError(str(e)) from None
 
 
-def _daemonize(pid_file: str | None) -> None:
+def check(config: Config, daemonize: bool) -> int:
+    """momd --check: everything a start runs, short of starting. Exit status 0 or 2."""
+    from mom.daemon.clock import Clock
+    from mom.daemon.daemon import DaemonError, make_hypervisor
+
+    found = check_outputs(config, daemonize=daemonize)
+    try:
+        load_policies(config)
+    except StartupError as e:
+        found.errors.append(str(e))
+    try:
+        make_hypervisor(config, Clock()).close()
+    except DaemonError as e:
+        found.errors.append(str(e))
+    for warning in (*config.warnings, *found.warnings):
+        print(f"momd: warning: {warning}", file=sys.stderr)
+    for error in found.errors:
+        print(f"momd: {error}", file=sys.stderr)
+    if found.errors:
+        return 2
+    print(f"momd: {config.source or 'defaults'}: configuration and policy are good")
+    return 0
+
+
+def _daemonize() -> None:
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
@@ -75,28 +100,66 @@ def _daemonize(pid_file: str | None) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    if pid_file:
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
+
+
+def _write_pid_file(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HANDLED_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
+
+
+def serve(daemon: Any) -> int:
+    """Run the daemon on its own thread; this (main) thread waits for signals.
+
+    The signals are blocked and taken with sigtimedwait, so no handler ever
+    runs in the middle of the scheduler, a log write or a lock: a storm of
+    SIGHUPs only sets the reload request, which the scheduler coalesces.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            daemon.run()
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            failed.append(e)
+            log.exception("momd failed")
+
+    runner = threading.Thread(target=run, name="mom-engine")
+    runner.start()
+    stopping = False
+    while runner.is_alive():
+        info = signal.sigtimedwait(HANDLED_SIGNALS, 0.5)
+        if info is None:
+            continue
+        if info.si_signo == signal.SIGHUP:
+            if not stopping:
+                daemon.reload_policies()
+        elif not stopping:  # Ctrl-C in a terminal may deliver SIGINT twice (process and group)
+            stopping = True
+            log.info("%s received, stopping", signal.Signals(info.si_signo).name)
+            daemon.stop()
+    runner.join()
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before any thread exists, so every thread inherits the mask: only serve()
+    # takes these signals, synchronously.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
         config = load_config(args.config_file, cli_overrides(args))
     except ConfigError as e:
         return _fail(str(e))
+    if args.check:
+        return check(config, args.daemonize)
+    found = check_outputs(config, daemonize=args.daemonize)
+    if found.errors:
+        return _fail(found.errors[0])
     try:
-        if args.check:
-            load_policies(config)
-            from mom.hypervisors import interface_class
-            from mom.hypervisors.base import InterfaceUnavailable
-            try:
-                interface_class(config.main.hypervisor_interface)
-            except InterfaceUnavailable as e:
-                raise StartupError(str(e)) from None
-            print(f"momd: {config.source or 'defaults'}: configuration and policy are good")
-            return 0
         daemon = make_daemon(config)
     except StartupError as e:
         return _fail(str(e))
@@ -108,42 +171,32 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         daemon.close()
         return _fail(f"cannot open log {config.logging.log}: {e.strerror}")
-    for warning in config.warnings:
+    for warning in (*config.warnings, *found.warnings):
         log.warning("%s", warning)
+        if args.daemonize:  # the log may be going nowhere after detaching: say it on the terminal too
+            print(f"momd: warning: {warning}", file=sys.stderr)
 
     if args.daemonize:
-        _daemonize(args.pid_file)
-
-    stopping = []
-
-    def on_stop(signum: int, frame: Any) -> None:
-        if not stopping:  # Ctrl-C in a terminal may deliver SIGINT twice (process and group)
-            log.info("%s received, stopping", signal.Signals(signum).name)
-        stopping.append(signum)
-        daemon.stop()
-
-    def on_hup(signum: int, frame: Any) -> None:
-        log.info("SIGHUP received, reloading the policy")
-        daemon.reload_policies()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+        _daemonize()
+    if args.pid_file:
+        try:
+            _write_pid_file(args.pid_file)
+        except OSError as e:
+            daemon.close()
+            log.error("cannot write the pid file %s: %s", args.pid_file, e.strerror)
+            return 2
     try:
-        daemon.run()
-    except Exception:  # noqa: BLE001 - last resort: say what happened, exit 1
-        log.exception("momd failed")
-        return 1
+        status = serve(daemon)
     finally:
         daemon.close()
-        if args.daemonize and args.pid_file:
+        if args.pid_file:
             try:
                 os.unlink(args.pid_file)
             except OSError:
                 pass
     log.info("momd stopped")
     logging.shutdown()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ Sections and keys (defaults in :data:`DEFAULTS`)::
     proc-root /proc, sys-root /sys  where host collectors and controllers look
     hypervisor-call-timeout 10      seconds, > 0
 
-    [logging]  log stdio (or a file), verbosity info (name or 1-5),
+    [logging]  log stdio (stderr; also stdout, stderr; or a file), verbosity info (name or 1-5),
                max-bytes 2097152, backup-count 5
     [host]     collectors HostMemory
     [guest]    collectors GuestQemuProc, GuestMemory
@@ -147,7 +147,7 @@ class LoggingConfig:
 
     @property
     def to_stdio(self) -> bool:
-        return self.log == "stdio"
+        return self.log in ("stdio", "stdout", "stderr")
 
 
 @dataclass(frozen=True)
@@ -707,7 +707,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--daemon", dest="daemonize", action="store_true",
                         help="detach and run in the background")
     parser.add_argument("--pid-file", dest="pid_file", metavar="FILE",
-                        help="with -d, write the daemon's pid here")
+                        help="write momd's pid here (removed on exit); with -d, the detached process's")
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, str]:

@@ -6,11 +6,16 @@ import logging
 import logging.handlers
 import sys
 
+# Log targets that are streams, not files: MOM's "stdio" and the words people
+# also write for it (a file named "stdout" is never what they meant).
+STREAMS = ("", "stdio", "stdout", "stderr")
+
 
 def setup_logging(target: str, level: int, max_bytes: int = 2097152, backup_count: int = 5) -> None:
-    """Send MOM's logs to stdio (stderr) or to a size-rotated file. Raises OSError."""
-    if target in ("", "stdio"):
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    """Send MOM's logs to stdio (stderr; or "stdout"/"stderr" by name) or to a
+    size-rotated file. Raises OSError."""
+    if target in STREAMS:
+        handler: logging.Handler = logging.StreamHandler(sys.stdout if target == "stdout" else sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     else:
         handler = logging.handlers.RotatingFileHandler(target, maxBytes=max_bytes, backupCount=backup_count)

@@ -97,7 +97,7 @@ def test_malformed_proc_file(tmp_path: Path) -> None:
     found = lines_with(log, bad_path)
     assert len(found) == 1, log[-3000:]
     assert "malformed" in found[0] and "vm2" in found[0]
-    assert lines_with(log, "WARNING") == found, "one fault, one warning"
+    assert lines_with(log, "WARNING mom.faults") == found, "one fault, one warning"
     assert "Traceback" not in log
 
 
