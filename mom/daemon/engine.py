@@ -33,6 +33,7 @@ log = logging.getLogger("mom.engine")
 tick_log = logging.getLogger("mom.tick")
 
 POOL_SIZE = 4
+RELOAD_MIN_INTERVAL = 1.0  # real seconds between two policy reloads, however many are requested
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Engine:
         self._event = threading.Event()
         self._stopping = False
         self._reload: Callable[[], None] | None = None
+        self._next_reload = 0.0  # time.monotonic() before which a requested reload waits
         self._discover_soon = False
         listen = getattr(hypervisor, "set_change_listener", None)  # interfaces with guest start/stop events
         if listen is not None:
@@ -154,9 +156,13 @@ class Engine:
         self._event.set()
 
     def request(self, action: Callable[[], None]) -> None:
-        """Run ``action`` on the scheduler thread at its next wake-up (e.g. a reload)."""
+        """Run ``action`` on the scheduler thread soon (a reload): requests made
+        before it runs replace each other, and it runs at most once per
+        RELOAD_MIN_INTERVAL."""
+        waiting = self._reload is not None
         self._reload = action
-        self._event.set()
+        if not waiting:  # the scheduler already knows; do not wake it once per request
+            self._event.set()
 
     # -- the scheduler ---------------------------------------------------------------
     def run(self) -> None:
@@ -178,15 +184,19 @@ class Engine:
                         due[name] = max(due[name] + interval, now + interval * 0.5)
                 if self._stopping:
                     break
+                if self._reload is not None and time.monotonic() >= self._next_reload and not self._stopping:
+                    # Requests that came meanwhile are one reload: a SIGHUP storm cannot starve the ticks.
+                    action, self._reload = self._reload, None
+                    self._next_reload = time.monotonic() + RELOAD_MIN_INTERVAL
+                    self._guarded("reload", action)
                 sleep = min(due.values()) - self.clock.time()
+                if self._reload is not None:  # a reload is waiting for its turn
+                    sleep = min(sleep, (self._next_reload - time.monotonic()) * self.clock.speed)
                 if self.clock.wait(sleep, self._event):
                     self._event.clear()
                     if self._discover_soon:
                         self._discover_soon = False
                         due["discovery"] = self.clock.time()
-                    action, self._reload = self._reload, None
-                    if action is not None and not self._stopping:
-                        self._guarded("reload", action)
         finally:
             self.pool.shutdown()
 
