@@ -122,10 +122,23 @@ def _read_text(path: str) -> str:
         raise UsageError(f"{path}: not UTF-8 text: {e.reason}") from None
 
 
-def _refused(what: str) -> int:
-    print(f"momctl: {what} rejected by the daemon (it does not parse); the previous policy stays in force",
-          file=sys.stderr)
-    return EXIT_ERROR
+FAULT_POLICY = 5  # mom.rpc.api: a rejected policy change, with the rendered error
+
+
+def _change(what: str, call: Callable[[], Any]) -> int | None:
+    """Run a policy change; None when done, else the exit status after saying why
+    (the daemon's rendered error: file:line:col, source line, caret, call chain)."""
+    try:
+        ok = call()
+    except xmlrpc.client.Fault as f:
+        if f.faultCode != FAULT_POLICY:
+            raise
+        print(f"momctl: {what} rejected; the previous policy stays in force:\n{f.faultString}", file=sys.stderr)
+        return EXIT_ERROR
+    if ok is not True:
+        print(f"momctl: {what} rejected (see momd's log); the previous policy stays in force", file=sys.stderr)
+        return EXIT_ERROR
+    return None
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -190,17 +203,21 @@ def cmd_actions(mom: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_health(mom: Any, args: argparse.Namespace) -> int:
+    """Exit status 0 healthy, 1 not healthy (for monitoring checks)."""
     health = mom.getHealth()
+    status = EXIT_OK if health["ok"] else EXIT_ERROR
     if args.json:
         print(json.dumps(health, indent=2, sort_keys=True))
-        return EXIT_OK
+        return status
     print(f"momd is {'healthy' if health['ok'] else 'NOT healthy'}: {health['ticks']} policy ticks, "
           f"last at {_when(health['last_tick'])}")
     rows = []
     for name, c in sorted(health["components"].items()):
-        rows.append([name, "ok" if c["ok"] else "FAULT", c["errors"], _when(c["last_run"]), c["last_error"]])
+        last_error = (c["last_error"] or "").splitlines()[:1]  # a policy error renders over several lines
+        rows.append([name, "ok" if c["ok"] else "FAULT", c["errors"], _when(c["last_run"]),
+                     last_error[0] if last_error else None])
     print(_table(["component", "state", "errors", "last run", "last error"], rows))
-    return EXIT_OK
+    return status
 
 
 def cmd_policy_get(mom: Any, args: argparse.Namespace) -> int:
@@ -211,16 +228,18 @@ def cmd_policy_get(mom: Any, args: argparse.Namespace) -> int:
 
 def cmd_policy_set(mom: Any, args: argparse.Namespace) -> int:
     text = _read_text(args.file)
-    if mom.setPolicy(text) is not True:
-        return _refused("policy")
+    failed = _change("policy", lambda: mom.setPolicy(text, True))
+    if failed is not None:
+        return failed
     print("policy replaced")
     return EXIT_OK
 
 
 def cmd_policy_set_named(mom: Any, args: argparse.Namespace) -> int:
     text = _read_text(args.file)
-    if mom.setNamedPolicy(args.name, text) is not True:
-        return _refused(f"policy {args.name}")
+    failed = _change(f"policy {args.name}", lambda: mom.setNamedPolicy(args.name, text, True))
+    if failed is not None:
+        return failed
     print(f"policy {args.name} set")
     return EXIT_OK
 
@@ -229,8 +248,9 @@ def cmd_policy_delete(mom: Any, args: argparse.Namespace) -> int:
     if args.name not in mom.getNamedPolicies():
         print(f"momctl: no policy named {args.name}", file=sys.stderr)
         return EXIT_ERROR
-    if mom.setNamedPolicy(args.name, None) is not True:
-        return _refused(f"deleting policy {args.name}")
+    failed = _change(f"deleting policy {args.name}", lambda: mom.setNamedPolicy(args.name, None, True))
+    if failed is not None:
+        return failed
     print(f"policy {args.name} deleted")
     return EXIT_OK
 
@@ -242,10 +262,9 @@ def cmd_policy_list(mom: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_policy_reset(mom: Any, args: argparse.Namespace) -> int:
-    if mom.resetPolicies() is not True:
-        print("momctl: the daemon could not reload its configured policy (see its log); "
-              "the previous policy stays in force", file=sys.stderr)
-        return EXIT_ERROR
+    failed = _change("reloading the configured policy", lambda: mom.resetPolicies(True))
+    if failed is not None:
+        return failed
     print("policy reloaded from the configuration")
     return EXIT_OK
 

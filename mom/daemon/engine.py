@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mom.collectors.base import REGISTRY as COLLECTORS, CollectionError, Collector, CollectorContext, GuestSubject
-from mom.controllers.base import REGISTRY as CONTROLLERS, Action, Controller, ControllerContext, GuestView, TickView
+from mom.controllers.base import (REGISTRY as CONTROLLERS, Action, Controller, ControllerContext, GuestView, Plan,
+                                  PlannedCall, TickView)
 from mom.daemon.clock import Clock
 from mom.daemon.faults import FaultLog
 from mom.daemon.pool import CallPool
-from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface, HypervisorUnavailable
+from mom.hypervisors.base import GuestData, GuestGone, GuestInfo, HypervisorInterface, HypervisorUnavailable
 from mom.policy.errors import PolicyError
 from mom.policy.policy import Decisions, PolicySet
 from mom.policy.snapshot import EntityData, Snapshot
@@ -63,6 +64,15 @@ class GuestState:
     variables: dict[str, Any] = field(default_factory=dict)
     pending: Future | None = None  # a collection call still running (hung guest)
     merging: Future | None = None  # blocking collectors still running for this guest
+
+
+@dataclass
+class ControlCall:
+    """A controller's planned call handed to the pool."""
+
+    controller: str
+    call: PlannedCall
+    future: Future
 
 
 @dataclass
@@ -105,7 +115,7 @@ class Engine:
         self.on_tick = on_tick or (lambda record: None)
         self.on_sample = on_sample or (lambda entity, t, row: None)
         self.on_step: Callable[[str, float], None] | None = None  # (step, seconds) after each step, for metrics
-        self.faults = FaultLog(logging.getLogger("mom.faults"))
+        self.faults = FaultLog(logging.getLogger("mom.faults"), self.clock.time)
         ctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
                                interval=settings.host_interval, clock=self.clock.time, guests=self.known_guests)
         gctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
@@ -131,6 +141,8 @@ class Engine:
         self.lock = threading.RLock()  # guards the state RPC and metrics read
         self.pool = CallPool(POOL_SIZE)
         self._inflight: dict[str, Future] = {}  # call name -> its last future
+        # (controller, target) -> a control call that missed its deadline and has not returned
+        self._controls_inflight: dict[tuple[str, str], ControlCall] = {}
         self._event = threading.Event()
         self._stopping = False
         self._reload: Callable[[], None] | None = None
@@ -429,6 +441,12 @@ class Engine:
             self.faults.report("policy", "host statistics are not complete; policy not run", "policy")
             return
         self.faults.clear("policy")
+        if not self.policies.names():
+            # In health; logged once at start already (preflight), so not again here.
+            self.faults.report("policy none", "no policy in force: statistics are collected, nothing is controlled",
+                               "policy", logging.DEBUG)
+        else:
+            self.faults.clear("policy none")
         snap = self.snapshot()
         t0 = time.perf_counter()
         decisions = self.policies.run(snap)
@@ -437,8 +455,8 @@ class Engine:
         actions: list[Action] = []
         if not decisions.ok:
             err = decisions.policy_error
-            # One log line (file:line:col: message), not the multi-line render.
-            self.faults.report("policy evaluation", str(err) if err else str(decisions.error), "policy",
+            # Logged once while it lasts, rendered: file:line:col, the source line, a caret, the call chain.
+            self.faults.report("policy evaluation", err.render() if err else str(decisions.error), "policy",
                                logging.ERROR)
         else:
             self.faults.clear("policy evaluation")
@@ -457,6 +475,52 @@ class Engine:
         self.on_tick(record)
 
     def apply(self, snap: Snapshot, decisions: Decisions, now: float) -> list[Action]:
+        """Plan each controller's calls and make them all on the pool, in parallel under
+        one deadline (hypervisor-call-timeout), as collection does: a hung call costs
+        only its own target's control. Returns one Action per control: applied,
+        refused while planning, refused by the call's error, refused for no answer
+        in time, or refused because that target's previous call has not returned
+        (never queued behind it). Calls answered after their deadline come back as
+        actions of a later tick."""
+        tick = self._tick_view(snap, decisions, now)
+        results: dict[str, list[tuple[Action, int]]] = {c.name: [] for c in self.controllers}
+        for sent in self._late_answers():
+            error, level = self._answer(sent.future)
+            note = f"answered after the {self.s.call_timeout:g} s deadline"
+            results.setdefault(sent.controller, []).extend(
+                (a, level) for a in sent.call.actions(sent.controller, now, error, note))
+        sending: list[ControlCall] = []
+        for c in self.controllers:
+            plan = self._plan(c, tick)
+            if plan is None:
+                continue
+            for call in plan.calls:
+                previous = self._controls_inflight.get((c.name, call.target))
+                if previous is not None:
+                    reason = f"previous {previous.call.name} call for {call.target} has not returned"
+                    results[c.name].extend((a, logging.WARNING) for a in call.actions(c.name, now, reason))
+                else:
+                    sending.append(ControlCall(c.name, call, self.pool.submit(call.run)))
+            results[c.name].extend((a, logging.WARNING) for a in plan.refused)
+        done = self._wait([s.future for s in sending])
+        for sent in sending:
+            if sent.future in done:
+                error, level = self._answer(sent.future)
+            elif sent.future.cancel():  # still queued: every worker is busy (hung calls)
+                error, level = f"not sent: no free worker within {self.s.call_timeout:g} s", logging.WARNING
+            elif self._stopping:
+                error, level = "not answered: momd is stopping", logging.DEBUG
+            else:  # running and hung: its target gets no other call until it returns
+                self._controls_inflight[(sent.controller, sent.call.target)] = sent
+                error, level = f"no answer within {self.s.call_timeout:g} s", logging.WARNING
+            results[sent.controller].extend((a, level) for a in sent.call.actions(sent.controller, now, error))
+        actions: list[Action] = []
+        for controller, outcomes in results.items():
+            actions.extend(a for a, _ in outcomes)
+            self._report_refused(controller, outcomes)
+        return actions
+
+    def _tick_view(self, snap: Snapshot, decisions: Decisions, now: float) -> TickView:
         by_name = {s.info.name: s.info for s in self.guests.values()}
         views = []
         for g in snap.guests:
@@ -464,29 +528,62 @@ class Engine:
             controls = decisions.guest_controls.get(name)
             if controls and name in by_name:
                 views.append(GuestView(by_name[name], g.statistics[-1], controls))
-        tick = TickView(now, snap.host.statistics[-1] if snap.host.statistics else {},
+        return TickView(now, snap.host.statistics[-1] if snap.host.statistics else {},
                         decisions.host_controls, views)
-        actions: list[Action] = []
-        for c in self.controllers:
-            ok, result = self._call(f"controller {c.name}", lambda c=c: c.apply(tick))
-            if ok:
-                actions.extend(result)
-                self.last_run[f"controller {c.name}"] = now
-                self._report_refused(c.name, result)
-        return actions
 
-    def _report_refused(self, controller: str, actions: list[Action]) -> None:
-        """A refused action is a fault of its target and controller: logged once, until one is applied."""
-        refused: dict[str, str] = {}
+    def _plan(self, controller: Controller, tick: TickView) -> Plan | None:
+        """The controller's plan; None (and a fault) when it has a bug."""
+        key = f"controller {controller.name}"
+        try:
+            plan = controller.plan(tick)
+        except Exception as e:  # noqa: BLE001 - a broken controller is a fault, not a crash
+            self.faults.report(key, f"{type(e).__name__}: {e}", "controller", logging.ERROR)
+            return None
+        self.faults.clear(key)
+        self.last_run[key] = tick.time
+        return plan
+
+    def _late_answers(self) -> list[ControlCall]:
+        """Calls that missed an earlier deadline and have returned since (their targets
+        are free again). Calls for guests that are gone are forgotten."""
+        known = {s.info.name for s in self.guests.values()}
+        finished = []
+        for key, sent in list(self._controls_inflight.items()):
+            if sent.future.done():
+                del self._controls_inflight[key]
+                if sent.call.target == "host" or sent.call.target in known:
+                    finished.append(sent)
+            elif sent.call.target != "host" and sent.call.target not in known:
+                del self._controls_inflight[key]
+        return finished
+
+    @staticmethod
+    def _answer(future: Future) -> tuple[str | None, int]:
+        """A finished control call's error (None: applied) and the level its fault is logged at."""
+        try:
+            future.result()
+        except (GuestGone, HypervisorUnavailable) as e:
+            # A guest that vanished since it was listed is normal under churn, and an
+            # outage is logged by the interface itself: recorded, logged at debug level.
+            return str(e) or type(e).__name__, logging.DEBUG
+        except Exception as e:  # noqa: BLE001 - any error is this target's refused control
+            return str(e) or type(e).__name__, logging.WARNING
+        return None, logging.WARNING
+
+    def _report_refused(self, controller: str, outcomes: list[tuple[Action, int]]) -> None:
+        """A refused action is a fault of its target and controller: logged once (at the
+        given level), until one is applied."""
+        refused: dict[str, tuple[str, int]] = {}
         applied: set[str] = set()
-        for a in actions:
+        for a, level in outcomes:
             key = f"{'host' if a.target == 'host' else 'guest ' + a.target} controller {controller}"
             if a.applied:
                 applied.add(key)
             else:
-                refused.setdefault(key, a.reason or "refused")
-        for key, reason in refused.items():
-            self.faults.report(key, reason, "controller")
+                refused.setdefault(key, (a.reason or "refused", level))
+        for key, (reason, level) in refused.items():
+            if not self._stopping:
+                self.faults.report(key, reason, "controller", level)
         for key in applied - refused.keys():
             self.faults.clear(key)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 
 class FaultLog:
@@ -16,8 +17,10 @@ class FaultLog:
     the key recovered, once, if its fault was logged.
     """
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.time) -> None:
+        """clock: the time stamped on faults, the engine's (simulated under a fast clock)."""
         self.log = logger
+        self.clock = clock
         self._active: dict[str, str] = {}
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
@@ -29,7 +32,7 @@ class FaultLog:
         comp = component or key.split(" ", 1)[0]
         with self._lock:
             self.counts[comp] = self.counts.get(comp, 0) + 1
-            self.last[comp] = (time.time(), f"{key}: {message}")
+            self.last[comp] = (self.clock(), f"{key}: {message}")
             self._components[key] = comp
             if self._active.get(key) == message:
                 return

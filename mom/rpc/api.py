@@ -10,10 +10,16 @@ getStatistics()        {"host": newest host row, "guests": {name: newest row}}
 getActiveGuests()      names of the guests being managed
 getPolicy()            all policy texts joined in name order; '0' when empty
 setPolicy(text)        replace every named policy by this one text (nil: clear);
-                       False on a parse error, the old policies staying in force
-setNamedPolicy(n, t)   add or replace policy n (nil: delete it); False on error
+                       False when rejected, the old policies staying in force
+setNamedPolicy(n, t)   add or replace policy n (nil: delete it); False if rejected
 getNamedPolicies()     {name: text}
 resetPolicies()        reload the configured policy file or directory; bool
+
+A policy is rejected when it does not parse, fails the static checks (unknown
+function, variable or control, wrong arity) or fails a trial run on the newest
+statistics. With a trailing ``explain`` argument of true (new; momctl passes
+it), a rejection is a Fault with code 5 whose string is the rendered error
+(file:line:col, the source line, a caret, the call chain).
 setVerbosity(level)    debug|info|warn|error|critical or 5..1; True
 getRecentActions(n)    the last n applied controls, oldest first
 getHealth()            per component: ok, errors, last error, last run
@@ -23,7 +29,6 @@ getHealth()            per component: ok, errors, last error, last run
 from __future__ import annotations
 
 import logging
-import time
 import xmlrpc.client
 from typing import Any, Callable
 
@@ -32,10 +37,12 @@ from mom.policy.policy import DEFAULT_POLICY_NAME
 from mom.policy.errors import PolicyError
 from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher
 
+FAULT_POLICY = 5  # a policy change was rejected; the fault string is the rendered error
+
 log = logging.getLogger("mom.rpc")
 
 RECENT_ACTIONS_DEFAULT = 20
-HEALTH_COMPONENTS = ("engine", "hypervisor", "collector", "policy", "controller")
+HEALTH_COMPONENTS = ("engine", "hypervisor", "collector", "policy", "controller", "output")
 
 
 def _bad(message: str) -> xmlrpc.client.Fault:
@@ -90,42 +97,41 @@ class MomApi:
     def getPolicy(self) -> str:
         return self.policies.text()
 
-    def setPolicy(self, text: Any = None) -> bool:
+    def setPolicy(self, text: Any = None, explain: Any = False) -> bool:
         text = _text_or_none(text, "policy")
-        try:
-            self.policies.replace_all({} if text is None else {DEFAULT_POLICY_NAME: text})
-        except PolicyError as e:
-            log.warning("setPolicy: rejected, the previous policy stays in force: %s", e)
-            return False
-        log.info("setPolicy: policy %s", "cleared" if text is None else "replaced")
-        return True
+        return self._change("setPolicy", "policy " + ("cleared" if text is None else "replaced"), explain,
+                            lambda: self.policies.replace_all({} if text is None else {DEFAULT_POLICY_NAME: text}))
 
-    def setNamedPolicy(self, name: Any, text: Any = None) -> bool:
+    def setNamedPolicy(self, name: Any, text: Any = None, explain: Any = False) -> bool:
         if not isinstance(name, str) or not name:
             raise _bad("policy name must be a non-empty string")
         text = _text_or_none(text, "policy")
-        try:
-            self.policies.set(name, text)
-        except PolicyError as e:
-            log.warning("setNamedPolicy %s: rejected, the previous policy stays in force: %s", name, e)
-            return False
-        log.info("setNamedPolicy: %s %s", name, "deleted" if text is None else "set")
-        return True
+        return self._change(f"setNamedPolicy {name}", f"policy {name} {'deleted' if text is None else 'set'}",
+                            explain, lambda: self.policies.set(name, text))
 
     def getNamedPolicies(self) -> dict[str, str]:
         return self.policies.texts()
 
-    def resetPolicies(self) -> bool:
+    def resetPolicies(self, explain: Any = False) -> bool:
+        return self._change("resetPolicies", "policy reloaded from the configuration", explain, self.reset)
+
+    def _change(self, call: str, done: str, explain: Any, change: Callable[[], None]) -> bool:
+        """Run a policy change. A rejected one leaves the old policy in force and is
+        logged with the rendered error; the original's clients get False, callers
+        that pass explain=True (momctl) a Fault carrying the rendered error."""
         try:
-            self.reset()
+            change()
         except PolicyError as e:
-            log.warning("resetPolicies: rejected, the previous policy stays in force: %s", e)
-            return False
+            reason = e.render()
         except OSError as e:
-            log.warning("resetPolicies: cannot read %s: %s", e.filename, e.strerror)
-            return False
-        log.info("resetPolicies: policy reloaded: %s", ", ".join(self.policies.names()) or "(empty)")
-        return True
+            reason = f"cannot read {e.filename}: {e.strerror}"
+        else:
+            log.info("%s: %s: %s", call, done, ", ".join(self.policies.names()) or "(no policy)")
+            return True
+        log.warning("%s: rejected, the previous policy stays in force:\n%s", call, reason)
+        if explain is True:
+            raise xmlrpc.client.Fault(FAULT_POLICY, reason)
+        return False
 
     def setVerbosity(self, level: Any) -> bool:
         set_verbosity(level)
@@ -153,6 +159,7 @@ class MomApi:
             "collector": max((last_run[k] for k in ("host", "guests") if k in last_run), default=None),
             "policy": last_run.get("policy"),
             "controller": max((v for k, v in last_run.items() if k.startswith("controller ")), default=None),
+            "output": last_run.get("output"),
         }
         components: dict[str, Any] = {}
         for comp in sorted(set(HEALTH_COMPONENTS) | counts.keys() | active.keys()):
@@ -170,7 +177,7 @@ class MomApi:
             ticks = e.tick_count
         return {
             "ok": not active,
-            "time": time.time(),
+            "time": e.clock.time(),  # the engine's clock, as every other time here
             "ticks": ticks,
             "last_tick": tick.time if tick is not None else None,
             "components": components,
