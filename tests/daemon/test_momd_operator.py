@@ -1,0 +1,167 @@
+"""momd as an operator meets it: a SIGHUP storm, --check on broken setups,
+typos, -d with stdio logging, --pid-file, log targets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .momd_helpers import Momd, idle_guests, run_momd, scenario_toml, write_config
+
+POLICY = '(Host.Control "ksm_pages_to_scan" 111)\n'
+
+
+def sim_config(tmp_path: Path, **kw) -> Path:
+    policy = tmp_path / "p.policy"
+    policy.write_text(POLICY)
+    kw.setdefault("speed", 10)
+    return write_config(tmp_path, scenario=scenario_toml(idle_guests(2)), policy=str(policy),
+                        interval=1, policy_interval=2, **kw)
+
+
+def test_sighup_storm_does_not_wedge_momd(tmp_path: Path) -> None:
+    # speed 10, policy every 2 clock seconds: a tick every 0.2 s of real time.
+    m = Momd(sim_config(tmp_path))
+    try:
+        m.wait_ticks(3)
+        start = len(m.records())
+        sent = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            os.kill(m.pid, signal.SIGHUP)
+            sent += 1
+        during = len(m.records()) - start
+        assert sent > 10_000, sent  # a real storm, not a drizzle
+        assert during >= 20, f"{during} ticks in 10 s of SIGHUPs (nominal 50)"
+        after = len(m.records())
+        m.wait_ticks(after + 5, timeout=5)  # and it keeps ticking afterwards
+        rc, took = m.stop(signal.SIGTERM, timeout=5)
+        assert rc == 0
+        log = m.log()
+        assert "Traceback" not in log and "Logging error" not in log
+        # Reloads coalesce: at most about one per second, not one per signal.
+        reloads = log.count("policy reloaded")
+        assert 1 <= reloads <= 15, reloads
+        assert len(log.splitlines()) < 200, len(log.splitlines())
+    finally:
+        m.close()
+
+
+def _broken(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """A configuration broken in one way, and the text its --check line must hold."""
+    extra_main, extra, needle = "", "", ""
+    if case == "unknown policy function":
+        (tmp_path / "bad.policy").write_text("(frobnicate 1 2)\n")
+        cfg = write_config(tmp_path, scenario=scenario_toml(idle_guests(1)), policy=str(tmp_path / "bad.policy"))
+        return cfg, "frobnicate"
+    if case == "rpc socket directory missing":
+        extra_main, needle = f"rpc-port: {tmp_path}/no/such/dir/mom.sock", "no/such/dir: directory does not exist"
+    elif case == "log not writable":
+        extra, needle = "", "[logging] log: cannot write"
+    elif case == "plot-dir missing":
+        extra_main, needle = f"plot-dir: {tmp_path}/plots", f"[main] plot-dir: cannot write {tmp_path}/plots"
+    elif case == "record-file directory missing":
+        needle = "[main] record-file: cannot write"
+    elif case == "vdsm certificates missing":
+        extra_main, needle = "", "[vdsm] ca-cert-file"
+    elif case == "broken scenario":
+        needle = "scenario"
+    cfg = sim_config(tmp_path, extra_main=extra_main, extra=extra)
+    text = cfg.read_text()
+    if case == "log not writable":
+        text = text.replace("log: stdio", f"log: {tmp_path}/nodir/mom.log")
+    elif case == "record-file directory missing":
+        text = text.replace(f"record-file: {tmp_path / 'record.jsonl'}", f"record-file: {tmp_path}/gone/r.jsonl")
+    elif case == "vdsm certificates missing":
+        text = text.replace("hypervisor-interface: sim", "hypervisor-interface: vdsm")
+        text += f"[vdsm]\npki-dir: {tmp_path}/pki\n"
+    elif case == "broken scenario":
+        (tmp_path / "scenario.toml").write_text("[host]\nmemory = 'lots'\n")
+    cfg.write_text(text)
+    return cfg, needle
+
+
+BROKEN = ["unknown policy function", "rpc socket directory missing", "log not writable", "plot-dir missing",
+          "record-file directory missing", "vdsm certificates missing", "broken scenario"]
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_check_rejects_broken_setups_with_one_line(tmp_path: Path, case: str) -> None:
+    cfg, needle = _broken(tmp_path, case)
+    proc = run_momd(["--check", "-c", str(cfg)])
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("momd: warning: ")]
+    assert proc.returncode == 2, proc.stderr
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    # A real start trips on the same thing, with the same line, and leaves nothing running.
+    start = run_momd(["-c", str(cfg)])
+    assert start.returncode == 2, start.stderr
+    assert needle in start.stderr
+
+
+@pytest.mark.parametrize("typo, suggestion", [
+    ("polcy-dir: /etc/mom/policies", "did you mean policy-dir?"),
+    ("hypervisor-interfce: sim", "did you mean hypervisor-interface?"),
+])
+def test_typo_stops_momd_with_a_suggestion(tmp_path: Path, typo: str, suggestion: str) -> None:
+    cfg = sim_config(tmp_path, extra_main=typo)
+    proc = run_momd(["-c", str(cfg)])
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and suggestion in proc.stderr, proc.stderr
+
+
+def test_misspelled_logging_section_stops_momd(tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[logging]", "[loging]"))
+    proc = run_momd(["--check", "-c", str(cfg)])
+    assert proc.returncode == 2 and "unknown section [loging] (did you mean [logging]?)" in proc.stderr
+
+
+def test_daemonize_with_stdio_log_warns_on_the_terminal(tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path)
+    pid_file = tmp_path / "momd.pid"
+    proc = run_momd(["-c", str(cfg), "-d", "--pid-file", str(pid_file)])
+    try:
+        assert proc.returncode == 0
+        assert "log is discarded" in proc.stderr, proc.stderr
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_file.exists(), "the pid file is removed on exit"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_pid_file_without_daemonize_is_written_and_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "momd.pid"
+    m = Momd(sim_config(tmp_path), ["--pid-file", str(pid_file)])
+    try:
+        m.wait_ticks(1)
+        assert int(pid_file.read_text()) == m.pid
+        assert m.stop()[0] == 0
+        assert not pid_file.exists()
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("target", ["stdout", "stderr"])
+def test_log_to_stdout_or_stderr_by_name_creates_no_file(tmp_path: Path, target: str) -> None:
+    m = Momd(sim_config(tmp_path), ["-l", target])
+    try:
+        m.wait_ticks(2)
+        assert m.stop()[0] == 0
+        assert "momd stopped" in m.log()
+        assert not (tmp_path / target).exists() and not (Path(m.proc.args[0]).parent / target).exists()
+    finally:
+        m.close()
