@@ -115,6 +115,7 @@ class Engine:
         self.on_tick = on_tick or (lambda record: None)
         self.on_sample = on_sample or (lambda entity, t, row: None)
         self.on_step: Callable[[str, float], None] | None = None  # (step, seconds) after each step, for metrics
+        self.on_guest_gone: Callable[[str], None] = lambda name: None  # outputs drop a gone guest's state
         self.faults = FaultLog(logging.getLogger("mom.faults"), self.clock.time)
         ctx = CollectorContext(proc_root=settings.proc_root, sys_root=settings.sys_root, hypervisor=hypervisor,
                                interval=settings.host_interval, clock=self.clock.time, guests=self.known_guests)
@@ -271,6 +272,7 @@ class Engine:
             for uuid in [u for u in self.guests if u not in seen]:
                 state = self.guests.pop(uuid)
                 log.info("guest %s (%s) is gone", state.info.name, uuid)
+                self.on_guest_gone(state.info.name)
                 self.faults.clear_prefix(f"guest {state.info.name} ")
                 for key in [k for k in self._inflight if k.endswith(f" {state.info.name}")]:
                     del self._inflight[key]
