@@ -1,15 +1,20 @@
 """Balloon: resize guest balloons to the policy's ``balloon_target`` (KiB).
 
 The target is clamped to [balloon_min, balloon_max] from the guest's stats
-(when known) and sent only when it differs from the current balloon size.
+(when known) and planned only when it differs from the current balloon size:
+one set_balloon_target call per guest, which the engine makes in parallel with
+the other guests' under one deadline. Each call is logged at debug level (one
+line per guest and tick would flood an info log on a large host; the tick
+line lists the actions).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
-from mom.controllers._common import action, as_int, attempt
-from mom.controllers.base import Action, Controller, TickView, register
+from mom.controllers._common import as_int, refused
+from mom.controllers.base import Change, Controller, GuestView, Plan, PlannedCall, TickView, register
 
 log = logging.getLogger("mom.Controllers.Balloon")
 
@@ -21,28 +26,34 @@ class Balloon(Controller):
     name = "Balloon"
     guest_controls = frozenset({"balloon_target"})
 
-    def apply(self, tick: TickView) -> list[Action]:
-        actions: list[Action] = []
+    def plan(self, tick: TickView) -> Plan:
+        plan = Plan()
         for guest in tick.guests:
             wanted = guest.controls.get("balloon_target")
             if wanted is None:
                 continue
-            name = guest.info.name
             current = guest.stats.get("balloon_cur")
             try:
                 target = as_int(wanted)
             except ValueError as e:
-                actions.append(action(self.name, name, "balloon_target", current, wanted, tick.time, str(e)))
+                plan.refused.append(refused(self.name, guest.info.name, "balloon_target", current, wanted,
+                                            tick.time, str(e)))
                 continue
             target, note = self._clamp(target, guest.stats.get("balloon_min"), guest.stats.get("balloon_max"))
             if current is not None and target == current:
                 continue
-            log.info("Ballooning guest:%s from %s to %s", name, current, target)
-            error = attempt(lambda: self.ctx.hypervisor.set_balloon_target(guest.info, target))
-            if error is not None:
-                log.debug("Ballooning guest:%s failed: %s", name, error)
-            actions.append(action(self.name, name, "balloon_target", current, target, tick.time, error, note))
-        return actions
+            plan.calls.append(PlannedCall(guest.info.name, "balloon_target",
+                                          [Change("balloon_target", current, target, note)],
+                                          self._call(guest, current, target)))
+        return plan
+
+    def _call(self, guest: GuestView, current: object, target: int) -> Callable[[], None]:
+        hv = self.ctx.hypervisor
+
+        def run() -> None:
+            log.debug("Ballooning guest:%s from %s to %s", guest.info.name, current, target)
+            hv.set_balloon_target(guest.info, target)
+        return run
 
     @staticmethod
     def _clamp(target: int, low: object, high: object) -> tuple[int, str | None]:

@@ -4,16 +4,17 @@ The control is a list of disk entries ``{name, path, current: {limit: value}}``
 (``ioTune`` is accepted for ``current``, as vdsm names it). Each entry is
 compared with the disk's present limits from the guest's stats
 (``io_tune_current``, else ``io_tune``), matched by path, else by name; the
-entries that differ are sent in one set_io_tune call per guest.
+entries that differ are sent in one planned set_io_tune call per guest; the
+engine makes the guests' calls in parallel under one deadline.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
-from mom.controllers._common import action, attempt
-from mom.controllers.base import Action, Controller, TickView, register
+from mom.controllers._common import refused
+from mom.controllers.base import Change, Controller, GuestView, Plan, PlannedCall, TickView, register
 
 log = logging.getLogger("mom.Controllers.IoTune")
 
@@ -55,8 +56,8 @@ class IoTune(Controller):
     name = "IoTune"
     guest_controls = frozenset({"io_tune"})
 
-    def apply(self, tick: TickView) -> list[Action]:
-        actions: list[Action] = []
+    def plan(self, tick: TickView) -> Plan:
+        plan = Plan()
         for guest in tick.guests:
             wanted = guest.controls.get("io_tune")
             if not wanted:
@@ -66,7 +67,7 @@ class IoTune(Controller):
             if not isinstance(wanted, list) or not isinstance(present, list):
                 reason = ("io_tune control is not a list" if not isinstance(wanted, list)
                           else "the guest's current IO limits are unknown")
-                actions.append(action(self.name, name, "io_tune", None, wanted, tick.time, reason))
+                plan.refused.append(refused(self.name, name, "io_tune", None, wanted, tick.time, reason))
                 continue
             changed: list[dict[str, Any]] = []
             before: list[dict[str, Any] | None] = []
@@ -80,11 +81,15 @@ class IoTune(Controller):
                     continue
                 changed.append({"name": d_name, "path": d_path, "current": limits})
                 before.append(now)
-            if not changed:
-                continue
-            log.info("IoTune guest:%s setting %s", name, changed)
-            error = attempt(lambda: self.ctx.hypervisor.set_io_tune(guest.info, changed))
-            if error is not None:
-                log.debug("IoTune guest:%s failed: %s", name, error)
-            actions.append(action(self.name, name, "io_tune", before, changed, tick.time, error))
-        return actions
+            if changed:
+                plan.calls.append(PlannedCall(name, "io_tune", [Change("io_tune", before, changed)],
+                                              self._call(guest, changed)))
+        return plan
+
+    def _call(self, guest: GuestView, changed: list[dict[str, Any]]) -> Callable[[], None]:
+        hv = self.ctx.hypervisor
+
+        def run() -> None:
+            log.debug("IoTune guest:%s setting %s", guest.info.name, changed)
+            hv.set_io_tune(guest.info, changed)
+        return run

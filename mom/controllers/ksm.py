@@ -3,12 +3,14 @@
 Controls ``ksm_run`` (0 stop, 1 run, 2 stop and unmerge all), ``ksm_pages_to_scan``,
 ``ksm_sleep_millisecs`` and ``ksm_merge_across_nodes``. A value is written only
 when it differs from the current one: the host's HostKSM stats when present,
-else what this controller wrote last. All changes go in one set_ksm_tune call.
+else what this controller wrote last. All changes are one planned call on the
+host, which the engine makes on its pool under the call deadline.
 
 The kernel refuses to change merge_across_nodes while pages are merged
-(EBUSY), so when it changes and pages may be shared the controller first
-writes run=2 (unmerge, done synchronously by the kernel), then
-merge_across_nodes, then restores the wanted run mode.
+(EBUSY), so when it changes and pages may be shared that one call writes
+run=2 first (unmerge, done synchronously by the kernel), then
+merge_across_nodes, then restores the wanted run mode: an ordered sequence on
+one target, never split into calls that could run in parallel.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mom.controllers._common import action, as_int, attempt
-from mom.controllers.base import Action, Controller, ControllerContext, TickView, register
+from mom.controllers._common import as_int, refused
+from mom.controllers.base import Change, Controller, ControllerContext, Plan, PlannedCall, TickView, register
 from mom.hypervisors.base import KSM_TUNABLES
 
 log = logging.getLogger("mom.Controllers.KSM")
@@ -41,9 +43,9 @@ class KSM(Controller):
         value = tick.host_stats.get(f"ksm_{key}")
         return self.written.get(key) if value is None else value
 
-    def apply(self, tick: TickView) -> list[Action]:
-        actions: list[Action] = []
-        changes: dict[str, tuple[Any, int]] = {}
+    def plan(self, tick: TickView) -> Plan:
+        plan = Plan()
+        changes: list[Change] = []
         for key in ORDER:
             assert key in KSM_TUNABLES
             wanted = tick.host_controls.get(f"ksm_{key}")
@@ -53,27 +55,25 @@ class KSM(Controller):
             try:
                 new = as_int(wanted)
             except ValueError as e:
-                actions.append(action(self.name, "host", f"ksm_{key}", old, wanted, tick.time, str(e)))
+                plan.refused.append(refused(self.name, "host", f"ksm_{key}", old, wanted, tick.time, str(e)))
                 continue
             try:
                 differs = old is None or as_int(old) != new
             except ValueError:
                 differs = True  # an unreadable current value: write ours
             if differs:
-                changes[key] = (old, new)
-        if not changes:
-            return actions
-        params = {key: new for key, (_, new) in changes.items()}
-        log.info("Updating KSM configuration: %s",
-                 " ".join(f"{k}:{v}" for k, v in params.items()))
-        error = attempt(lambda: self._write(tick, params))
-        if error is not None:
-            log.debug("KSM tuning failed: %s", error)
-        else:
-            self.written.update(params)
-        for key, (old, new) in changes.items():
-            actions.append(action(self.name, "host", f"ksm_{key}", old, new, tick.time, error))
-        return actions
+                changes.append(Change(f"ksm_{key}", old, new))
+        if changes:
+            params = {c.control[len("ksm_"):]: c.new for c in changes}
+            plan.calls.append(PlannedCall("host", "ksm", changes, lambda: self._run(tick, params)))
+        return plan
+
+    def _run(self, tick: TickView, params: dict[str, int]) -> None:
+        """The planned call: write, then remember what was written (a failed write is
+        not remembered, so the next tick tries again)."""
+        log.info("Updating KSM configuration: %s", " ".join(f"{k}:{v}" for k, v in params.items()))
+        self._write(tick, params)
+        self.written.update(params)
 
     def _write(self, tick: TickView, params: dict[str, int]) -> None:
         hv = self.ctx.hypervisor
