@@ -485,13 +485,9 @@ class Engine:
         (never queued behind it). Calls answered after their deadline come back as
         actions of a later tick."""
         tick = self._tick_view(snap, decisions, now)
-        results: dict[str, list[tuple[Action, int]]] = {c.name: [] for c in self.controllers}
-        for sent in self._late_answers():
-            error, level = self._answer(sent.future)
-            note = f"answered after the {self.s.call_timeout:g} s deadline"
-            results.setdefault(sent.controller, []).extend(
-                (a, level) for a in sent.call.actions(sent.controller, now, error, note))
-        sending: list[ControlCall] = []
+        results = self._late_results(now)  # controller -> [(action, level of its fault)]
+        slots: list[tuple[str, PlannedCall, ControlCall | str]] = []  # each call: sent, or why not
+        refused: list[tuple[str, Action]] = []
         for c in self.controllers:
             plan = self._plan(c, tick)
             if plan is None:
@@ -499,28 +495,54 @@ class Engine:
             for call in plan.calls:
                 previous = self._controls_inflight.get((c.name, call.target))
                 if previous is not None:
-                    reason = f"previous {previous.call.name} call for {call.target} has not returned"
-                    results[c.name].extend((a, logging.WARNING) for a in call.actions(c.name, now, reason))
+                    why = f"previous {previous.call.name} call for {call.target} has not returned"
+                    slots.append((c.name, call, why))
                 else:
-                    sending.append(ControlCall(c.name, call, self.pool.submit(call.run)))
-            results[c.name].extend((a, logging.WARNING) for a in plan.refused)
-        done = self._wait([s.future for s in sending])
-        for sent in sending:
-            if sent.future in done:
-                error, level = self._answer(sent.future)
-            elif sent.future.cancel():  # still queued: every worker is busy (hung calls)
-                error, level = f"not sent: no free worker within {self.s.call_timeout:g} s", logging.WARNING
-            elif self._stopping:
-                error, level = "not answered: momd is stopping", logging.DEBUG
-            else:  # running and hung: its target gets no other call until it returns
-                self._controls_inflight[(sent.controller, sent.call.target)] = sent
-                error, level = f"no answer within {self.s.call_timeout:g} s", logging.WARNING
-            results[sent.controller].extend((a, level) for a in sent.call.actions(sent.controller, now, error))
+                    slots.append((c.name, call, ControlCall(c.name, call, self.pool.submit(call.run))))
+            refused.extend((c.name, a) for a in plan.refused)
+        done = self._wait([sent.future for _, _, sent in slots if isinstance(sent, ControlCall)])
+        for controller, call, sent in slots:
+            error, level = self._outcome(sent, done) if isinstance(sent, ControlCall) else (sent, logging.WARNING)
+            results.setdefault(controller, []).extend((a, level) for a in call.actions(controller, now, error))
+        for controller, a in refused:
+            results.setdefault(controller, []).append((a, logging.WARNING))
         actions: list[Action] = []
         for controller, outcomes in results.items():
             actions.extend(a for a, _ in outcomes)
             self._report_refused(controller, outcomes)
         return actions
+
+    def _late_results(self, now: float) -> dict[str, list[tuple[Action, int]]]:
+        """The actions of calls that missed an earlier deadline and have returned since
+        (their targets are free again); calls for guests that are gone are forgotten."""
+        known = {s.info.name for s in self.guests.values()}
+        results: dict[str, list[tuple[Action, int]]] = {}
+        for key, sent in list(self._controls_inflight.items()):
+            target = sent.call.target
+            if not sent.future.done():
+                if target != "host" and target not in known:
+                    del self._controls_inflight[key]
+                continue
+            del self._controls_inflight[key]
+            if target == "host" or target in known:
+                error, level = self._answer(sent.future)
+                note = f"answered after the {self.s.call_timeout:g} s deadline"
+                results.setdefault(sent.controller, []).extend(
+                    (a, level) for a in sent.call.actions(sent.controller, now, error, note))
+        return results
+
+    def _outcome(self, sent: ControlCall, done: set[Future]) -> tuple[str | None, int]:
+        """A sent call's error (None: applied) and its fault's level, once the deadline
+        has passed. A call still running stays in flight: its target gets no other
+        call until it returns."""
+        if sent.future in done:
+            return self._answer(sent.future)
+        if sent.future.cancel():  # still queued: every worker is busy with hung calls
+            return f"not sent: no free worker within {self.s.call_timeout:g} s", logging.WARNING
+        if self._stopping:
+            return "not answered: momd is stopping", logging.DEBUG
+        self._controls_inflight[(sent.controller, sent.call.target)] = sent
+        return f"no answer within {self.s.call_timeout:g} s", logging.WARNING
 
     def _tick_view(self, snap: Snapshot, decisions: Decisions, now: float) -> TickView:
         by_name = {s.info.name: s.info for s in self.guests.values()}
@@ -544,20 +566,6 @@ class Engine:
         self.faults.clear(key)
         self.last_run[key] = tick.time
         return plan
-
-    def _late_answers(self) -> list[ControlCall]:
-        """Calls that missed an earlier deadline and have returned since (their targets
-        are free again). Calls for guests that are gone are forgotten."""
-        known = {s.info.name for s in self.guests.values()}
-        finished = []
-        for key, sent in list(self._controls_inflight.items()):
-            if sent.future.done():
-                del self._controls_inflight[key]
-                if sent.call.target == "host" or sent.call.target in known:
-                    finished.append(sent)
-            elif sent.call.target != "host" and sent.call.target not in known:
-                del self._controls_inflight[key]
-        return finished
 
     @staticmethod
     def _answer(future: Future) -> tuple[str | None, int]:
