@@ -42,6 +42,24 @@ def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
     return cls.from_config(config, clock)  # type: ignore[attr-defined]
 
 
+def make_outputs(config: Config) -> tuple[Plotter | None, FlightRecorder | None]:
+    """The plotter and the flight recorder, checked writable now: an output that
+    cannot be written at start stops momd, as one that fails later is a fault in
+    health. Creates nothing. Raises DaemonError."""
+    main = config.main
+    plotter = Plotter(main.plot_dir) if main.plot_dir else None
+    recorder = (FlightRecorder(main.record_file, main.record_max_bytes, main.record_backup_count)
+                if main.record_file else None)
+    for output, option, where in ((plotter, "plot-dir", main.plot_dir), (recorder, "record-file", main.record_file)):
+        if output is None:
+            continue
+        try:
+            output.check()
+        except OSError as e:
+            raise DaemonError(f"[main] {option}: cannot write {where}: {e.strerror or e}") from None
+    return plotter, recorder
+
+
 class Daemon:
     def __init__(self, config: Config, policies: PolicySet, clock: Clock | None = None) -> None:
         """clock: the time source (default: real time, or FastClock for a sped-up simulator)."""
@@ -52,6 +70,7 @@ class Daemon:
         if clock is None:
             clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
         self.clock = clock
+        self.plotter, self.recorder = make_outputs(config)  # first: a refused start makes no simulator tree
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
         if sim:  # the simulated host is seen through its own tree, unless the config names another
@@ -59,13 +78,6 @@ class Daemon:
                 proc_root = self.hypervisor.proc_root  # type: ignore[attr-defined]
             if sys_root == "/sys":
                 sys_root = self.hypervisor.sys_root
-        try:
-            self.plotter = Plotter(main.plot_dir) if main.plot_dir else None
-        except OSError as e:
-            self.hypervisor.close()
-            raise DaemonError(f"plot-dir {main.plot_dir}: {e.strerror}") from None
-        self.recorder = (FlightRecorder(main.record_file, main.record_max_bytes, main.record_backup_count)
-                         if main.record_file else None)
         settings = EngineSettings(
             host_interval=main.host_monitor_interval, guest_interval=main.guest_monitor_interval,
             discovery_interval=main.guest_manager_interval, policy_interval=main.policy_engine_interval,
@@ -76,6 +88,11 @@ class Daemon:
             proc_root=proc_root, sys_root=sys_root)
         self.engine = Engine(settings, self.hypervisor, policies, self.clock, on_tick=self._on_tick,
                              on_sample=self.plotter.sample if self.plotter else None)
+        for output in (self.plotter, self.recorder):
+            if output is not None:
+                output.faults = self.engine.faults  # their failures show in health
+        if self.plotter is not None:
+            self.engine.on_guest_gone = self.plotter.forget
         self.rpc: Any = None
         self.metrics: Any = None
         self.metrics_server: Any = None

@@ -12,8 +12,6 @@ guest's calls raise or hang; :meth:`SimHypervisor.vanish` destroys a guest.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from typing import Any, Iterable, Mapping
 from mom.daemon.clock import Clock
 from mom.hypervisors.base import GuestData, GuestGone, GuestInfo, HypervisorError, HypervisorInterface
 from mom.sim.model import SimGuest, SimModel
-from mom.sim.proctree import ProcTree
+from mom.sim.proctree import ProcTree, TreeClosed
 from mom.sim.scenario import IO_KEYS, Scenario, default_scenario, load_scenario
 
 # Limits libvirt enforces for the CFS bandwidth of a vCPU (µs).
@@ -49,7 +47,8 @@ class SimHypervisor(HypervisorInterface):
         """scenario: a Scenario, a scenario file path, or None for the built-in
         default. seed: overrides the scenario's seed. clock: time source (real
         time by default). tree_dir: where the proc/sys tree lives; a temporary
-        directory removed by close() when None.
+        directory removed by close() when None (see ProcTree.temporary: it also
+        removes the trees of simulators that were killed).
 
         Raises ScenarioError for a bad scenario file, OSError when the tree
         cannot be written."""
@@ -58,11 +57,13 @@ class SimHypervisor(HypervisorInterface):
         elif not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         self.clock = clock or Clock()
-        self._own_dir = tree_dir is None
-        root = tempfile.mkdtemp(prefix="mom-sim-") if tree_dir is None else tree_dir
-        self.tree = ProcTree(root)
+        self.tree = ProcTree.temporary() if tree_dir is None else ProcTree(tree_dir)
         super().__init__(sys_root=self.tree.sys_root)
-        self.model = SimModel(scenario, seed=seed, start=self.clock.time(), tree=self.tree)
+        try:
+            self.model = SimModel(scenario, seed=seed, start=self.clock.time(), tree=self.tree)
+        except BaseException:
+            self.tree.close()  # a temporary tree must not outlive a failed start
+            raise
         self._faults: dict[str, Fault] = {}
         self._faults_lock = threading.Lock()
 
@@ -204,10 +205,12 @@ class SimHypervisor(HypervisorInterface):
             limit = KSM_LIMITS.get(key)
             if limit is not None and not 0 <= int(value) < limit:
                 raise HypervisorError(f"invalid KSM value {key}={value}")
-        super().set_ksm_tune(params)
+        try:
+            with self.tree.writing():  # not into a tree being removed (it would re-create the file)
+                super().set_ksm_tune(params)
+        except TreeClosed as e:
+            raise HypervisorError(f"simulator tree {self.root}: {e.strerror}") from None
 
     def close(self) -> None:
-        """Remove the tree when this instance created it."""
-        if self._own_dir:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self._own_dir = False
+        """Stop writing the tree; remove it when it is temporary."""
+        self.tree.close()
