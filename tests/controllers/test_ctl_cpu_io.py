@@ -60,3 +60,13 @@ def test_io_tune_errors_are_refused_per_guest(sim):
     assert "no disk" in actions[0].reason
     assert "unknown" in actions[2].reason
     assert sim.hv.guest_io_tune(sim.guest("web2"))[0]["current"]["write_iops_sec"] == 300
+
+
+def test_cpu_tune_plans_one_call_per_guest(sim):
+    plan = CpuTune(sim.ctx).plan(sim.tick({"web1": {"vcpu_quota": 50000, "vcpu_period": 50000},
+                                           "web2": {"vcpu_quota": "half"}}))
+    [call] = plan.calls
+    assert (call.target, call.name) == ("web1", "cpu_tune")
+    assert [(c.control, c.new) for c in call.changes] == [("vcpu_quota", 50000), ("vcpu_period", 50000)]
+    assert [(a.target, a.control, a.applied) for a in plan.refused] == [("web2", "vcpu_quota", False)]
+    assert sim.hv.guest_cpu_tune(sim.guest("web1"))["vcpu_quota"] == -1  # planning sends nothing

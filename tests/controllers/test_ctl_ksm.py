@@ -98,3 +98,19 @@ def test_hypervisor_error_becomes_refused_actions(sim):
     assert sim.host_stats()["ksm_run"] == 0
     # A refused value is not remembered as written: the next tick tries again.
     assert [a.control for a in ctl.apply(sim.tick(host_controls={"ksm_run": 7}, host_stats={}))] == ["ksm_run"]
+
+
+def test_the_unmerge_sequence_is_one_planned_call(make_sim):
+    """run=2, merge_across_nodes, then run: one call on the host, so the engine can
+    never run its steps in parallel or out of order."""
+    sim = make_sim(RecordingSim)
+    ctl = KSM(sim.ctx)
+    ctl.apply(sim.tick(host_controls=controls(pages=1000)))
+    sim.advance(60)
+    plan = ctl.plan(sim.tick(host_controls=controls(pages=1000, mxn=0, sleep=50)))
+    [call] = plan.calls
+    assert call.target == "host" and call.name == "ksm"
+    assert [(c.control, c.new) for c in call.changes] == [("ksm_merge_across_nodes", 0), ("ksm_sleep_millisecs", 50)]
+    sim.hv.ksm_calls.clear()
+    call.run()
+    assert sim.hv.ksm_calls == [{"run": 2}, {"merge_across_nodes": 0, "sleep_millisecs": 50, "run": 1}]
