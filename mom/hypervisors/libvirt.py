@@ -37,8 +37,13 @@ with exponential back-off between failed attempts. The engine keeps its guests
 meanwhile. The connection is opened outside the interface's lock, so close()
 never waits for a libvirtd that does not answer; the daemon connects lazily (on
 the first call, after ``momd -d`` forked). A domain that disappears mid-tick is
-left out quietly (GuestGone). An error in one guest's section is recorded in
-its GuestData and never spoils the other guests.
+normal under churn: it is left out quietly (GuestGone, which the engine logs at
+debug level), also when a call fails with another error and the domain then
+turns out not to be running (QEMU exited during the call). An error in one
+guest's section is recorded in its GuestData and never spoils the other
+guests. A per-guest problem the interface reports itself (the statistics
+period cannot be set) is one warning per kind, naming how many guests it hit,
+not one per guest.
 
 Memory statistics fields (KiB unless said): mem_available (guest total,
 virtio "available"), mem_unused ("unused"), mem_free (unused + disk_caches),
@@ -188,6 +193,29 @@ class _Once:
         log.info("%s: %s", key, note or "recovered")
 
 
+class _PerKind:
+    """One warning per kind of per-guest problem, not one per guest: the first time
+    a kind (a libvirt error code) is seen, one warning says for how many guests and
+    why (the first guest's message); later rounds of the same kind are debug lines."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._warned: set[int] = set()
+        self._lock = threading.Lock()
+
+    def report(self, failed: Mapping[int, list[tuple[str, str]]]) -> None:
+        """failed: kind -> [(guest name, message)] of one round."""
+        for kind, hits in failed.items():
+            with self._lock:
+                new = kind not in self._warned
+                self._warned.add(kind)
+            names = sorted(name for name, _ in hits)
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            count = f"{len(names)} guest{'s' if len(names) != 1 else ''}"
+            log.log(logging.WARNING if new else logging.DEBUG, "libvirt: %s for %s (%s): %s%s", self.what, count,
+                    shown, hits[0][1], "; later guests with this error are logged at debug level" if new else "")
+
+
 class LibvirtHypervisor(HypervisorInterface):
     """The libvirt hypervisor interface (see the module documentation)."""
 
@@ -238,6 +266,7 @@ class LibvirtHypervisor(HypervisorInterface):
         self._period_set: set[str] = set()   # uuids whose stats period is set on this connection
         self._listener: Callable[[], None] | None = None
         self._once = _Once()
+        self._period_faults = _PerKind("cannot set the balloon statistics period")
         self.events_active = False
         if connect_now:
             try:
@@ -564,7 +593,20 @@ class LibvirtHypervisor(HypervisorInterface):
         try:
             return fn(dom)
         except libvirt.libvirtError as e:
-            raise self._error(e, f"guest {guest.name}: {what}", conn) from None
+            err = self._error(e, f"guest {guest.name}: {what}", conn)
+        if type(err) is HypervisorError and not self._running(dom):
+            # QEMU went away during the call (e.g. "Unable to read from monitor"): the
+            # guest is gone, which is normal under churn, not an error of this guest.
+            err = GuestGone(str(err))
+        raise err
+
+    @staticmethod
+    def _running(dom: Any) -> bool:
+        """Whether the domain still runs; True when that cannot be told."""
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as e:
+            return e.get_error_code() not in _GONE_CODES
 
     def _memory(self, conn: Any, guest: GuestInfo, rec: dict[str, Any]) -> dict[str, Any]:
         if any(f"balloon.{k}" in rec for k in _GUEST_STAT_KEYS):
@@ -636,22 +678,26 @@ class LibvirtHypervisor(HypervisorInterface):
             if self.conn is not conn:
                 return
             missing = [(uuid, dom) for uuid, dom in self._doms.items() if uuid not in self._period_set]
-        for uuid, dom in missing:
-            try:
-                dom.setMemoryStatsPeriod(self._stats_period, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            except libvirt.libvirtError as e:
+        failed: dict[int, list[tuple[str, str]]] = {}  # libvirt error code -> [(guest, message)]
+        try:
+            for uuid, dom in missing:
                 try:
-                    name = dom.name()
-                except libvirt.libvirtError:
-                    name = uuid
-                err = self._error(e, f"guest {name}: setting the memory statistics period", conn)
-                if isinstance(err, ConnectionLost):
-                    raise err from None
-                if not isinstance(err, GuestGone):
-                    self._once.report("libvirt statistics period", str(err))
-            with self._lock:
-                if self.conn is conn:
-                    self._period_set.add(uuid)
+                    dom.setMemoryStatsPeriod(self._stats_period, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                except libvirt.libvirtError as e:
+                    try:
+                        name = dom.name()
+                    except libvirt.libvirtError:
+                        name = uuid
+                    err = self._error(e, f"guest {name}", conn)
+                    if isinstance(err, ConnectionLost):
+                        raise err from None
+                    if not isinstance(err, GuestGone) and self._running(dom):
+                        failed.setdefault(e.get_error_code(), []).append((name, e.get_error_message() or str(e)))
+                with self._lock:
+                    if self.conn is conn:
+                        self._period_set.add(uuid)
+        finally:
+            self._period_faults.report(failed)
 
     # Per-guest getters (the base class's collect_all contract; used by tools and tests).
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:

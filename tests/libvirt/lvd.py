@@ -5,7 +5,9 @@ libvirtd runs in its own mount namespace (``unshare -m``) where /etc/libvirt,
 bind mounts of directories under the test's ``base`` directory. So it reads
 the test's own configuration (QEMU as root, no cgroups, no namespaces, no
 security driver, stdio to files so no virtlogd), never the host's, and cannot
-collide with a system libvirtd. Clients outside the namespace connect with
+collide with a system libvirtd or another test's. Its pid file, which a
+system-mode libvirtd otherwise takes (and locks) as /run/libvirtd.pid outside
+those bind mounts, is ``BASE/libvirtd.pid``. Clients outside the namespace connect with
 ``qemu+unix:///system?socket=BASE/run/libvirt-sock``; the QEMU pid files are
 in ``BASE/run/qemu``.
 
@@ -75,6 +77,10 @@ class Libvirtd:
         return self.base / "run" / "libvirt-sock"
 
     @property
+    def pid_file(self) -> Path:
+        return self.base / "libvirtd.pid"
+
+    @property
     def uri(self) -> str:
         return f"qemu+unix:///system?socket={self.socket}"
 
@@ -91,7 +97,9 @@ class Libvirtd:
         for target in BINDS.values():
             os.makedirs(target, exist_ok=True)  # bind targets; empty when libvirt is not configured here
         mounts = "; ".join(f"mount --bind {self.base / key} {target}" for key, target in BINDS.items())
-        script = f"set -e; mount --make-rprivate /; {mounts}; exec libvirtd"
+        # Its own pid file: the default one, /run/libvirtd.pid, is shared with (and locked
+        # by) any other system-mode libvirtd on the machine.
+        script = f"set -e; mount --make-rprivate /; {mounts}; exec libvirtd --pid-file {self.pid_file}"
         self.starts += 1
         log = open(self.base / f"libvirtd-{self.starts}.log", "wb")
         try:
