@@ -77,6 +77,11 @@ class Plotter:
             else:
                 self._written(entity)
 
+    def entities(self) -> list[str]:
+        """The entities whose columns are kept (those seen and not forgotten)."""
+        with self._lock:
+            return sorted(self._fields)
+
     def forget(self, entity: str) -> None:
         """Drop what is kept about an entity that went away (a guest)."""
         with self._lock:
