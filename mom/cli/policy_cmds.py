@@ -1,25 +1,36 @@
-"""`momctl policy check|eval|run`: the policy author's tools, no daemon needed."""
+"""`momctl policy check|eval|run`: the policy author's tools, no daemon needed.
+
+Exit status: 0 success, 1 the policy has errors (or a run failed), 2 usage
+error (a file that cannot be read, an unknown controller name).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
-from typing import Any
+from typing import Any, Mapping
 
-from mom.policy.checker import check_sources
+from mom.policy.compiled import Decisions
 from mom.policy.errors import PolicyError, Source
 from mom.policy.generate import generate_snapshot
-from mom.policy.policy import compile_policy, json_value, read_policy_paths
+from mom.policy.policy import compile_policy, json_value, policy_files, read_policy_paths
 from mom.policy.snapshot import SnapshotError, read_jsonl
+from mom.policy.validate import PolicyChecks, check_policy
+
+USAGE = 2  # the exit status of a usage error, as momctl's other commands
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("check", help="check policies without running them")
+    p = sub.add_parser("check", help="check policies as the daemon does before it accepts them")
     p.add_argument("paths", nargs="+", metavar="FILE|DIR", help="policy files or directories, in load order")
     p.add_argument("--fields", default="", help="extra statistic names your own collectors provide (comma-separated)")
+    p.add_argument("--controllers", default=None, metavar="NAME,...",
+                   help="the controllers enabled where the policy runs, as in the daemon's 'controllers' "
+                        "setting (default: every registered one); a control of another is a warning")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("eval", help="evaluate a policy with no entities; print each top-level value as JSON")
@@ -31,6 +42,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="POLICY_FILE_OR_DIR", help="loaded in the order given")
     p.add_argument("--snapshots", required=True, metavar="FILE.jsonl", help="one snapshot per line ('-' for stdin)")
     p.add_argument("--timing", action="store_true", help="add eval_ms, the time of the evaluation alone")
+    p.add_argument("--raw", action="store_true",
+                   help="print controls as the policy set them (as the flight recorder has them), "
+                        "not as the controllers would apply them")
     p.add_argument("--debug", action="store_true", help="show the output of (debug ...) on stderr")
     p.set_defaults(func=cmd_run)
 
@@ -47,12 +61,34 @@ def _err(message: str) -> None:
     print(f"momctl: {message}", file=sys.stderr)
 
 
-def _sources(paths: list[str]) -> list[Source] | None:
+class _Failed(Exception):
+    """A command cannot go on; ``status`` is its exit status (the message is printed)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _sources(paths: list[str]) -> list[Source]:
+    """The policy sources of files and directories. A file that cannot be read
+    is a usage error (2); a directory without *.policy files an error (1): it
+    would check or run nothing."""
+    empty = []
+    for path in paths:
+        try:
+            if os.path.isdir(path) and not policy_files(path):
+                empty.append(path)
+        except OSError as e:
+            _err(f"cannot read {e.filename}: {e.strerror}")
+            raise _Failed(USAGE) from None
+    if empty:
+        for path in empty:
+            _err(f"{path}: no *.policy files in this directory")
+        raise _Failed(1)
     try:
         return read_policy_paths(paths)
     except OSError as e:
         _err(f"cannot read {e.filename}: {e.strerror}")
-        return None
+        raise _Failed(USAGE) from None
 
 
 def _debug_to_stderr(enabled: bool) -> None:
@@ -64,27 +100,48 @@ def _debug_to_stderr(enabled: bool) -> None:
         log.setLevel(logging.DEBUG)
 
 
+def registry_checks(controllers: str | None, extra_fields: list[str]) -> PolicyChecks:
+    """The checks the daemon makes, with every registered collector's fields and
+    the given controllers enabled (None: all). Raises ValueError for an unknown name."""
+    import mom.collectors  # noqa: F401  (fills the registries)
+    import mom.controllers  # noqa: F401
+    from mom.collectors.base import REGISTRY as COLLECTORS
+    from mom.controllers.base import REGISTRY as CONTROLLERS
+
+    enabled = None if controllers is None else [c.strip() for c in controllers.split(",") if c.strip()]
+    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS, enabled_controllers=enabled,
+                                       extra_fields=extra_fields)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    sources = _sources(args.paths)
-    if sources is None:
-        return 1
+    try:
+        sources = _sources(args.paths)
+    except _Failed as e:
+        return e.status
     extra = [f.strip() for f in args.fields.split(",") if f.strip()]
-    findings = check_sources(sources, extra)
-    for f in findings:
-        print(f)
-    errors = sum(f.severity == "error" for f in findings)
-    return 1 if errors else 0
+    try:
+        checks = registry_checks(args.controllers, extra)
+    except ValueError as e:
+        _err(f"--controllers: {e}")
+        return USAGE
+    report = check_policy(sources, checks)
+    for f in report.findings:
+        print(f.render())
+    return 1 if report.errors else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _debug_to_stderr(args.debug)
     if args.path == "-":
         source = Source("<stdin>", sys.stdin.read())
+    elif os.path.isdir(args.path):
+        _err(f"{args.path} is a directory: eval takes one policy file")
+        return USAGE
     else:
-        sources = _sources([args.path])
-        if sources is None:
-            return 1
-        source = sources[0]
+        try:
+            (source,) = _sources([args.path])
+        except _Failed as e:
+            return e.status
     try:
         values = compile_policy([source]).evaluate()
     except PolicyError as e:
@@ -95,29 +152,68 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def integer_controls() -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """(host, guest) control name -> controller, for the controls the
+    controllers apply as integers (every registered one but io_tune, whose
+    entries carry their own integers)."""
+    import mom.controllers  # noqa: F401  (fills the registry)
+    from mom.controllers.base import control_owners
+
+    return ({c: o for c, o in control_owners("host").items() if c != "io_tune"},
+            {c: o for c, o in control_owners("guest").items() if c != "io_tune"})
+
+
+def _as_applied(controls: dict[str, Any], integers: Mapping[str, str]) -> dict[str, Any]:
+    """Controls as the controllers apply them: numbers for integer controls
+    truncated (as int() does); anything else, which a controller would refuse
+    or does not know, as the policy set it."""
+    out = dict(controls)
+    for name, value in controls.items():
+        if name in integers and type(value) in (int, float):
+            try:
+                out[name] = int(value)
+            except (ValueError, OverflowError):  # nan, inf: the controller refuses them
+                pass
+    return out
+
+
+def _applied(d: Decisions, host_ints: Mapping[str, str], guest_ints: Mapping[str, str]) -> dict[str, Any]:
+    out = d.to_json()
+    out["host_controls"] = _as_applied(d.host_controls, host_ints)
+    out["guest_controls"] = {g: _as_applied(c, guest_ints) for g, c in d.guest_controls.items()}
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _debug_to_stderr(args.debug)
-    sources = _sources(args.paths)
-    if sources is None:
-        return 1
+    try:
+        sources = _sources(args.paths)
+    except _Failed as e:
+        return e.status
     try:
         policy = compile_policy(sources)
     except PolicyError as e:
         print(e.render(), file=sys.stderr)
         return 1
-    failed = False
     try:
-        stream = sys.stdin if args.snapshots == "-" else open(args.snapshots, encoding="utf-8")
+        if args.snapshots == "-":
+            stream = sys.stdin
+            stream.reconfigure(errors="replace")  # type: ignore[attr-defined]
+        else:
+            stream = open(args.snapshots, encoding="utf-8", errors="replace")  # a cut file may end mid-character
     except OSError as e:
         _err(f"cannot read {args.snapshots}: {e.strerror}")
-        return 1
+        return USAGE
+    host_ints, guest_ints = integer_controls()
+    failed = False
+    name = "<stdin>" if args.snapshots == "-" else args.snapshots
     with stream:
         try:
-            for snapshot in read_jsonl(stream, "<stdin>" if args.snapshots == "-" else args.snapshots):
+            for snapshot in read_jsonl(stream, name, on_damaged=lambda msg: _err(f"warning: {msg}")):
                 t0 = time.perf_counter()
                 decisions = policy.run(snapshot)
                 elapsed = time.perf_counter() - t0
-                out = decisions.to_json()
+                out = decisions.to_json() if args.raw else _applied(decisions, host_ints, guest_ints)
                 if args.timing:
                     out["eval_ms"] = round(elapsed * 1000, 3)
                 failed |= not decisions.ok

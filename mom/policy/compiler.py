@@ -13,14 +13,16 @@ they happen.
 
 from __future__ import annotations
 
-import operator
 import re
+import sys
+import time
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from mom.policy.errors import Pos, PolicyError
 from mom.policy.parser import Node
 from mom.policy.runtime import (
-    ALL_METHODS, BUILTINS, ENTITY_METHODS, IOTUNE_METHODS, SPECIAL_FORMS, Entity, IoTuneEntry,
+    ALL_METHODS, BUILTINS, ENTITY_METHODS, IOTUNE_METHODS, MAX_INT_BITS, SPECIAL_FORMS, Entity, IoTuneEntry,
     RuntimeFault, read_field, type_name,
 )
 
@@ -33,25 +35,170 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
 DEFAULT_MAX_STEPS = 1_000_000
 DEFAULT_MAX_DEPTH = 100
 
+# The clock is read every CHECK_EVERY steps, not at each: a step is a function
+# call or a with iteration, and reading the clock at each would cost the hot path.
+CHECK_EVERY = 32
 
-class Machine:
-    """The state of one evaluation: function table and the step and depth budgets.
+# What one item of a list built by ``with`` is charged: its slot and, usually,
+# a number made for it.
+WITH_ITEM_BYTES = 32
+# What a Control or SetVar is charged: the entry it may add to the entity's map.
+ENTRY_BYTES = 100
+_LIST_BYTES = sys.getsizeof([])
+_STR_BYTES = sys.getsizeof("")
+_SMALL_INT_BITS = 64  # larger results of integer arithmetic are charged by size
 
-    Steps are counted per user-function call and per ``with`` iteration: the
-    language has no other loops, so this bounds the work of any policy.
+
+@dataclass(frozen=True)
+class Budget:
+    """What one evaluation may use. Exceeding any bound is a PolicyError at the
+    expression that did it ("policy budget exceeded: ...").
+
+    The defaults leave any real policy far below them (vdsm's set for 1,000
+    guests takes ~30 ms, builds well under 1 MiB and runs ~4,000 steps).
     """
 
-    __slots__ = ("defs", "steps", "max_steps", "depth", "max_depth")
+    max_steps: int = DEFAULT_MAX_STEPS  # function calls and with iterations
+    max_depth: int = DEFAULT_MAX_DEPTH  # nested function calls
+    max_size: int = 1 << 20  # characters of one string built, items of one list built
+    max_alloc: int = 32 << 20  # bytes of strings, lists, large integers and entries built
+    max_seconds: float = 5.0  # wall-clock time of one evaluation
 
-    def __init__(self, max_steps: int = DEFAULT_MAX_STEPS, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
-        self.max_steps = max_steps
-        self.max_depth = max_depth
+    def with_limits(self, **limits: Any) -> "Budget":
+        """This budget with some fields replaced (unknown names raise TypeError)."""
+        return replace(self, **limits) if limits else self
+
+
+class BudgetExceeded(RuntimeFault):
+    """A budget bound was crossed; the compiler adds the position."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"policy budget exceeded: {what}")
+
+
+class Machine:
+    """The state of one evaluation: function table and what it has used of its budget.
+
+    Steps are counted per user-function call and per ``with`` iteration: the
+    language has no other loops, so this bounds the work of any policy; the
+    clock is read every CHECK_EVERY steps and whenever something is built.
+    Bytes are charged for every string, list and large integer an operator
+    builds, every list a ``with`` builds, and every Control and SetVar.
+    """
+
+    __slots__ = ("defs", "steps", "depth", "alloc", "check_at", "deadline",
+                 "max_steps", "max_depth", "max_size", "max_alloc", "max_seconds")
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self.set_budget(budget or Budget())
         self.reset()
+
+    def set_budget(self, budget: Budget) -> None:
+        """Change the bounds; the compiled closures read them from here, so a
+        compiled policy needs no recompiling."""
+        self.max_steps = budget.max_steps
+        self.max_depth = budget.max_depth
+        self.max_size = budget.max_size
+        self.max_alloc = budget.max_alloc
+        self.max_seconds = budget.max_seconds
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.max_steps, self.max_depth, self.max_size, self.max_alloc, self.max_seconds)
 
     def reset(self) -> None:
         self.defs: dict[str, tuple[tuple[str, ...], Closure, Node]] = {}
         self.steps = 0
         self.depth = 0
+        self.alloc = 0
+        self.check_at = min(self.max_steps, CHECK_EVERY)
+        self.deadline = time.monotonic() + self.max_seconds
+
+    # -- the slow path of the step count -------------------------------------------------
+    def over_steps(self, pos: Pos) -> None:
+        """Called when ``steps`` passed ``check_at``: the step bound or a clock check."""
+        if self.steps > self.max_steps:
+            raise PolicyError(f"policy budget exceeded: more than {self.max_steps} steps "
+                              f"(function calls and with iterations)", pos)
+        if time.monotonic() > self.deadline:
+            raise PolicyError(self._late(), pos)
+        self.check_at = min(self.max_steps, self.steps + CHECK_EVERY)
+
+    def _late(self) -> str:
+        return f"policy budget exceeded: evaluation took longer than {self.max_seconds:g} s"
+
+    # -- charging what is built ------------------------------------------------------------
+    def over_alloc(self) -> str:
+        return (f"policy budget exceeded: more than {_size(self.max_alloc)} of strings, lists and "
+                f"entries built in one evaluation")
+
+    def charge(self, nbytes: int) -> None:
+        self.alloc += nbytes
+        if self.alloc > self.max_alloc:
+            raise BudgetExceeded(self.over_alloc()[len("policy budget exceeded: "):])
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded(self._late()[len("policy budget exceeded: "):])
+
+    def charge_sequence(self, length: int, kind: type, nbytes: int) -> None:
+        if length > self.max_size:
+            what = "string of" if kind is str else "list of"
+            unit = "characters" if kind is str else "items"
+            raise BudgetExceeded(f"{what} {length:,} {unit}, longer than the limit of {self.max_size:,}")
+        self.charge(nbytes)
+
+    def big_int(self, value: int) -> int:
+        bits = value.bit_length()
+        if bits > MAX_INT_BITS:
+            raise RuntimeFault(f"integer result larger than {MAX_INT_BITS} bits")
+        if bits > _SMALL_INT_BITS:
+            self.charge(sys.getsizeof(value))
+        return value
+
+    # -- operators that may build something large (ints, floats go the fast path) ----------
+    def add(self, x: Any, y: Any) -> Any:
+        t = type(x)
+        if t is int and type(y) is int:
+            r = x + y
+            return r if -0x7FFFFFFFFFFFFFFF <= r <= 0x7FFFFFFFFFFFFFFF else self.big_int(r)
+        if (t is str or t is list) and type(y) is t:
+            n = len(x) + len(y)
+            self.charge_sequence(n, t, sys.getsizeof(x) + sys.getsizeof(y))
+            return x + y
+        r = x + y  # bools, mixed numbers; a TypeError for the rest
+        return self.big_int(r) if type(r) is int else r
+
+    def sub(self, x: Any, y: Any) -> Any:
+        r = x - y
+        return self.big_int(r) if type(r) is int else r
+
+    def mul(self, x: Any, y: Any) -> Any:
+        for seq, n in ((x, y), (y, x)):
+            t = type(seq)
+            if (t is str or t is list) and type(n) is int:
+                count = max(n, 0)
+                length = len(seq) * count  # checked before anything is built
+                if t is str:
+                    nbytes = _STR_BYTES + (sys.getsizeof(seq) - _STR_BYTES) * count
+                else:
+                    nbytes = _LIST_BYTES + 8 * length
+                self.charge_sequence(length, t, nbytes)
+                return seq * count
+        r = x * y
+        return self.big_int(r) if type(r) is int else r
+
+    def shl(self, x: Any, y: Any) -> Any:
+        if type(y) is int and y > MAX_INT_BITS:
+            raise RuntimeFault(f"shift by more than {MAX_INT_BITS} bits")
+        r = x << y
+        return self.big_int(r) if type(r) is int else r
+
+    def abs(self, x: Any) -> Any:
+        r = abs(x)
+        return self.big_int(r) if type(r) is int else r
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / (1 << 20):g} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 
 
 def restore(V: dict, S: dict) -> None:
@@ -261,20 +408,27 @@ class Compiler:
         items = self.compile(args[0])
         var = self.check_name(args[1], "variable name")
         body = self.compile(args[2])
-        m, at = self.m, args[0]
+        m, at, form = self.m, args[0], node
 
         def with_(V: dict, S: dict) -> list:
             seq = items(V, S)
             if type(seq) is not list:
                 raise PolicyError(f"with needs a list, got {type_name(seq)}", at.pos)
+            m.alloc += _LIST_BYTES + WITH_ITEM_BYTES * len(seq)  # the list of results, charged up front
+            if m.alloc > m.max_alloc:
+                raise PolicyError(m.over_alloc(), at.pos)
             out = []
             for item in seq:
                 m.steps += 1
-                if m.steps > m.max_steps:
-                    raise PolicyError(f"evaluation exceeded {m.max_steps} steps", at.pos)
+                if m.steps > m.check_at:
+                    m.over_steps(at.pos)
                 F = {var: V.get(var, UNBOUND)}
                 V[var] = item
-                out.append(body(V, F))
+                try:
+                    out.append(body(V, F))
+                except PolicyError as e:
+                    e.add_binding(var, item, form.pos)  # names the guest the error happened for
+                    raise
                 restore(V, F)
             return out
         return with_
@@ -287,6 +441,8 @@ class Compiler:
             raise PolicyError(f"{name} takes {want} argument{'s' if least != 1 else ''}, got {len(args)}", node.pos)
         fs = [self.compile(a) for a in args]
         at = node.items[0]
+        if name in _BUDGETED:  # the machine's versions, which charge what they build
+            fn = getattr(self.m, _BUDGETED[name])
         if len(fs) == 1:
             (a,) = fs
 
@@ -299,7 +455,7 @@ class Compiler:
             return call1
         if len(fs) == 2:
             a, b = fs
-            return _BINARY.get(name, _binary_call)(fn, name, a, b, at)
+            return _BINARY.get(name, _binary_call)(fn, name, a, b, at, self.m)
 
         def calln(V: dict, S: dict) -> Any:
             xs = [f(V, S) for f in fs]
@@ -320,6 +476,8 @@ class Compiler:
         owner = Entity if mname in ENTITY_METHODS else IoTuneEntry
         func = getattr(owner, mname)
         fs = [self.compile(a) for a in args]
+        if mname in ("Control", "SetVar"):
+            return self.storing_method(obj_name, mname, func, fs, at)
         if n == 1:
             (a,) = fs
 
@@ -349,6 +507,27 @@ class Compiler:
                 raise _fault(at.pos, mname, tuple(xs), e) from None
         return mcall
 
+    def storing_method(self, obj_name: str, mname: str, func: Callable[..., Any], fs: list[Closure],
+                       at: Node) -> Closure:
+        """Control and SetVar: each call may add an entry to the entity, so each is charged."""
+        lookup = self.variable(obj_name, at)
+        (key, value), m = fs, self.m
+
+        def store(V: dict, S: dict) -> Any:
+            obj = lookup(V, S)
+            k = key(V, S)
+            v = value(V, S)
+            if type(obj) is not Entity:
+                raise PolicyError(f"{type_name(obj)} has no method {mname!r}", at.pos)
+            try:
+                m.alloc += ENTRY_BYTES
+                if m.alloc > m.max_alloc:
+                    m.charge(0)
+                return func(obj, k, v)
+            except _ERRORS as e:
+                raise _fault(at.pos, mname, (k, v), e) from None
+        return store
+
     def call(self, node: Node, name: str, args: tuple[Node, ...]) -> Closure:
         fs = [self.compile(a) for a in args]
         nargs, m, at = len(fs), self.m, node
@@ -361,8 +540,8 @@ class Compiler:
             if len(params) != nargs:
                 raise PolicyError(f"{name} takes {len(params)} argument{'s' if len(params) != 1 else ''}, got {nargs}", at.pos)
             m.steps += 1
-            if m.steps > m.max_steps:
-                raise PolicyError(f"evaluation exceeded {m.max_steps} steps", at.pos)
+            if m.steps > m.check_at:
+                m.over_steps(at.pos)
             if m.depth >= m.max_depth:
                 raise PolicyError(f"calls nested deeper than {m.max_depth} (runaway recursion?)", at.pos)
             m.depth += 1
@@ -386,7 +565,7 @@ class Compiler:
         return ucall
 
 
-def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closure, at: Node) -> Closure:
+def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closure, at: Node, m: Machine) -> Closure:
     def call2(V: dict, S: dict) -> Any:
         x = a(V, S)
         y = b(V, S)
@@ -397,15 +576,24 @@ def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closur
     return call2
 
 
-def _make_inline(op: str) -> Callable[..., Closure]:
-    """A closure factory with the operator written inline: no call per operation."""
+def _make_inline(op: str, guarded: str | None = None) -> Callable[..., Closure]:
+    """A closure factory with the operator written inline: no call per operation.
+
+    With ``guarded`` (+ - *), only floats take the inline path (most policy
+    arithmetic); anything else goes through the machine's method of that name,
+    which bounds and charges what it builds.
+    """
+    body = f"return x {op} y" if guarded is None else f"""if type(x) is float or type(y) is float:
+                return x {op} y
+            return slow(x, y)"""
     src = f"""
-def make(fn, name, a, b, at):
+def make(fn, name, a, b, at, m):
+    slow = getattr(m, {guarded!r}) if {guarded!r} else None
     def op(V, S):
         x = a(V, S)
         y = b(V, S)
         try:
-            return x {op} y
+            {body}
         except _ERRORS as e:
             raise _fault(at.pos, name, (x, y), e) from None
     return op
@@ -415,25 +603,10 @@ def make(fn, name, a, b, at):
     return scope["make"]
 
 
-def _make_guarded(op: str, guarded: Callable[[Any, Any], Any]) -> Callable[..., Closure]:
-    """+ - *: inline for floats (most policy arithmetic), the size-guarded function otherwise."""
-    fast = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+# Built-ins that may build something large: the Machine method that replaces each.
+_BUDGETED = {"+": "add", "-": "sub", "*": "mul", "<<": "shl", "abs": "abs"}
 
-    def make(fn: Any, name: str, a: Closure, b: Closure, at: Node) -> Closure:
-        def op_(V: dict, S: dict) -> Any:
-            x = a(V, S)
-            y = b(V, S)
-            try:
-                if type(x) is float or type(y) is float:
-                    return fast(x, y)
-                return guarded(x, y)
-            except _ERRORS as e:
-                raise _fault(at.pos, name, (x, y), e) from None
-        return op_
-    return make
-
-
-# Operators that cannot blow up in size are inlined; + - * and << keep their guards.
+# Operators that cannot blow up in size are inlined; + - * are inlined for floats.
 _BINARY = {op: _make_inline(op) for op in ("/", "<", ">", "<=", ">=", "==", "!=", ">>")}
 for _op in ("+", "-", "*"):
-    _BINARY[_op] = _make_guarded(_op, BUILTINS[_op][0])
+    _BINARY[_op] = _make_inline(_op, _BUDGETED[_op])

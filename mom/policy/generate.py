@@ -1,15 +1,17 @@
 """Generated snapshots: plausible host and guest histories for tests, benchmarks
 and trying a policy with `momctl policy run`.
 
-The fields are those MOM's usual collectors provide (HostMemory, HostKSM,
-HostCpu; GuestMemory, GuestBalloon, GuestCpuTune, GuestIoTune), so every policy
-in MOM's and vdsm's sets finds what it reads.
+The rows have every field MOM's collectors provide (HostMemory, HostKSM,
+HostCpu, HostPressure, HostTime; GuestMemory, GuestBalloon, GuestCpuTune,
+GuestIoTune, GuestQemuProc), so every policy in MOM's and vdsm's sets finds
+what it reads. ``trial_snapshot`` cuts them down to the fields a daemon's
+collectors provide, for the trial evaluation of a policy before the first tick.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Iterable
 
 from mom.policy.snapshot import EntityData, Snapshot
 
@@ -24,6 +26,17 @@ def _io_entry(rng: random.Random, name: str) -> dict[str, Any]:
     return {"name": name, "path": f"/var/lib/libvirt/images/{name}.qcow2",
             "guaranteed": limits(1), "maximum": limits(rng.choice((2, 5, 10))),
             "current": limits(rng.choice((0, 2)))}
+
+
+# A fixed moment for the time fields, so generated snapshots are reproducible.
+_TIME = {"time": 1_700_000_000.0, "time_year": 2023, "time_month": 11, "time_day": 14, "time_hour": 22,
+         "time_minute": 13, "time_second": 20, "time_microsecond": 0}
+_PRESSURE_FIELDS = tuple(f"mem_pressure_{kind}_{what}" for kind in ("some", "full")
+                         for what in ("avg10", "avg60", "avg300", "total"))
+
+# The value a field the generator does not know gets in a trial snapshot: a
+# number, as nearly every statistic is, and not 0, which policies divide by.
+UNKNOWN_FIELD_VALUE = 1
 
 
 def generate_snapshot(guests: int, rows: int = 10, pressure: bool = False, seed: int = 0,
@@ -46,7 +59,10 @@ def generate_snapshot(guests: int, rows: int = 10, pressure: bool = False, seed:
             "ksm_merge_across_nodes": 1, "ksm_pages_shared": 1000 if ksm_shared else 0,
             "ksm_pages_sharing": 5000 if ksm_shared else 0, "ksm_pages_unshared": 0,
             "ksm_pages_volatile": 0, "ksm_full_scans": 3, "ksm_shareable": host_total // 4,
-            "ksmd_cpu_usage": 1, "cpu_count": 16,
+            "ksmd_cpu_usage": 1, "cpu_count": 16, "mem_available_kernel": free + host_total // 20,
+            **{f: (0.0 if pressure is False else 12.5) if not f.endswith("total") else 1000
+               for f in _PRESSURE_FIELDS},
+            **_TIME,
         })
     snap = Snapshot(EntityData({"name": "host"}, host_rows), [])
     for i in range(guests):
@@ -63,8 +79,32 @@ def generate_snapshot(guests: int, rows: int = 10, pressure: bool = False, seed:
                 "balloon_cur": cur, "balloon_max": maximum, "balloon_min": maximum // 4,
                 "vcpu_quota": -1, "vcpu_period": 100000,
                 "vcpu_user_limit": rng.choice((100, 100, 50, 25)), "vcpu_count": rng.choice((1, 2, 4)),
+                "mem_usable": unused + cur // 20, "disk_caches": cur // 10,
+                "rss": cur // 4, "host_major_faults": 0, "host_minor_faults": 100,
             })
-        grows[-1]["io_tune"] = [_io_entry(rng, "vda")]
+        tune = _io_entry(rng, "vda")
+        grows[-1]["io_tune"] = [tune]
+        grows[-1]["io_tune_current"] = [{"name": tune["name"], "path": tune["path"],
+                                         "current": dict(tune["current"])}]
         snap.guests.append(EntityData({"name": f"vm{i:04d}", "uuid": f"00000000-0000-4000-8000-{i:012d}",
                                        "pid": 10000 + i}, grows))
     return snap
+
+
+def trial_snapshot(host_fields: Iterable[str] | None = None, guest_fields: Iterable[str] | None = None,
+                   guests: int = 8) -> Snapshot:
+    """A generated snapshot (host under memory pressure, so the balloon
+    policies take their busiest path) with exactly the given fields: those the
+    generator does not know get UNKNOWN_FIELD_VALUE. None keeps every field."""
+    snap = generate_snapshot(guests, pressure=True, seed=1)
+    _keep(snap.host, host_fields)
+    for g in snap.guests:
+        _keep(g, guest_fields)
+    return snap
+
+
+def _keep(entity: EntityData, fields: Iterable[str] | None) -> None:
+    if fields is None:
+        return
+    wanted = list(fields)
+    entity.statistics = [{f: row.get(f, UNKNOWN_FIELD_VALUE) for f in wanted} for row in entity.statistics]

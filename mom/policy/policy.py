@@ -1,100 +1,31 @@
-"""Loading and running policies.
+"""Loading policies: reading files, and the daemon's named policies.
 
-``compile_policy`` turns an ordered list of sources into a CompiledPolicy;
-``PolicySet`` holds the daemon's named policies (concatenated in name order)
-and swaps them atomically; ``Decisions`` is what one run produces.
+``PolicySet`` holds the daemon's named policies (concatenated in name order),
+validates every change (mom.policy.validate) and swaps them atomically.
+``CompiledPolicy``, ``compile_policy``, ``Decisions`` and ``json_value`` live in
+mom.policy.compiled and are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from mom.policy.compiler import DEFAULT_MAX_DEPTH, DEFAULT_MAX_STEPS, Compiler, Machine, UNBOUND
-from mom.policy.errors import PolicyError, Source
-from mom.policy.parser import parse
-from mom.policy.runtime import Entity
+from mom.policy.compiled import CompiledPolicy, Decisions, compile_policy, json_value
+from mom.policy.compiler import Budget
+from mom.policy.errors import Finding, PolicyError, Source
 from mom.policy.snapshot import Snapshot
+from mom.policy.validate import PolicyChecks, validate_policy
+
+__all__ = ["CompiledPolicy", "Decisions", "compile_policy", "json_value", "read_policy_paths", "policy_files",
+           "policy_name", "PolicySet", "DEFAULT_POLICY_NAME", "PolicyError"]
 
 
-@dataclass
-class Decisions:
-    """The outcome of one policy run; the JSON keys are what `momctl policy run` prints."""
-
-    ok: bool
-    error: str | None = None
-    host_controls: dict[str, Any] = field(default_factory=dict)
-    guest_controls: dict[str, dict[str, Any]] = field(default_factory=dict)
-    host_variables: dict[str, Any] = field(default_factory=dict)
-    guest_variables: dict[str, dict[str, Any]] = field(default_factory=dict)
-    policy_error: PolicyError | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "error": self.error, "host_controls": self.host_controls,
-                "guest_controls": self.guest_controls}
-
-
-def json_value(value: Any) -> Any:
-    """A policy value as JSON: entities and io_tune entries by their label."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    return repr(value)
-
-
-class CompiledPolicy:
-    """A policy compiled once; ``evaluate`` runs it with a fresh environment."""
-
-    def __init__(self, sources: list[Source], max_steps: int = DEFAULT_MAX_STEPS,
-                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
-        self.sources = sources
-        self.machine = Machine(max_steps, max_depth)
-        compiler = Compiler(self.machine)
-        self.code = [compiler.compile(node) for src in sources for node in parse(src)]
-        self._lock = threading.Lock()
-
-    def evaluate(self, host: Entity | None = None, guests: list[Entity] | None = None) -> list[Any]:
-        """Run every top-level expression; return their values. Raises PolicyError."""
-        V: dict[str, Any] = {"Host": host if host is not None else Entity("Host", {}, []),
-                             "Guests": guests if guests is not None else []}
-        S = {"Host": UNBOUND, "Guests": UNBOUND}
-        with self._lock:
-            self.machine.reset()
-            try:
-                return [f(V, S) for f in self.code]
-            except RecursionError:
-                raise PolicyError("expressions nested too deeply") from None
-
-    def run(self, snapshot: Snapshot) -> Decisions:
-        """Evaluate on a snapshot and collect the controls. A PolicyError gives
-        ok=False and no controls at all: a failed run decides nothing."""
-        host, guests = snapshot.entities()
-        try:
-            self.evaluate(host, guests)
-        except PolicyError as e:
-            return Decisions(False, str(e), policy_error=e)
-        d = Decisions(True, host_controls=dict(host.controls), host_variables=host.variables)
-        for i, g in enumerate(guests):
-            name = str(g.properties.get("name", f"guest-{i}"))
-            controls = dict(g.controls)
-            changed = g.changed_io_tune()
-            if changed:
-                controls["io_tune"] = changed
-            if controls:
-                d.guest_controls[name] = controls
-            if g.variables:
-                d.guest_variables[name] = g.variables
-        return d
-
-
-def compile_policy(sources: Iterable[Source], **limits: int) -> CompiledPolicy:
-    """Parse and compile sources in order. Raises PolicyError."""
-    return CompiledPolicy(list(sources), **limits)
+def policy_files(directory: str) -> list[str]:
+    """The ``*.policy`` files of a directory, sorted by name, dot-files skipped. Raises OSError."""
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".policy") and not n.startswith("."))
+    return [os.path.join(directory, n) for n in names]
 
 
 def read_policy_paths(paths: Iterable[str]) -> list[Source]:
@@ -103,8 +34,7 @@ def read_policy_paths(paths: Iterable[str]) -> list[Source]:
     sources: list[Source] = []
     for path in paths:
         if os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path) if n.endswith(".policy") and not n.startswith("."))
-            sources.extend(_read(os.path.join(path, n)) for n in names)
+            sources.extend(_read(p) for p in policy_files(path))
         else:
             sources.append(_read(path))
     return sources
@@ -127,25 +57,49 @@ DEFAULT_POLICY_NAME = "50_main_"  # the name a single policy file is loaded unde
 class PolicySet:
     """Named policy texts, run as one policy concatenated in name order.
 
-    Every change compiles the new whole first; a text that does not compile is
-    rejected with its PolicyError and what was in force stays in force.
+    Every change validates the new whole first (validate_policy with ``checks``:
+    parse, static checks, a trial evaluation when checks give a snapshot); a
+    text that is refused raises PolicyError (a PolicyRejected with every
+    finding) and what was in force stays in force. Each evaluation runs under
+    ``budget``; ``max_steps``/``max_depth`` replace those fields of it.
     """
 
-    def __init__(self, max_steps: int = DEFAULT_MAX_STEPS, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
-        self._limits = {"max_steps": max_steps, "max_depth": max_depth}
+    def __init__(self, max_steps: int | None = None, max_depth: int | None = None, *,
+                 budget: Budget | None = None, checks: PolicyChecks | None = None) -> None:
+        limits = {k: v for k, v in (("max_steps", max_steps), ("max_depth", max_depth)) if v is not None}
+        self._budget = (budget or Budget()).with_limits(**limits)
+        self.checks = checks or PolicyChecks()
         self._texts: dict[str, str] = {}
         self._origins: dict[str, str] = {}  # name -> file it came from, for error positions
         self._lock = threading.Lock()
-        self.compiled = compile_policy([], **self._limits)
+        self.compiled = compile_policy([], self._budget)
+        self.warnings: list[Finding] = []  # of the policy in force
 
-    def _swap(self, texts: dict[str, str], origins: dict[str, str] | None = None) -> None:
+    @property
+    def budget(self) -> Budget:
+        return self._budget
+
+    def configure(self, *, checks: PolicyChecks | None = None, budget: Budget | None = None) -> None:
+        """Change what later changes are checked against, or the budget (which
+        applies at once to the policy in force, without recompiling it)."""
+        with self._lock:
+            if checks is not None:
+                self.checks = checks
+            if budget is not None:
+                self._budget = budget
+                self.compiled.set_budget(budget)
+
+    def _swap(self, texts: dict[str, str], origins: dict[str, str] | None = None) -> list[Finding]:
         origins = {n: o for n, o in (self._origins if origins is None else origins).items() if n in texts}
         sources = [Source(origins.get(n, n), texts[n]) for n in sorted(texts)]
-        compiled = compile_policy(sources, **self._limits)
-        self._texts, self._origins, self.compiled = texts, origins, compiled
+        valid = validate_policy(sources, self.checks, self._budget)
+        self._texts, self._origins, self.compiled = texts, origins, valid.policy
+        self.warnings = valid.warnings
+        return valid.warnings
 
-    def set(self, name: str, text: str | None) -> None:
-        """Add, replace (text) or delete (None) one named policy. Raises PolicyError."""
+    def set(self, name: str, text: str | None) -> list[Finding]:
+        """Add, replace (text) or delete (None) one named policy; return the
+        warnings of the new whole. Raises PolicyError."""
         with self._lock:
             texts = dict(self._texts)
             origins = dict(self._origins)
@@ -154,16 +108,17 @@ class PolicySet:
                 texts.pop(name, None)
             else:
                 texts[name] = text
-            self._swap(texts, origins)
+            return self._swap(texts, origins)
 
-    def replace_all(self, texts: dict[str, str], origins: dict[str, str] | None = None) -> None:
-        """Replace every named policy at once. Raises PolicyError."""
+    def replace_all(self, texts: dict[str, str], origins: dict[str, str] | None = None) -> list[Finding]:
+        """Replace every named policy at once; return the warnings. Raises PolicyError."""
         with self._lock:
-            self._swap(dict(texts), dict(origins or {}))
+            return self._swap(dict(texts), dict(origins or {}))
 
-    def load_paths(self, policy_file: str | None = None, policy_dir: str | None = None) -> None:
+    def load_paths(self, policy_file: str | None = None, policy_dir: str | None = None) -> list[Finding]:
         """Replace everything with a policy file (under DEFAULT_POLICY_NAME) or a
-        directory's *.policy files (named by base name). Raises PolicyError, OSError."""
+        directory's *.policy files (named by base name); return the warnings.
+        Raises PolicyError, OSError."""
         texts: dict[str, str] = {}
         origins: dict[str, str] = {}
         if policy_file:
@@ -173,7 +128,7 @@ class PolicySet:
             for src in read_policy_paths([policy_dir]):
                 texts[policy_name(src.name)] = src.text
                 origins[policy_name(src.name)] = src.name
-        self.replace_all(texts, origins)
+        return self.replace_all(texts, origins)
 
     def names(self) -> list[str]:
         return sorted(self._texts)
@@ -188,4 +143,3 @@ class PolicySet:
 
     def run(self, snapshot: Snapshot) -> Decisions:
         return self.compiled.run(snapshot)
-

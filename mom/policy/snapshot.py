@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from mom.policy.runtime import Entity
 
@@ -83,13 +83,26 @@ def from_json(obj: Any, where: str = "snapshot") -> Snapshot:
     return Snapshot(host, guests)
 
 
-def read_jsonl(stream: TextIO, name: str) -> Iterator[Snapshot]:
-    """Yield the snapshots of a JSON-lines stream; blank lines are skipped."""
+def read_jsonl(stream: TextIO, name: str, on_damaged: Callable[[str], None] | None = None) -> Iterator[Snapshot]:
+    """Yield the snapshots of a JSON-lines stream; blank lines are skipped.
+
+    A line that is not valid JSON raises SnapshotError, or, with
+    ``on_damaged``, is reported to it (one message naming file:line) and
+    skipped: a flight recorder cut by a full disk leaves a line without its end,
+    with the next record appended to it. A valid JSON line that is not a
+    snapshot always raises: that is the wrong file, not damage.
+    """
     for lineno, line in enumerate(stream, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SnapshotError(f"{name}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = f"not valid JSON: {e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError) \
+                else "nested too deeply"
+            message = f"{name}:{lineno}: {why}"
+            if on_damaged is None:
+                raise SnapshotError(message) from None
+            on_damaged(f"{message}; damaged line skipped")
+            continue
         yield from_json(obj, f"{name}:{lineno}")

@@ -154,7 +154,7 @@ def test_limits_apply_to_a_policy_set():
     ps = PolicySet(max_steps=50)
     ps.set("loop", "(def f (n) (if (< n 1) 0 (+ 1 (f (- n 1))))) (f 100)")
     d = ps.run(snapshot())
-    assert not d.ok and "exceeded 50 steps" in d.error
+    assert not d.ok and "more than 50 steps" in d.error
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -203,13 +203,19 @@ def test_load_paths_directory(tmp_path):
     ps.load_paths(policy_dir=str(d))
     assert ps.names() == ["10-first", "20-second"]
     assert ps.run(snapshot()).host_controls == {"second": 1}
-    # errors in a loaded file name the file
+    # errors in a loaded file name the file: refused at load time ...
     (d / "15-bad.policy").write_text("\n  (+ 1 nope)\n")
+    with pytest.raises(PolicyError) as info:
+        ps.load_paths(policy_dir=str(d))
+    assert str(info.value) == f"{d / '15-bad.policy'}:2:8: undefined variable 'nope'"
+    assert ps.names() == ["10-first", "20-second"]
+    # ... and at run time
+    (d / "15-bad.policy").write_text('\n  (/ 1 (Host.GetVar "zero"))\n')
     ps.load_paths(policy_dir=str(d))
-    assert ps.run(snapshot()).error == f"{d / '15-bad.policy'}:2:8: undefined variable 'nope'"
+    assert ps.run(snapshot()).error == f"{d / '15-bad.policy'}:2:4: cannot apply / to integer and nil"
     # a policy set by name is reported by its name
-    ps.set("15-bad", "(+ 1 nope)")
-    assert ps.run(snapshot()).error == "15-bad:1:6: undefined variable 'nope'"
+    ps.set("15-bad", '(/ 1 (Host.GetVar "zero"))')
+    assert ps.run(snapshot()).error == "15-bad:1:2: cannot apply / to integer and nil"
 
 
 def test_load_paths_single_file(tmp_path):

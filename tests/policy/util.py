@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ from mom.policy.errors import PolicyError, Source
 from mom.policy.policy import CompiledPolicy, compile_policy
 from mom.policy.runtime import Entity
 from mom.policy.snapshot import EntityData, Snapshot
+from mom.policy.validate import PolicyChecks
 
 NAME = "t.policy"
 
@@ -58,3 +62,25 @@ def snapshot(host_rows: list[dict[str, Any]] | None = None,
              guests: dict[str, list[dict[str, Any]]] | None = None) -> Snapshot:
     return Snapshot(EntityData({"name": "host"}, host_rows or [{"mem_free": 1}]),
                     [EntityData({"name": n}, rows) for n, rows in (guests or {}).items()])
+
+
+REPO = Path(__file__).resolve().parents[2]
+MOMCTL = [sys.executable, "-m", "mom.cli.momctl"]
+
+
+def run_momctl(args: list[str], input: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """momctl as a user runs it: a subprocess, its exit status and both outputs."""
+    return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def registry_checks(controllers: list[str] | None = None, collectors: list[str] | None = None,
+                    **kwargs: Any) -> PolicyChecks:
+    """Checks from the real collector and controller registries, as the daemon builds them."""
+    import mom.collectors  # noqa: F401  (fills the registries)
+    import mom.controllers  # noqa: F401
+    from mom.collectors.base import REGISTRY as COLLECTORS
+    from mom.controllers.base import REGISTRY as CONTROLLERS
+
+    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS, enabled_collectors=collectors,
+                                        enabled_controllers=controllers, **kwargs)
