@@ -173,3 +173,56 @@ def test_all_mom_doc_rules_together():
     for n in GUEST_COUNTS:
         for pressure in (False, True):
             assert p.run(generate_snapshot(n, pressure=pressure, seed=n)).ok
+
+
+# -- validation: the real policies pass every check the daemon makes ------------------------------
+
+def conf_checks(conf: Path, trial=None):
+    """The checks a daemon with this configuration makes: its collectors' fields, its controllers."""
+    import configparser
+
+    from .util import registry_checks
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(conf.read_text())
+
+    def names(section: str, key: str) -> list[str]:
+        return [n.strip() for n in parser.get(section, key).split(",") if n.strip()]
+    return registry_checks(controllers=names("main", "controllers"),
+                           collectors=names("host", "collectors") + names("guest", "collectors"),
+                           **({"trial_snapshot": trial} if trial else {}))
+
+
+@pytest.mark.parametrize("pressure", [False, True])
+def test_vdsm_set_passes_validation_as_vdsm_loads_it(pressure):
+    trial = generate_snapshot(25, pressure=pressure, seed=5)
+    ps = PolicySet(checks=conf_checks(VDSM / "mom.conf.in", trial=lambda: trial))
+    warnings = ps.load_paths(policy_dir=str(VDSM))
+    assert [(Path(w.pos.source.name).name, w.severity) for w in warnings] == [("02-balloon.policy", "warning")]
+    for params in (PARAMETERS, "(set ksmEnabled False)\n(set balloonEnabled False)\n"):
+        warnings = ps.set("01-parameters", params)
+        assert [w.message for w in warnings] == [
+            "'guest' is not defined in function guest_qos: it must be bound by every caller (dynamic scope)"]
+    assert ps.names() == ["00-defines", "01-parameters", "02-balloon", "03-ksm", "04-cputune", "05-iotune"]
+
+
+def test_vdsm_set_with_1000_guests_fits_the_default_budget():
+    ps = PolicySet(checks=conf_checks(VDSM / "mom.conf.in"))
+    ps.load_paths(policy_dir=str(VDSM))
+    ps.set("01-parameters", PARAMETERS)
+    for pressure in (False, True):
+        d = ps.run(generate_snapshot(1000, pressure=pressure))
+        assert d.ok, d.error
+    machine = ps.compiled.machine
+    budget = ps.budget
+    assert machine.steps < budget.max_steps / 50 and machine.alloc < budget.max_alloc / 50, (machine.steps, machine.alloc)
+
+
+def test_mom_doc_rules_pass_validation_with_their_sample_config():
+    checks = conf_checks(MOM_DOC / "mom-balloon+ksm.conf")
+    for names in (["balloon.rules"], ["ksm.rules"], ["balloon.rules", "guest-specific.rules"],
+                  ["balloon.rules", "balloon-qos.rules"]):
+        texts = {f"{i:02d}": (MOM_DOC / n).read_text() for i, n in enumerate(names)}
+        ps = PolicySet(checks=checks)
+        ps.replace_all(texts)
+        assert ps.names() == sorted(texts)
