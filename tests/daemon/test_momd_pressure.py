@@ -175,7 +175,8 @@ def test_ksm_switched_on_under_pressure(pressure_run: dict[str, Any]) -> None:
 def test_flight_recorder_replays_to_the_same_decisions(pressure_run: dict[str, Any]) -> None:
     records = pressure_run["records"]
     record_file = pressure_run["tmp"] / "record.jsonl"
-    proc = run_momctl(["policy", "run", str(pressure_run["policy_dir"]), "--snapshots", str(record_file)])
+    # --raw: the recorder keeps the policy's own values, not the integers the controllers apply.
+    proc = run_momctl(["policy", "run", "--raw", str(pressure_run["policy_dir"]), "--snapshots", str(record_file)])
     assert proc.returncode == 0, proc.stderr
     replayed = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(replayed) == len(records)
