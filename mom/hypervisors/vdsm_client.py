@@ -540,8 +540,10 @@ class VdsmClient:
         with self._lock:
             if gen != self._gen or self._closed:
                 raise VdsmUnavailable("connection lost right after it was opened")
-            self._up.set()
+            # Counted before it is marked up: whoever sees ``connected`` (read without
+            # the lock) must also see this connection in ``connections``.
             self.connections += 1
+            self._up.set()
 
     def _closed_reason(self, since: float) -> str:
         problem = _STOMP_FILTER.last_problem
