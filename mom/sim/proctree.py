@@ -138,11 +138,6 @@ class ProcTree:
         return tree
 
     @property
-    def temporary_tree(self) -> bool:
-        """Whether close() removes this tree."""
-        return self._owner_fd is not None
-
-    @property
     def proc_root(self) -> str:
         return os.path.join(self.root, "proc")
 
