@@ -190,7 +190,7 @@ def test_a_full_disk_keeps_whole_lines_and_recovers(tmp_path: Path) -> None:
     assert out["rotating"] == out["fitted"], r.stderr
     # No room at all: one fault while it lasts, cleared by the first tick written after.
     assert out["full"] == {"faults": {"output record-file": f"{disk}/record.jsonl: No space left on device"},
-                           "files": []}, r.stderr
+                           "files": ["record.jsonl"]}, r.stderr
     assert out["after"] == {}
     log = r.stderr.splitlines()
     assert len([line for line in log if "disk full: removed" in line]) == 1
