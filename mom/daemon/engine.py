@@ -537,10 +537,11 @@ class Engine:
         call until it returns."""
         if sent.future in done:
             return self._answer(sent.future)
+        if self._stopping:  # the wait ended early
+            sent.future.cancel()
+            return "not answered: momd is stopping", logging.DEBUG
         if sent.future.cancel():  # still queued: every worker is busy with hung calls
             return f"not sent: no free worker within {self.s.call_timeout:g} s", logging.WARNING
-        if self._stopping:
-            return "not answered: momd is stopping", logging.DEBUG
         self._controls_inflight[(sent.controller, sent.call.target)] = sent
         return f"no answer within {self.s.call_timeout:g} s", logging.WARNING
 

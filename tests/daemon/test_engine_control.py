@@ -47,12 +47,14 @@ class StuckBalloonSim(SimHypervisor):
         self.stuck: set[str] = set()
         self.release = threading.Event()
         self.balloon_calls: list[str] = []
+        self.entered = threading.Event()  # a stuck call has started
 
     def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
         if guest.name in self.stuck:
+            self.entered.set()
             self.release.wait(60)
-        self.balloon_calls.append(guest.name)
         super().set_balloon_target(guest, target_kib)
+        self.balloon_calls.append(guest.name)  # calls that returned
 
 
 class Rig:
@@ -143,7 +145,7 @@ def test_a_hung_balloon_call_costs_only_its_guest(rig) -> None:  # type: ignore[
             (False, "previous balloon_target call for vm3 has not returned")]
     r.hv.list_guests()  # the simulator moves balloons when it advances
     assert all(r.balloon(n) < before[n] for n in OTHERS)
-    assert r.hv.balloon_calls.count("vm3") == 1  # the first call's start only (it has not returned)
+    assert r.hv.balloon_calls.count("vm3") == 1  # tick 1's: the hung call has not returned, none was added
     assert threading.active_count() == threads_before
 
     # The record of each tick holds the controls sent to the others and vm3's refusal.
@@ -163,7 +165,7 @@ def test_a_hung_balloon_call_costs_only_its_guest(rig) -> None:  # type: ignore[
     # vm3 answers at last: the late answer is recorded, and vm3 is ballooned again.
     r.hv.release.set()
     r.hv.stuck.clear()
-    wait_until(lambda: r.hv.balloon_calls.count("vm3") >= 2)  # the hung call's end (counted after the wait)
+    wait_until(lambda: r.hv.balloon_calls.count("vm3") >= 2)  # the hung call has returned
     after = by_target(r.tick().actions)
     assert [(a.applied, a.reason, a.new) for a in after["vm3"]] == [
         (True, "answered after the 0.5 s deadline", hung.new), (True, None, after["vm3"][1].new)]
@@ -225,6 +227,27 @@ def test_a_guest_gone_before_its_control_is_quiet(rig, caplog) -> None:  # type:
     assert all(actions[n][0].applied for n in ("vm0", "vm1", "vm3", "vm4", "vm5"))
     assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
     assert any("vm2" in rec.getMessage() for rec in caplog.records)  # at debug level
+
+
+def test_stopping_during_control_ends_the_wait_quietly(rig, caplog) -> None:  # type: ignore[no-untyped-def]
+    """momd stopping while a control call hangs: the tick ends without waiting out
+    the deadline, the call is recorded as not answered, and no fault is logged."""
+    r = rig(timeout=60)
+    r.tick()
+    r.hv.stuck.add("vm3")
+    r.hv.balloon_calls.clear()
+
+    def stop_when_only_vm3_is_out() -> None:
+        r.hv.entered.wait(30)
+        wait_until(lambda: len(r.hv.balloon_calls) == len(OTHERS))
+        r.engine.stop()
+    threading.Thread(target=stop_when_only_vm3_is_out, daemon=True).start()
+    with caplog.at_level(logging.DEBUG, logger="mom.faults"):
+        record = r.tick()
+    actions = by_target(record.actions)
+    assert [(a.applied, a.reason) for a in actions["vm3"]] == [(False, "not answered: momd is stopping")]
+    assert all(actions[n][0].applied for n in OTHERS)
+    assert not [rec for rec in caplog.records if "vm3" in rec.getMessage()]
 
 
 class Buggy(Controller):
