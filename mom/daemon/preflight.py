@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass, field
 
 from mom.daemon.config import Config, TcpPort, UnixSocket
+from mom.daemon.daemon import DaemonError, make_outputs
 
 
 @dataclass
@@ -27,16 +28,16 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
 
 
-def writable_file(path: str) -> str | None:
+def _writable_file(path: str) -> str | None:
     """Why a file cannot be appended to (without creating it), or None."""
     if os.path.isdir(path):
         return f"{path} is a directory"
     if os.path.exists(path):
         return None if os.access(path, os.W_OK) else f"{path}: {os.strerror(errno.EACCES)}"
-    return writable_dir(os.path.dirname(os.path.abspath(path)))
+    return _writable_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def writable_dir(path: str) -> str | None:
+def _writable_dir(path: str) -> str | None:
     """Why files cannot be created in a directory, or None."""
     if not os.path.exists(path):
         return f"{path}: directory does not exist"
@@ -65,7 +66,7 @@ def _tcp_bindable(host: str, port: int) -> str | None:
 
 def _unix_socket(path: str) -> str | None:
     """Why an RPC socket cannot be created at path, or None."""
-    problem = writable_dir(os.path.dirname(os.path.abspath(path)))
+    problem = _writable_dir(os.path.dirname(os.path.abspath(path)))
     if problem:
         return problem
     try:
@@ -90,7 +91,7 @@ def check_outputs(config: Config, *, daemonize: bool = False) -> Findings:
     found = Findings()
     main, logcfg = config.main, config.logging
     if not logcfg.to_stdio:
-        problem = writable_file(logcfg.log)
+        problem = _writable_file(logcfg.log)
         if problem:
             found.errors.append(f"[logging] log: cannot write {problem}")
     elif daemonize:
@@ -108,14 +109,10 @@ def check_outputs(config: Config, *, daemonize: bool = False) -> Findings:
         problem = _tcp_bindable(main.metrics_address.host, main.metrics_address.port)
         if problem:
             found.errors.append(f"[main] metrics-address: {problem}")
-    if main.record_file:
-        problem = writable_file(main.record_file)
-        if problem:
-            found.errors.append(f"[main] record-file: cannot write {problem}")
-    if main.plot_dir:
-        problem = writable_dir(main.plot_dir)
-        if problem:
-            found.errors.append(f"[main] plot-dir: cannot write {problem}")
+    try:
+        make_outputs(config)  # the recorder and plot-dir checks a start runs
+    except DaemonError as e:
+        found.errors.append(str(e))
     if not main.policy and not main.policy_dir:
         found.warnings.append("no policy configured ([main] policy or policy-dir): momd will collect "
                               "statistics but control nothing")
