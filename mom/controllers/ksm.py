@@ -71,7 +71,7 @@ class KSM(Controller):
     def _run(self, tick: TickView, params: dict[str, int]) -> None:
         """The planned call: write, then remember what was written (a failed write is
         not remembered, so the next tick tries again)."""
-        log.info("Updating KSM configuration: %s", " ".join(f"{k}:{v}" for k, v in params.items()))
+        log.debug("Updating KSM configuration: %s", " ".join(f"{k}:{v}" for k, v in params.items()))
         self._write(tick, params)
         self.written.update(params)
 

@@ -10,7 +10,7 @@ from mom.daemon.config import Config, RpcDisabled, UnixSocket
 from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
-from mom.daemon.status import tick_line
+from mom.daemon.status import TickLog
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
 from mom.policy.policy import PolicySet
@@ -70,6 +70,7 @@ class Daemon:
         if clock is None:
             clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
         self.clock = clock
+        self.tick_log = TickLog(tick_log)  # a line per tick that changed something, quiet ticks summarised
         self.plotter, self.recorder = make_outputs(config)  # first: a refused start makes no simulator tree
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
@@ -129,8 +130,8 @@ class Daemon:
 
     def _on_tick(self, record: TickRecord) -> None:
         host = record.snapshot.host.statistics[-1] if record.snapshot.host.statistics else {}
-        tick_log.info("%s", tick_line(record.number, host, len(record.snapshot.guests), len(self.engine.guests),
-                                      record.actions, record.decisions.ok, record.decisions.error))
+        self.tick_log.tick(record.number, record.time, host, len(record.snapshot.guests), len(self.engine.guests),
+                           record.actions, record.decisions.ok, record.decisions.error)
         if self.recorder is not None:
             self.recorder.write(record.to_json())
         if self.metrics is not None:
