@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mom import __version__
 from mom.cli import policy_cmds, rpc_cmds
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="momctl", description="Control and inspect MOM.",
-        epilog="Commands that talk to momd need --socket PATH or --port N (before or after the command). "
+        epilog=f"Commands that talk to momd use its socket {rpc_cmds.DEFAULT_SOCKET}, or --socket PATH or --port N "
+               "(before or after the command). "
                "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error, 3 cannot connect.")
+    parser.add_argument("--version", action="version", version=f"momctl {__version__}")
     rpc_cmds.add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy = sub.add_parser("policy", help="check, evaluate and replay policies; get and set the daemon's")

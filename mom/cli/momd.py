@@ -1,7 +1,11 @@
 """momd: the MOM daemon.
 
-    momd -c FILE [-r POLICY_FILE | -P POLICY_DIR] [-p PLOT_DIR] [-l stdio|FILE]
+    momd [-c FILE] [-r POLICY_FILE | -P POLICY_DIR] [-p PLOT_DIR] [-l stdio|FILE]
          [-v LEVEL] [-d --pid-file FILE] [--check]
+
+Without -c, momd reads the first of DEFAULT_CONFIG_FILES that exists (the
+package's /etc/mom/mom.conf, then the original MOM's /etc/mom.conf), else runs
+on the built-in defaults with a warning.
 
 Exit status: 0 after a clean stop (SIGTERM, SIGINT), 2 for a bad configuration
 or policy (one line on stderr), 1 for a failure while running.
@@ -10,18 +14,26 @@ or policy (one line on stderr), 1 for a failure while running.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
+from mom import __version__
+from mom.daemon import sdnotify
 from mom.daemon.config import Config, ConfigError, add_cli_arguments, cli_overrides, load_config
 from mom.daemon.preflight import check_outputs
 from mom.policy.errors import PolicyError
 
 log = logging.getLogger("mom")
+
+
+# Where momd looks without -c: the package's path first, then the original MOM's.
+DEFAULT_CONFIG_FILES = ("/etc/mom/mom.conf", "/etc/mom.conf")
 
 
 class StartupError(Exception):
@@ -33,7 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_arguments(parser)
     parser.add_argument("--check", action="store_true",
                         help="check the configuration and the policy, then exit (0 when good)")
+    parser.add_argument("--version", action="version", version=f"momd {__version__}")
     return parser
+
+
+def default_config_file(candidates: tuple[str, ...] = DEFAULT_CONFIG_FILES) -> str | None:
+    """The first configuration file that exists, or None (then the built-in defaults apply)."""
+    return next((path for path in candidates if os.path.exists(path)), None)
+
+
+def read_config(args: argparse.Namespace) -> Config:
+    """The configuration from -c, else from the default files, else the defaults. Raises ConfigError."""
+    path = args.config_file if args.config_file is not None else default_config_file()
+    config = load_config(path, cli_overrides(args))
+    if path is None:
+        # Said, not silent: a momd started by hand on defaults has no policy and no socket.
+        missing = f"no configuration file (-c FILE; none of {', '.join(DEFAULT_CONFIG_FILES)} exists): " \
+                  "running on the built-in defaults"
+        config = dataclasses.replace(config, warnings=(missing, *config.warnings))
+    return config
 
 
 def _fail(message: str) -> int:
@@ -111,7 +141,30 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HANDLED_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 
 
-def serve(daemon: Any) -> int:
+def make_watchdog(daemon: Any, notifier: sdnotify.Notifier) -> sdnotify.Watchdog | None:
+    """A watchdog pinging systemd while the engine finishes steps, when the unit has WatchdogSec=."""
+    timeout = sdnotify.watchdog_timeout()
+    if timeout is None or not notifier.enabled:
+        return None
+    last_step = [time.monotonic()]
+    previous = daemon.engine.on_step  # the metrics' hook, when metrics are on: kept
+
+    def on_step(name: str, seconds: float) -> None:
+        last_step[0] = time.monotonic()
+        if previous is not None:
+            previous(name, seconds)
+
+    daemon.engine.on_step = on_step
+    main = daemon.config.main
+    longest = max(main.host_monitor_interval, main.guest_monitor_interval, main.guest_manager_interval,
+                  main.policy_engine_interval)
+    # A step waits at most the call timeout per round of calls; twice the longest interval
+    # plus three rounds is well past any healthy pause between two finished steps.
+    return sdnotify.Watchdog(notifier, timeout, lambda: last_step[0],
+                             stall_after=2 * longest + 3 * main.hypervisor_call_timeout)
+
+
+def serve(daemon: Any, notifier: sdnotify.Notifier | None = None) -> int:
     """Run the daemon on its own thread; this (main) thread waits for signals.
 
     The signals are blocked and taken with sigtimedwait, so no handler ever
@@ -127,10 +180,16 @@ def serve(daemon: Any) -> int:
             failed.append(e)
             log.exception("momd failed")
 
+    notifier = notifier or sdnotify.Notifier(None)
+    watchdog = make_watchdog(daemon, notifier)
     runner = threading.Thread(target=run, name="mom-engine")
     runner.start()
+    # The RPC socket is bound and listening since the Daemon was built: ready now.
+    notifier.send("READY=1", f"STATUS=running: interface {daemon.config.main.hypervisor_interface}")
     stopping = False
     while runner.is_alive():
+        if watchdog is not None and not stopping:
+            watchdog.poll()
         info = signal.sigtimedwait(HANDLED_SIGNALS, 0.5)
         if info is None:
             continue
@@ -139,6 +198,7 @@ def serve(daemon: Any) -> int:
                 daemon.reload_policies()
         elif not stopping:  # Ctrl-C in a terminal may deliver SIGINT twice (process and group)
             stopping = True
+            notifier.send("STOPPING=1")
             log.info("%s received, stopping", signal.Signals(info.si_signo).name)
             daemon.stop()
     runner.join()
@@ -151,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     # takes these signals, synchronously.
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
-        config = load_config(args.config_file, cli_overrides(args))
+        config = read_config(args)
     except ConfigError as e:
         return _fail(str(e))
     if args.check:
@@ -185,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             daemon.close()
             log.error("cannot write the pid file %s: %s", args.pid_file, e.strerror)
             return 2
+    notifier = sdnotify.Notifier.from_environment()
     try:
-        status = serve(daemon)
+        status = serve(daemon, notifier)
     finally:
+        notifier.close()
         daemon.close()
         if args.pid_file:
             try:

@@ -1,7 +1,10 @@
 """momctl commands that talk to a running momd over its XML-RPC API.
 
-    momctl (--socket PATH | --port N) ping|stats [--json]|guests|verbosity LEVEL|actions [N]|health [--json]
-    momctl (--socket PATH | --port N) policy get|set FILE|set-named NAME FILE|-|delete NAME|list|reset
+    momctl [--socket PATH | --port N] ping|stats [--json]|guests|verbosity LEVEL|actions [N]|health [--json]
+    momctl [--socket PATH | --port N] policy get|set FILE|set-named NAME FILE|-|delete NAME|list|reset
+
+Without --socket and --port, momctl uses DEFAULT_SOCKET, where the packaged
+configuration (/etc/mom/mom.conf, rpc-port) has momd listen.
 
 Exit status: 0 success, 1 the daemon answered with an error (a fault, a
 refused policy, an HTTP error), 2 usage error, 3 cannot connect.
@@ -20,6 +23,7 @@ from typing import Any, Callable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_SOCKET = "/run/mom/mom.sock"  # rpc-port in the packaged mom.conf; the unit's RuntimeDirectory=mom
 
 
 class UsageError(Exception):
@@ -274,7 +278,8 @@ def cmd_policy_reset(mom: Any, args: argparse.Namespace) -> int:
 def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("connection")
-    group.add_argument("--socket", metavar="PATH", default=default, help="momd's unix socket (rpc-port: PATH)")
+    group.add_argument("--socket", metavar="PATH", default=default,
+                       help=f"momd's unix socket (rpc-port: PATH; default {DEFAULT_SOCKET})")
     group.add_argument("--port", metavar="N", type=int, default=default, help="momd's TCP port on 127.0.0.1")
     group.add_argument("--timeout", metavar="SECONDS", type=float, default=argparse.SUPPRESS if suppress else
                        DEFAULT_TIMEOUT, help=f"give up after this long (default {DEFAULT_TIMEOUT:g})")
@@ -326,9 +331,11 @@ def _err(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     socket_path, port = getattr(args, "socket", None), getattr(args, "port", None)
-    if (socket_path is None) == (port is None):
-        _err("give momd's address: --socket PATH or --port N (one of them)")
+    if socket_path is not None and port is not None:
+        _err("give momd's address once: --socket PATH or --port N, not both")
         return EXIT_USAGE
+    if socket_path is None and port is None:
+        socket_path = args.socket = DEFAULT_SOCKET
     if port is not None and not 1 <= port <= 65535:
         _err(f"--port must be 1-65535, got {port}")
         return EXIT_USAGE

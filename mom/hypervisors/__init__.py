@@ -17,8 +17,9 @@ def interface_class(name: str) -> type[HypervisorInterface]:
             from mom.hypervisors.libvirt import LibvirtHypervisor
         except ImportError as e:
             raise InterfaceUnavailable(
-                f"hypervisor-interface libvirt needs libvirt-python ({e}): install MOM with the libvirt extra, "
-                f"pip install 'mom[libvirt]' (it builds against libvirt-dev with pkg-config and a C compiler; "
+                f"hypervisor-interface libvirt needs libvirt-python ({e}): apt-get install python3-libvirt, "
+                f"or install MOM with the libvirt extra, pip install 'mom-kvm[libvirt]' "
+                f"(it builds against libvirt-dev with pkg-config and a C compiler; "
                 f"./setup.sh installs them as root on Debian)") from None
         return LibvirtHypervisor
     raise InterfaceUnavailable(f"unknown hypervisor-interface {name!r}")

@@ -2,7 +2,7 @@
 
 Configuration: ``hypervisor-interface: libvirt`` and ``libvirt-hypervisor-uri``
 ('' = libvirt's default URI). Needs the ``libvirt`` extra (``pip install
-'mom[libvirt]'``).
+'mom-kvm[libvirt]'``).
 
 How it talks to libvirt, per tick and per guest:
 

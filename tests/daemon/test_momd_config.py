@@ -114,7 +114,7 @@ def test_libvirt_without_its_binding_is_reported(tmp_path: Path) -> None:
     for args in (["-c", str(cfg)], ["--check", "-c", str(cfg)]):
         proc = subprocess.run([sys.executable, "-c", runner, *args], cwd=REPO, capture_output=True, text=True,
                               timeout=30, stdin=subprocess.DEVNULL)
-        line = assert_one_line_error(proc, "hypervisor-interface libvirt needs libvirt-python", "mom[libvirt]")
+        line = assert_one_line_error(proc, "hypervisor-interface libvirt needs libvirt-python", "mom-kvm[libvirt]")
         assert "not built" not in line
 
 
