@@ -22,7 +22,7 @@ from typing import Any, Callable
 from mom.policy.errors import Pos, PolicyError
 from mom.policy.parser import Node
 from mom.policy.runtime import (
-    ALL_METHODS, BUILTINS, ENTITY_METHODS, IOTUNE_METHODS, MAX_INT_BITS, SPECIAL_FORMS, Entity, IoTuneEntry,
+    ALL_METHODS, BUILTINS, ENTITY_METHODS, MAX_INT_BITS, SPECIAL_FORMS, Entity, IoTuneEntry,
     RuntimeFault, read_field, type_name,
 )
 

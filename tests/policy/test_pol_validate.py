@@ -13,7 +13,7 @@ import pytest
 from mom.policy.errors import PolicyError, PolicyRejected, Source
 from mom.policy.generate import UNKNOWN_FIELD_VALUE, trial_snapshot
 from mom.policy.policy import PolicySet
-from mom.policy.validate import PolicyChecks, check_policy, validate_policy
+from mom.policy.validate import check_policy, validate_policy
 
 from .util import REPO, registry_checks, snapshot
 
