@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from mom.daemon.clock import Clock, FastClock
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
 from mom.daemon.engine import Engine, EngineSettings, TickRecord
+from mom.daemon.explain import tick_trace
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
 from mom.daemon.status import TickLog
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
+from mom.policy.generate import trial_snapshot as generated_trial_snapshot
 from mom.policy.policy import PolicySet
+from mom.policy.snapshot import Snapshot
+from mom.policy.trace import trace_run
 
 log = logging.getLogger("mom.daemon")
 tick_log = logging.getLogger("mom.tick")
@@ -94,6 +99,11 @@ class Daemon:
                 output.faults = self.engine.faults  # their failures show in health
         if self.plotter is not None:
             self.engine.on_guest_gone = self.plotter.forget
+        # Every later policy change (SIGHUP, RPC) has its trial run on the newest statistics.
+        self._generated_snapshot = policies.checks.trial_snapshot or (
+            lambda: generated_trial_snapshot(self.engine.host_fields[0] | self.engine.host_fields[1],
+                                             self.engine.guest_fields[0] | self.engine.guest_fields[1]))
+        policies.configure(checks=dataclasses.replace(policies.checks, trial_snapshot=self._trial_snapshot))
         self.rpc: Any = None
         self.metrics: Any = None
         self.metrics_server: Any = None
@@ -128,14 +138,33 @@ class Daemon:
                 raise DaemonError(f"metrics-address {main.metrics_address}: cannot listen: "
                                   f"{e.strerror or e}") from None
 
+    def _trial_snapshot(self) -> Snapshot:
+        """The newest statistics, or generated ones before the first collection."""
+        snap = self.engine.snapshot()
+        return snap if snap.host.statistics else self._generated_snapshot()
+
     def _on_tick(self, record: TickRecord) -> None:
         host = record.snapshot.host.statistics[-1] if record.snapshot.host.statistics else {}
         self.tick_log.tick(record.number, record.time, host, len(record.snapshot.guests), len(self.engine.guests),
                            record.actions, record.decisions.ok, record.decisions.error)
         if self.recorder is not None:
+            record.trace = self._trace(record)
             self.recorder.write(record.to_json())
         if self.metrics is not None:
             self.metrics.on_tick(record)
+
+    def _trace(self, record: TickRecord) -> dict[str, Any] | None:
+        """The policy's variables behind this tick's decisions, for the flight recorder:
+        the host's, and those of the guests that got a control (so `momctl explain`
+        works offline). The policy runs again, traced; a policy that failed is not."""
+        if not record.decisions.ok:
+            return None
+        touched = set(record.decisions.guest_controls) | {a.target for a in record.actions if a.target != "host"}
+        try:
+            return tick_trace(trace_run(self.policies.compiled, record.snapshot), touched)
+        except Exception:  # noqa: BLE001 - an explanation must never cost a tick its record
+            log.debug("tracing tick %d failed", record.number, exc_info=True)
+            return None
 
     def run(self) -> None:
         log.info("momd running: interface %s, policy %s, controllers %s",

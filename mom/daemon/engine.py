@@ -85,11 +85,16 @@ class TickRecord:
     decisions: Decisions
     actions: list[Action]
     eval_seconds: float
+    # The policy's variables and functions behind the decisions (mom.daemon.explain.tick_trace),
+    # when the daemon traced the tick (it does for the flight recorder).
+    trace: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tick": self.number, "time": self.time, **self.snapshot.to_json()}
         out.update(self.decisions.to_json())
         out["actions"] = [a.to_json() for a in self.actions]
+        if self.trace is not None:
+            out["trace"] = self.trace
         return out
 
 
@@ -603,7 +608,7 @@ class Engine:
         try:
             load()
         except PolicyError as e:
-            log.error("policy not reloaded, the previous one stays in force: %s", e)
+            log.error("policy not reloaded, the previous one stays in force:\n%s", e.render())
         except OSError as e:
             log.error("policy not reloaded, the previous one stays in force: %s: %s", e.filename, e.strerror)
         else:

@@ -163,17 +163,23 @@ def _check(sources: list[Source], checks: PolicyChecks, budget: Budget) -> Check
         trial = _trial(policy, checks)
         if trial is not None:
             findings.append(trial)
-            policy = None
+            if trial.severity == "error":
+                policy = None
     order = {id(src): i for i, src in enumerate(sources)}
     findings.sort(key=lambda f: (order.get(id(f.pos.source), -1), f.pos.line, f.pos.col) if f.pos else (-1, 0, 0))
     return CheckReport(findings, policy)
 
 
 def _trial(policy: CompiledPolicy, checks: PolicyChecks) -> Finding | None:
-    """The error of a trial evaluation, if it fails."""
+    """The error of a trial evaluation, if it fails; a warning when there is no
+    snapshot to try it on (the policy is not at fault then)."""
     if checks.trial_snapshot is None:
         return None
-    decisions = policy.run(checks.trial_snapshot())
+    try:
+        snapshot = checks.trial_snapshot()
+    except Exception as e:  # noqa: BLE001 - whatever the provider's fault, it is not the policy's
+        return Finding("warning", PolicyError(f"no trial evaluation: no snapshot to run it on: {e}"))
+    decisions = policy.run(snapshot)
     if decisions.ok:
         return None
     error = decisions.policy_error or PolicyError(decisions.error or "the trial evaluation failed")

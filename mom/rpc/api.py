@@ -23,6 +23,9 @@ it), a rejection is a Fault with code 5 whose string is the rendered error
 setVerbosity(level)    debug|info|warn|error|critical or 5..1; True
 getRecentActions(n)    the last n applied controls, oldest first
 getHealth()            per component: ok, errors, last error, last run
+explainGuest(n[, t])   why guest n got its controls in the last tick (t: that
+                       tick's number, which must be the last): the policy's
+                       functions that ran for it, its variables, the inputs
 =====================  =========================================================
 """
 
@@ -75,7 +78,8 @@ class MomApi:
 
     def register(self, dispatcher: Dispatcher) -> Dispatcher:
         for name in ("ping", "getStatistics", "getActiveGuests", "getPolicy", "setPolicy", "setNamedPolicy",
-                     "getNamedPolicies", "resetPolicies", "setVerbosity", "getRecentActions", "getHealth"):
+                     "getNamedPolicies", "resetPolicies", "setVerbosity", "getRecentActions", "getHealth",
+                     "explainGuest"):
             dispatcher.register(name, getattr(self, name))
         return dispatcher
 
@@ -182,3 +186,28 @@ class MomApi:
             "last_tick": tick.time if tick is not None else None,
             "components": components,
         }
+
+    def explainGuest(self, name: Any, tick: Any = None) -> dict[str, Any]:
+        """Explain the guest's controls in the last tick (mom.daemon.explain): the
+        tick's recorded trace, else the snapshot evaluated again with the policy in force."""
+        from mom.daemon.explain import ExplainError, explain  # only for this call
+        from mom.policy.policy import json_value
+        if not isinstance(name, str) or not name:
+            raise _bad("guest name must be a non-empty string")
+        if tick is not None and (isinstance(tick, bool) or not isinstance(tick, int)):
+            raise _bad(f"tick must be an integer, got {tick!r}")
+        e = self.engine
+        with e.lock:
+            last = e.last_tick
+            applied = [a for a in e.recent_actions if a.target == name]
+        if last is None:
+            raise _bad("no policy tick yet")
+        if tick is not None and tick != last.number:
+            raise _bad(f"momd keeps its last tick only ({last.number}); "
+                       "explain older ticks from the flight recorder (momctl explain --record FILE)")
+        try:
+            out = explain(json_value(last.to_json()), name, self.policies.compiled)
+        except ExplainError as err:
+            raise _bad(str(err)) from None
+        out["last_applied"] = applied[-1].to_json() if applied else None
+        return json_value(out)

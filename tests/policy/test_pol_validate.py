@@ -240,3 +240,12 @@ def test_the_policy_package_imports_no_registry():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_no_snapshot_for_the_trial_is_a_warning_not_a_refusal():
+    def broken():
+        raise RuntimeError("engine stopped")
+    ps = PolicySet(checks=replace(registry_checks(), trial_snapshot=broken))
+    warnings = ps.set("p", GOOD)
+    assert [str(w) for w in warnings] == ["warning: no trial evaluation: no snapshot to run it on: engine stopped"]
+    assert ps.names() == ["p"]
