@@ -71,27 +71,43 @@ def _fail(message: str) -> int:
     return 2
 
 
-def load_policies(config: Config) -> Any:
-    """A PolicySet loaded from the configured file or directory. Raises StartupError."""
+def policy_checks(config: Config) -> Any:
+    """What policies are checked against here: the configured collectors' fields
+    and the controls of every controller, of which the configured ones run."""
+    import mom.collectors  # noqa: F401  (fills the registries)
+    import mom.controllers  # noqa: F401
+    from mom.collectors.base import REGISTRY as COLLECTORS
+    from mom.controllers.base import REGISTRY as CONTROLLERS
+    from mom.policy.validate import PolicyChecks
+
+    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS,
+                                        enabled_collectors=config.host_collectors + config.guest_collectors,
+                                        enabled_controllers=config.main.controllers)
+
+
+def load_policies(config: Config) -> tuple[Any, list[str]]:
+    """A PolicySet loaded from the configured file or directory, validated as
+    every later change is (parse, static checks, a trial run on generated
+    statistics), and its warnings. Raises StartupError."""
     from mom.policy.policy import PolicySet
 
-    policies = PolicySet()
+    policies = PolicySet(checks=policy_checks(config))
     try:
-        policies.load_paths(config.main.policy or None, config.main.policy_dir or None)
+        warnings = policies.load_paths(config.main.policy or None, config.main.policy_dir or None)
     except PolicyError as e:
         raise StartupError(f"policy error: {e}") from None
     except OSError as e:
         raise StartupError(f"cannot read policy {e.filename}: {e.strerror}") from None
-    return policies
+    return policies, [str(w) for w in warnings]
 
 
-def make_daemon(config: Config) -> Any:
-    """Build the Daemon for a configuration. Raises StartupError."""
+def make_daemon(config: Config) -> tuple[Any, list[str]]:
+    """Build the Daemon for a configuration; also the policy's warnings. Raises StartupError."""
     from mom.daemon.daemon import Daemon, DaemonError
 
-    policies = load_policies(config)
+    policies, warnings = load_policies(config)
     try:
-        return Daemon(config, policies)
+        return Daemon(config, policies), warnings
     except DaemonError as e:
         raise StartupError(str(e)) from None
 
@@ -103,7 +119,7 @@ def check(config: Config, daemonize: bool) -> int:
 
     found = check_outputs(config, daemonize=daemonize)
     try:
-        load_policies(config)
+        found.warnings.extend(load_policies(config)[1])
     except StartupError as e:
         found.errors.append(str(e))
     try:
@@ -133,8 +149,18 @@ def _daemonize() -> None:
 
 
 def _write_pid_file(path: str) -> None:
-    with open(path, "w") as f:
-        f.write(f"{os.getpid()}\n")
+    """Write the pid atomically: whoever reads the file never sees it empty."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -220,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     if found.errors:
         return _fail(found.errors[0])
     try:
-        daemon = make_daemon(config)
+        daemon, policy_warnings = make_daemon(config)
     except StartupError as e:
         return _fail(str(e))
+    found.warnings.extend(policy_warnings)
 
     from mom.daemon.logsetup import setup_logging
     try:

@@ -608,7 +608,7 @@ class Engine:
         try:
             load()
         except PolicyError as e:
-            log.error("policy not reloaded, the previous one stays in force:\n%s", e.render())
+            log.error("policy not reloaded, the previous one stays in force: %s", e.render())
         except OSError as e:
             log.error("policy not reloaded, the previous one stays in force: %s: %s", e.filename, e.strerror)
         else:

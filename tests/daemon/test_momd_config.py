@@ -205,7 +205,7 @@ def test_vdsm_config_loads(tmp_path: Path) -> None:
     # (vdsm's socket directory and certificates), one line each, and nothing about the policies.
     proc = run_momd(["--check", "-c", str(conf)])  # vdsmjsonrpcbulk: --check does not connect
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("momd: warning: ")] == [
         "momd: [main] rpc-port: cannot create the socket: /var/run/vdsm: directory does not exist",
         "momd: [vdsm] ca-cert-file /etc/pki/vdsm/certs/cacert.pem: No such file or directory",
     ], proc.stderr
@@ -214,7 +214,8 @@ def test_vdsm_config_loads(tmp_path: Path) -> None:
     sim.write_text(sim_copy(text, "vdsmjsonrpcbulk"))
     proc = run_momd(["--check", "-c", str(sim)])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    # vdsm's set passes; the checker may only warn (e.g. a function relying on dynamic scope).
+    assert all(line.startswith("momd: warning: ") for line in proc.stderr.splitlines()), proc.stderr
 
 
 @needs_shared

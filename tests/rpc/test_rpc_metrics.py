@@ -72,8 +72,11 @@ def test_metrics_endpoint(tmp_path: Path, sockdir: Path) -> None:
         assert {(("step", s),) for s in ("discovery", "host", "guests")} <= set(collection)
         errors = metrics["mom_errors_total"]
         assert errors[(("component", "policy"),)] == 0
-        # A policy that fails to evaluate counts as a policy error.
-        assert mom.setNamedPolicy("zz-bad", '(Host.Control "ksm_run" (/ 1 0))') is True
+        # A policy that always fails is refused at once (its trial run fails)...
+        assert mom.setNamedPolicy("zz-bad", '(Host.Control "ksm_run" (/ 1 0))') is False
+        # ... one that fails from its second run on is accepted, and its failures count as policy errors.
+        armed = '(if (== (Host.GetVar "armed") 1) (/ 1 0) (Host.SetVar "armed" 1))'
+        assert mom.setNamedPolicy("zz-bad", armed) is True
         n = len(records)
         m.wait_for("a policy error", lambda: scrape(port)["mom_errors_total"][(("component", "policy"),)] > 0,
                    timeout=10)
