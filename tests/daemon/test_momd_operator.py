@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .momd_helpers import Momd, idle_guests, run_momd, scenario_toml, write_config
+from .momd_helpers import MOMCTL, REPO, Momd, idle_guests, run_momctl, run_momd, scenario_toml, write_config
 
 POLICY = '(Host.Control "ksm_pages_to_scan" 111)\n'
 
@@ -172,5 +173,37 @@ def test_log_to_stdout_or_stderr_by_name_creates_no_file(tmp_path: Path, target:
         assert m.stop()[0] == 0
         assert "momd stopped" in m.log()
         assert not (tmp_path / target).exists() and not (Path(m.proc.args[0]).parent / target).exists()
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("text, where", [
+    ("(set ksmEnabled True)\n", "01-parameters:1:17: error: undefined variable 'True'"),
+    ("(frobnicate 1 2)\n", "01-parameters:1:2: error: undefined function 'frobnicate'"),
+    ('(defvar x 1)\n(with Guests g (g.Control "balloon_targt" 1000))\n',
+     "01-parameters:2:27: error: unknown control 'balloon_targt': no controller acts on it "
+     "(did you mean 'balloon_target'?)"),
+])
+def test_policy_that_cannot_run_is_refused_over_rpc_and_ballooning_goes_on(tmp_path: Path, text: str,
+                                                                              where: str) -> None:
+    policies = REPO / "doc" / "policies"
+    sock = tmp_path / "mom.sock"
+    cfg = write_config(tmp_path, scenario=scenario_toml(idle_guests(3, max_mib=2048), memory=3072),
+                       policy_dir=str(policies), speed=20, interval=1, policy_interval=2)
+    cfg.write_text(cfg.read_text().replace("rpc-port: -1", f"rpc-port: {sock}"))
+    m = Momd(cfg)
+    try:
+        m.wait_ticks(2)
+        proc = subprocess.run([*MOMCTL, "--socket", str(sock), "policy", "set-named", "01-parameters", "-"],
+                              input=text, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1, proc.stderr
+        assert "rejected; the previous policy stays in force" in proc.stderr
+        assert where in proc.stderr and "^" in proc.stderr, proc.stderr
+        # The old policy stays in force: every later tick runs, and the guests are still ballooned.
+        start = len(m.records())
+        later = m.wait_ticks(start + 5)[start:]
+        assert all(r["ok"] for r in later)
+        assert any(a["control"] == "balloon_target" and a["applied"] for r in later for a in r["actions"]), later
+        assert "01-parameters" not in run_momctl(["--socket", str(sock), "policy", "list"]).stdout
     finally:
         m.close()
