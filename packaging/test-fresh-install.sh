@@ -37,12 +37,16 @@ done
 say "man momd, momctl, mom.conf work; unit enabled"
 /usr/sbin/momd --version
 momctl --version
+# What systemd would make: /run/mom (tmpfiles.d at install and boot, RuntimeDirectory
+# at start); the package made /var/log/mom and /var/lib/mom.
+[ -d /var/log/mom ] && [ -d /var/lib/mom ] || fail "the package did not make /var/log/mom, /var/lib/mom"
+grep -q '^d /run/mom ' /usr/lib/tmpfiles.d/mom-kvm.conf || fail "no tmpfiles.d entry for /run/mom"
+install -d -m 0750 /run/mom
 /usr/sbin/momd --check || fail "momd --check on the packaged configuration"
 
 unit=/lib/systemd/system/momd.service
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 [ -n "$exec_start" ] || fail "no ExecStart in $unit"
-install -d -m 0750 /run/mom /var/lib/mom /var/log/mom   # RuntimeDirectory, StateDirectory, LogsDirectory=mom
 say "\$ $exec_start"
 $exec_start >/root/momd.log 2>&1 &
 pid=$!
@@ -62,4 +66,5 @@ say "momd answered momctl ping over /run/mom/mom.sock and stopped cleanly"
 
 apt-get purge -y -qq mom-kvm >/dev/null
 [ ! -e /etc/mom/mom.conf ] || fail "purge left /etc/mom/mom.conf"
+[ ! -e /var/log/mom ] || fail "purge left /var/log/mom"
 say "OK"
