@@ -85,7 +85,8 @@ def convert(markdown: str) -> str:
         paragraph.append(line.strip())
     flush()
     out += [".SH FILES", ".TP", "\\fI/etc/mom/mom.conf\\fR", "The packaged configuration.",
-            ".TP", "\\fI/etc/mom.conf\\fR", "Read when /etc/mom/mom.conf does not exist (the original MOM's place).",
+            ".TP", "\\fI/etc/mom.conf\\fR, \\fI/etc/momd.conf\\fR",
+            "Read, in this order, when /etc/mom/mom.conf does not exist (the original MOM's places).",
             ".SH SEE ALSO", "\\fBmomd\\fR(8), \\fBmomctl\\fR(1)"]
     return "\n".join(out) + "\n"
 

@@ -4,7 +4,8 @@
          [-v LEVEL] [-d --pid-file FILE] [--check]
 
 Without -c, momd reads the first of DEFAULT_CONFIG_FILES that exists (the
-package's /etc/mom/mom.conf, then the original MOM's /etc/mom.conf), else runs
+package's /etc/mom/mom.conf, then the original MOM's /etc/mom.conf and
+/etc/momd.conf), else runs
 on the built-in defaults with a warning.
 
 Exit status: 0 after a clean stop (SIGTERM, SIGINT), 2 for a bad configuration
@@ -32,8 +33,9 @@ from mom.policy.errors import PolicyError
 log = logging.getLogger("mom")
 
 
-# Where momd looks without -c: the package's path first, then the original MOM's.
-DEFAULT_CONFIG_FILES = ("/etc/mom/mom.conf", "/etc/mom.conf")
+# Where momd looks without -c: the package's path first, then the original MOM's
+# (/etc/mom.conf; its RPM installed /etc/momd.conf).
+DEFAULT_CONFIG_FILES = ("/etc/mom/mom.conf", "/etc/mom.conf", "/etc/momd.conf")
 
 
 class StartupError(Exception):

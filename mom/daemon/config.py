@@ -693,8 +693,8 @@ def _host_port(value: str) -> HostPort | None:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add momd's configuration options (-c, -r, -P, -p, -l, -v, -d, --pid-file)."""
     parser.add_argument("-c", "--config-file", dest="config_file", metavar="FILE",
-                        help="configuration file (default: /etc/mom/mom.conf, else /etc/mom.conf, "
-                             "else built-in defaults)")
+                        help="configuration file (default: the first of /etc/mom/mom.conf, /etc/mom.conf, "
+                             "/etc/momd.conf that exists, else built-in defaults)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-r", "--rules-file", dest="rules_file", metavar="POLICY_FILE",
                        help="load the policy from this file (replaces policy and policy-dir)")

@@ -41,4 +41,5 @@ def test_package_paths_agree() -> None:
 def test_momd_without_a_configuration_says_so() -> None:
     r = run_momd(["--check"])
     assert r.returncode == 0, r.stderr
-    assert "no configuration file (-c FILE; none of /etc/mom/mom.conf, /etc/mom.conf exists)" in r.stderr
+    assert "no configuration file (-c FILE; none of /etc/mom/mom.conf, /etc/mom.conf, /etc/momd.conf exists)" \
+        in r.stderr

@@ -66,3 +66,16 @@ def test_man_page_renders_without_warnings(page: str) -> None:
                        timeout=60)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert "NAME" in r.stdout and "SEE ALSO" in r.stdout
+
+
+METRICS_DOC = REPO / "doc" / "metrics.md"
+METRICS_CODE = REPO / "mom" / "rpc" / "metrics.py"
+
+
+def test_every_metric_is_documented_and_no_other() -> None:
+    """Names in the code ("mom_x", counters exposed as mom_x_total) against the page's tables."""
+    in_code = set(re.findall(r'"(mom_[a-z_]+)"', METRICS_CODE.read_text()))
+    documented = set(re.findall(r"^\| `(mom_[a-z_]+)` \|", METRICS_DOC.read_text(), re.M))
+    base = {name.removesuffix("_total") for name in documented}
+    assert in_code - base == set(), f"metrics not in doc/metrics.md: {sorted(in_code - base)}"
+    assert base - in_code == set(), f"doc/metrics.md names metrics the code does not have: {sorted(base - in_code)}"
