@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mom import __version__
-from mom.cli import explain, plot, policy_cmds, rpc_cmds
+from mom.cli import explain, plot, policy_cmds, rpc_cmds, top
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpc_cmds.add_parsers(sub)
     explain.add_parser(sub)
     plot.add_parser(sub)
+    top.add_parser(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ from daemon.momd_helpers import Momd, scenario_toml, write_config
 
 SHRINK_MIB = 10
 PRESSURE_FREE = 0.99  # the host counts as short of memory below this free share: always
-MAX_MIB, MIN_MIB = 2048, 1024
+MAX_MIB, MIN_MIB = 2048, 256
 GUESTS = ("vm1", "vm2", "vm3")
 
 SHRINK_POLICY = f"""\
@@ -67,7 +67,7 @@ def shrinking() -> Iterator[Daemon]:
         guests = [{"name": n, "max": MAX_MIB, "min": MIN_MIB, "workload": {"type": "steady", "level": 600}}
                   for n in GUESTS]
         sock, metrics_port = d / "momd.sock", free_port()
-        cfg = write_config(d, scenario=scenario_toml(guests, memory=8192), policy=str(policy), speed=20,
+        cfg = write_config(d, scenario=scenario_toml(guests, memory=8192), policy=str(policy), speed=50,
                            interval=1, policy_interval=2, controllers="Balloon",
                            extra_main=f"plot-dir: {d / 'plots'}\nmetrics-address: 127.0.0.1:{metrics_port}")
         cfg.write_text(cfg.read_text().replace("rpc-port: -1", f"rpc-port: {sock}"))

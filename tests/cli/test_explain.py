@@ -33,7 +33,8 @@ def test_explain_from_the_daemon_names_the_variables_behind_the_ballooning(shrin
     host = x["host_variables"]
     assert host["pressure_free"] == PRESSURE_FREE and 0 < host["host_free"] < PRESSURE_FREE
     [action] = x["actions"]
-    assert action["control"] == "balloon_target" and action["applied"] and action["new"] == int(target)
+    assert action["control"] == "balloon_target" and action["applied"]
+    assert action["new"] == int(target) or "clamped" in action["reason"]  # at balloon_min, late in a long run
 
     rc, text, _ = explain("--socket", str(shrinking.socket), "vm2")
     assert rc == 0

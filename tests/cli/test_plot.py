@@ -62,6 +62,7 @@ def check_guest_chart(path: Path, balloons: list[float]) -> None:
 
 
 def test_plot_of_the_record(shrinking: Daemon, tmp_path: Path) -> None:
+    shrinking.momd.wait_ticks(60, timeout=30)  # guests have lost a good part of their balloon
     record = tmp_path / "record.jsonl"  # still growing: chart and check one copy
     record.write_text("".join(shrinking.record.read_text().splitlines(keepends=True)[:-1]))
     records = [json.loads(line) for line in record.read_text().splitlines()]
