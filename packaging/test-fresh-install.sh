@@ -19,10 +19,10 @@ awk '$2 == "/sys" { print $4 }' /proc/mounts | grep -q '^ro' || fail "/sys is wr
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 t0=$(date +%s)
-packaging/build-deb.sh /root/deb
+packaging/build-deb.sh                 # README's Install: dist/deb/mom-kvm_VERSION_all.deb
 t1=$(date +%s)
 say "built in $((t1 - t0)) s"
-apt-get install -y -qq --no-install-recommends man-db bash-completion /root/deb/mom-kvm_*_all.deb >/dev/null
+apt-get install -y -qq --no-install-recommends man-db bash-completion ./dist/deb/mom-kvm_*_all.deb >/dev/null
 t2=$(date +%s)
 say "installed in $((t2 - t1)) s"
 
