@@ -69,6 +69,7 @@ def shrinking() -> Iterator[Daemon]:
         sock, metrics_port = d / "momd.sock", free_port()
         cfg = write_config(d, scenario=scenario_toml(guests, memory=8192), policy=str(policy), speed=50,
                            interval=1, policy_interval=2, controllers="Balloon",
+                           host_collectors="HostMemory, HostKSM, HostPressure",
                            extra_main=f"plot-dir: {d / 'plots'}\nmetrics-address: 127.0.0.1:{metrics_port}")
         cfg.write_text(cfg.read_text().replace("rpc-port: -1", f"rpc-port: {sock}"))
         m = Momd(cfg)
