@@ -12,8 +12,9 @@ DEBIAN_PACKAGES="$DEBIAN_PACKAGES gcc pkg-config libvirt-dev"
 # The tests' own libvirtd and tiny QEMU guest (libvirt-daemon-system: the libvirt-qemu user
 # the QEMU driver insists on, even when its configuration runs QEMU as root).
 DEBIAN_TEST_PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system qemu-system-x86 busybox-static"
-# The package test builds a fresh Debian 12 root (../shared/tools/fresh-debian.sh).
-DEBIAN_TEST_PACKAGES="$DEBIAN_TEST_PACKAGES debootstrap"
+# The package tests: a fresh Debian 12 root (../shared/tools/fresh-debian.sh) for the
+# .deb, rpmbuild and Debian's Python build tools for the RPM spec.
+DEBIAN_TEST_PACKAGES="$DEBIAN_TEST_PACKAGES debootstrap rpm python3-build python3-installer python3-setuptools"
 [ "${1:-}" = "--test" ] && DEBIAN_PACKAGES="$DEBIAN_PACKAGES $DEBIAN_TEST_PACKAGES"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
