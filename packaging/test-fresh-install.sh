@@ -30,7 +30,7 @@ dpkg -s mom-kvm | grep -q '^Status: install ok installed' || fail "mom-kvm is no
 [ -f /etc/mom/mom.conf ] && [ -f /etc/mom/policies/balloon.policy ] && [ -f /etc/mom/policies/ksm.policy ] ||
     fail "configuration or policies missing"
 [ -L /etc/systemd/system/multi-user.target.wants/momd.service ] || fail "momd.service is not enabled"
-[ -f /usr/share/bash-completion/completions/momctl ] || fail "no bash completion"
+bash packaging/check-completion.bash || fail "bash completion"
 for page in momd momctl mom.conf; do
     man -P cat "$page" 2>/dev/null | grep -q "^NAME" || fail "man $page does not work"
 done

@@ -51,3 +51,4 @@ def test_package_installs_and_momd_answers_ping_on_the_default_socket() -> None:
     assert "fresh-install: momd answered momctl ping over /run/mom/mom.sock and stopped cleanly" in output
     assert "fresh-install: OK" in output
     assert "momd is alive" in output  # momctl ping's own answer
+    assert "check-completion: OK" in output
