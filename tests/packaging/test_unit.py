@@ -85,3 +85,17 @@ def test_packaged_configuration_is_valid(tmp_path: Path) -> None:
     config = load_config(str(conf))
     assert config.main.hypervisor_interface == "libvirt"
     assert set(config.main.controllers) == {"Balloon", "KSM"}
+
+
+def test_unit_verifies(tmp_path: Path) -> None:
+    """systemd-analyze verify: every directive known and parsed (momd itself need not be
+    installed here: its absence is the one message allowed)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "momd.service"
+    unit.write_text(UNIT.read_text())
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                       timeout=60)
+    messages = [line for line in (r.stdout + r.stderr).splitlines()
+                if line.strip() and "Command /usr/sbin/momd is not executable" not in line]
+    assert messages == [], messages
