@@ -230,7 +230,7 @@ def draw_host(data: PlotData, path: str) -> None:
     ax.set_ylabel(unit)
     title = "host memory" + ("" if data.has_actions else " (plot-dir: no actions recorded)")
     ax.set_title(f"{title}, {len(data.guests)} guests")
-    ax.legend(loc="lower left", fontsize="small", ncol=4)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small")  # beside: hides no data
     fig.tight_layout()
     fig.savefig(path)
 
@@ -254,7 +254,7 @@ def draw_guest(name: str, series: Series, actions: list[dict[str, Any]], path: s
     _mark_actions(ax, [a for a in actions if a.get("target") == name], top / div)
     ax.set_ylabel(unit)
     ax.set_title(f"guest {name}")
-    ax.legend(loc="lower left", fontsize="small", ncol=5)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small")  # beside: hides no data
     fig.tight_layout()
     fig.savefig(path)
 

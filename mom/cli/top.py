@@ -187,7 +187,8 @@ def _head(frame: Frame, sort: str, reverse: bool) -> str:
 
 def plain(frame: Frame, sort: str, reverse: bool) -> str:
     """A frame as plain text (not a terminal)."""
-    lines = [_head(frame, sort, reverse), host_line(frame), ""]
+    bar = "".join(char * cells for char, _, cells in bar_cells(frame, 80))
+    lines = [_head(frame, sort, reverse), bar, host_line(frame), ""]
     rows = [guest_cells(frame, g) for g in sort_guests(frame.guests, sort, reverse)]
     lines.append(rpc_cmds._table(GUEST_HEADERS, rows) if rows else "(no guests)")
     lines += ["", "recent actions:"]
@@ -199,18 +200,28 @@ def plain(frame: Frame, sort: str, reverse: bool) -> str:
 
 # -- the terminal view (rich) ----------------------------------------------------------------
 
-def _bar(frame: Frame, width: int) -> Any:
-    from rich.text import Text
+BAR_PARTS = (("used", "█", "red"), ("cache", "▒", "yellow"), ("free", "░", "green"))
+
+
+def bar_cells(frame: Frame, width: int) -> list[tuple[str, str, int]]:
+    """The host bar: (character, colour, cells) for used, cache and free, in proportion."""
     m = host_memory(frame.host)
     total = m["total"] or 0.0
+    if total <= 0:
+        return []
+    out, taken = [], 0
+    for part, char, color in BAR_PARTS:
+        cells = min(round(width * max(0.0, m[part] or 0.0) / total), width - taken)
+        taken += cells
+        out.append((char, color, cells))
+    return out
+
+
+def _bar(frame: Frame, width: int) -> Any:
+    from rich.text import Text
     bar = Text()
-    if total > 0:
-        used_cells = 0
-        for part, style in (("used", "on red"), ("cache", "on yellow"), ("free", "on green")):
-            cells = round(width * (m[part] or 0.0) / total)
-            cells = min(cells, width - used_cells)
-            used_cells += cells
-            bar.append(" " * cells, style=style)
+    for char, color, cells in bar_cells(frame, width):
+        bar.append(char * cells, style=color)
     return bar
 
 

@@ -31,18 +31,22 @@ def pixels(path: Path, color: str) -> np.ndarray:
     return np.all(np.abs(image - rgb) < 0.02, axis=2)
 
 
-def axis_bottom(path: Path) -> int:
-    """The row of the x axis: the lowest row that is dark across most of the image."""
+def axis_bottom(path: Path) -> tuple[int, int, int]:
+    """The x axis: its row (the lowest row dark across most of the image) and its first
+    and last columns (the plot area; the legend is beside it)."""
     image = imread(str(path))[:, :, :3]
-    dark = (image.sum(axis=2) < 0.6).sum(axis=1)
-    return int(np.nonzero(dark > image.shape[1] * 0.6)[0].max())
+    dark = image.sum(axis=2) < 0.6
+    row = int(np.nonzero(dark.sum(axis=1) > image.shape[1] * 0.6)[0].max())
+    cols = np.nonzero(dark[row])[0]
+    return row, int(cols.min()), int(cols.max())
 
 
 def balloon_heights(path: Path) -> tuple[float, float]:
     """The balloon curve's height above the x axis at its first and last columns."""
+    bottom, left, right = axis_bottom(path)
     mask = pixels(path, plot.BALLOON)
+    mask[:, :left] = mask[:, right:] = False  # the legend's sample of the line is not the curve
     cols = np.nonzero(mask.any(axis=0))[0]
-    bottom = axis_bottom(path)
     first, last = (np.nonzero(mask[:, c])[0].mean() for c in (cols[0] + 2, cols[-1] - 2))
     return bottom - first, bottom - last
 
