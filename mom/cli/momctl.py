@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mom import __version__
-from mom.cli import explain, plot, policy_cmds, rpc_cmds, top
+from mom.cli import bench_cmd, explain, plot, policy_cmds, rpc_cmds, top
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(sub)
     plot.add_parser(sub)
     top.add_parser(sub)
+    bench_cmd.add_parser(sub)
     return parser
 
 

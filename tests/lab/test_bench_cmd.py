@@ -1,0 +1,98 @@
+"""momctl bench as a user runs it: tables, JSON lines, plots, same numbers for
+the same seed, one clear line for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.conftest import REPO, figures, json_lines, momctl
+from shared_policies import SHARED_POLICIES
+
+HOURS = "0.05"  # three simulated minutes a run
+
+
+def test_runs_every_scenario_policy_and_seed_and_writes_json_and_plots(tiny: Path, tmp_path: Path):
+    out, plots = tmp_path / "runs.jsonl", tmp_path / "plots"
+    r = momctl("bench", "--scenario", str(tiny), "--policy", "none=", "doc=doc/policies", "--seeds", "2",
+               "--hours", HOURS, "--json", str(out), "--plots", str(plots))
+    assert r.returncode == 0, r.stderr
+    rows = json_lines(out)
+    assert sorted((row["policy"], row["seed"]) for row in rows) == [("doc", 5), ("doc", 6), ("none", 5), ("none", 6)]
+    assert all(row["scenario"] == "tiny" and row["guests"] == 2 and row["hours"] == 0.05 for row in rows)
+    doc = next(row for row in rows if row["policy"] == "doc")
+    none = next(row for row in rows if row["policy"] == "none")
+    assert none["balloon_changes"] == 0 and none["balloon_moved_mib"] == 0
+    assert doc["balloon_changes"] > 0 and doc["balloon_moved_mib"] > 0  # the sample policy balloons
+    # the table: a row per policy under a heading per scenario
+    assert "### tiny" in r.stdout
+    assert any(line.startswith("| none |") for line in r.stdout.splitlines())
+    assert any(line.startswith("| doc |") for line in r.stdout.splitlines())
+    # plots of each policy's first seed, as PNG
+    pngs = sorted(p.name for p in plots.iterdir())
+    assert pngs == ["tiny--doc--seed5--guests.png", "tiny--doc--seed5--host.png",
+                    "tiny--none--seed5--guests.png", "tiny--none--seed5--host.png"]
+    assert all((plots / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # off a terminal the progress is a plain line per run
+    assert r.stderr.count("bench: ") >= 4
+
+
+def test_same_seed_gives_the_same_numbers_in_one_process_or_several(tiny: Path, tmp_path: Path):
+    runs = []
+    for i, jobs in enumerate(("1", "2")):
+        out = tmp_path / f"runs{i}.jsonl"
+        r = momctl("bench", "--scenario", str(tiny), "--policy", "doc=doc/policies", "none=", "--hours", HOURS,
+                   "--jobs", jobs, "--json", str(out), "-q")
+        assert r.returncode == 0, r.stderr
+        runs.append([figures(row) for row in json_lines(out)])
+    assert runs[0] == runs[1]
+    assert runs[0][0]["balloon_moved_mib"] > 0  # the numbers compared are not all zero
+
+
+def test_bad_scenario_is_one_line_and_exit_2(tiny: Path, tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(tiny.read_text().replace("[host]", "[host]\nmemroy = 4096"))
+    for path in (bad, tmp_path / "missing.toml"):
+        r = momctl("bench", "--scenario", str(path), "--policy", "none=", "--hours", HOURS)
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("momctl bench: "), r.stderr
+        assert str(path) in lines[0]
+    assert "memroy" in momctl("bench", "--scenario", str(bad), "--policy", "none=").stderr
+
+
+def test_bad_policy_is_one_line_and_exit_2(tiny: Path, tmp_path: Path):
+    broken = tmp_path / "broken.policy"
+    broken.write_text("(with Guests vm (vm.Control \"balloon_targt\" 1))\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = {f"x={broken}": "balloon_targt", f"y={tmp_path / 'nope.policy'}": "nope.policy",
+             f"z={empty}": "no *.policy"}
+    for arg, said in cases.items():
+        r = momctl("bench", "--scenario", str(tiny), "--policy", arg, "--hours", HOURS)
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("momctl bench: policy "), r.stderr
+        assert said in lines[0]
+        assert "Traceback" not in r.stderr
+
+
+def test_named_parameter_policies_load_with_a_set(tiny: Path, tmp_path: Path):
+    """vdsm's set balloons only once its 01-parameters policy turns ballooning on."""
+    vdsm = SHARED_POLICIES / "vdsm"
+    out = tmp_path / "runs.jsonl"
+    r = momctl("bench", "--scenario", str(tiny), "--policy", f"vdsm={vdsm}",
+               f"vdsm-on={vdsm}+bench/policies/vdsm-enable", "--hours", "0.1", "--json", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    rows = {row["policy"]: row for row in json_lines(out)}
+    assert rows["vdsm"]["balloon_changes"] == 0
+    assert rows["vdsm-on"]["balloon_changes"] > 0
+
+
+def test_baselines_are_found_in_the_source_tree(tiny: Path, tmp_path: Path):
+    out = tmp_path / "runs.jsonl"
+    r = momctl("bench", "--scenario", str(tiny), "--baselines", "--hours", HOURS, "--json", str(out), "-q",
+               cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [row["policy"] for row in json_lines(out)] == ["none", "doc", "proxmox", "squeezed"]
+    assert all(row["policy_errors"] == 0 for row in json_lines(out))
+    assert REPO.joinpath("bench/policies/proxmox.policy").is_file()
