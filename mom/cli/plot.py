@@ -1,4 +1,4 @@
-"""momctl plot RECORD|PLOT_DIR -o DIR: PNG charts of what momd saw and did.
+"""momctl plot RECORD...|PLOT_DIR -o DIR: PNG charts of what momd saw and did.
 
     host.png          the host's memory over time, stacked (used, cache, free),
                       swap used and KSM's savings as lines; the ticks with actions
@@ -6,7 +6,8 @@
     guest-NAME.png    per guest: its balloon, the memory it uses, its free memory,
                       its swap, its balloon maximum; its own actions marked
 
-RECORD is a flight recorder file (record-file; actions are marked); PLOT_DIR is
+RECORD is a flight recorder file (record-file; actions are marked; give its
+rotated files too, e.g. record.jsonl.1 record.jsonl, for a longer span); PLOT_DIR is
 plot-dir or one of its momplot-NNN folders (the newest is drawn; it holds no
 actions). Memory is drawn in MiB (GiB past 16 GiB). Sized for a day of 10 s
 ticks and 50 guests: one chart per guest, every sample drawn.
@@ -156,8 +157,25 @@ def read_plot_dir(path: str) -> PlotData:
     return PlotData(host, series, [], False)
 
 
-def read_input(path: str) -> PlotData:
-    return read_plot_dir(path) if os.path.isdir(path) else read_record(path)
+def read_input(paths: list[str]) -> PlotData:
+    """One plot-dir, or record files joined in time order. Raises PlotError."""
+    if any(os.path.isdir(p) for p in paths):
+        if len(paths) > 1:
+            raise PlotError("give one PLOT_DIR, or record files")
+        return read_plot_dir(paths[0])
+    parts = [read_record(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    merged = PlotData(Series(), {}, [], True)
+    for part in sorted(parts, key=lambda d: d.host.times[0]):
+        for when, row in zip(part.host.times, part.host.rows):
+            merged.host.add(when, row)
+        for name, series in part.guests.items():
+            target = merged.guests.setdefault(name, Series())
+            for when, row in zip(series.times, series.rows):
+                target.add(when, row)
+        merged.actions.extend(part.actions)
+    return merged
 
 
 # -- drawing -------------------------------------------------------------------------------
@@ -263,9 +281,10 @@ def file_name(guest: str) -> str:
     return "guest-" + re.sub(r"[^A-Za-z0-9_.-]", "_", guest) + ".png"
 
 
-def plot(source: str, out_dir: str) -> list[str]:
-    """Write the charts of source into out_dir; their paths. Raises PlotError."""
-    data = read_input(source)
+def plot(sources: str | list[str], out_dir: str) -> list[str]:
+    """Write the charts of the sources (a plot-dir, or record files) into out_dir;
+    their paths. Raises PlotError."""
+    data = read_input([sources] if isinstance(sources, str) else list(sources))
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
@@ -301,7 +320,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("plot", help="PNG charts of a flight recorder file or a plot-dir",
                        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="RECORD|PLOT_DIR")
+    p.add_argument("source", metavar="RECORD|PLOT_DIR", nargs="+",
+                   help="a flight recorder file (or several: its rotated files), or a plot-dir")
     p.add_argument("-o", "--output", metavar="DIR", required=True, help="where the PNG files go (made if missing)")
     p.add_argument("--json", action="store_true", help="print the files written as JSON")
     p.set_defaults(func=cmd_plot)

@@ -283,7 +283,11 @@ def live(poller: Poller, sort: str, reverse: bool, interval: float) -> int:
                   auto_refresh=False) as view:
             next_poll = time.monotonic() + interval
             while True:
-                key = keys.read(next_poll - time.monotonic()) if keys else time.sleep(interval)
+                if keys is not None:
+                    key = keys.read(next_poll - time.monotonic())
+                else:  # stdin is not a terminal: no keys, Ctrl-C stops
+                    time.sleep(interval)
+                    key = None
                 if key in ("q", "Q"):
                     return EXIT_OK
                 if key == "s":

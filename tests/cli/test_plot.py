@@ -113,3 +113,18 @@ def test_plot_bad_input_is_one_line(tmp_path: Path) -> None:
                           (empty_dir, "neither a plot-dir"), (tmp_path / "missing", "cannot read")]:
         proc = run_momctl(["plot", str(source), "-o", str(tmp_path / "out")])
         assert proc.returncode == 1 and words in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_a_record_and_its_rotated_file_plot_as_one(shrinking: Daemon, tmp_path: Path) -> None:
+    lines = shrinking.record.read_text().splitlines(keepends=True)[:40]
+    whole, older, newer = tmp_path / "whole.jsonl", tmp_path / "record.jsonl.1", tmp_path / "record.jsonl"
+    whole.write_text("".join(lines))
+    older.write_text("".join(lines[:25]))
+    newer.write_text("".join(lines[25:]))
+    run_plot(whole, tmp_path / "one")
+    proc = run_momctl(["plot", str(newer), str(older), "-o", str(tmp_path / "two")])  # any order
+    assert proc.returncode == 0, proc.stderr
+    for name in ("host.png", "guest-vm1.png"):
+        assert np.array_equal(imread(str(tmp_path / "one" / name)), imread(str(tmp_path / "two" / name)))
+    proc = run_momctl(["plot", str(newer), str(shrinking.plot_dir), "-o", str(tmp_path / "three")])
+    assert proc.returncode == 1 and "give one PLOT_DIR, or record files" in proc.stderr
