@@ -13,6 +13,7 @@ force: its own machine and budget, no lock shared with the daemon's runs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 from mom.policy.compiled import CompiledPolicy, compile_policy
 from mom.policy.compiler import UNBOUND
 from mom.policy.errors import PolicyError
-from mom.policy.runtime import Entity
+from mom.policy.runtime import Entity, debug_log
 from mom.policy.snapshot import Snapshot
 
 MAX_VARIABLES = 64  # per entity: a runaway policy cannot make a trace (or a record line) grow without end
@@ -120,6 +121,18 @@ class _Functions(dict):
         return found
 
 
+_state = threading.local()  # .tracing: this thread is in a traced run
+
+
+class _QuietWhileTracing(logging.Filter):
+    """The policy's (debug ...) lines were logged by the run being traced: not twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_state, "tracing", False)
+
+
+debug_log.addFilter(_QuietWhileTracing())
+
 _copies: "weakref.WeakKeyDictionary[CompiledPolicy, tuple[CompiledPolicy, threading.Lock]]" = \
     weakref.WeakKeyDictionary()
 _copies_lock = threading.Lock()
@@ -138,7 +151,11 @@ def trace_run(policy: CompiledPolicy, snapshot: Snapshot) -> Trace:
     """Evaluate ``policy`` (a copy of it) on ``snapshot`` noting the variables."""
     copy, lock = _copy(policy)
     with lock:
-        return _traced(copy, snapshot)
+        _state.tracing = True
+        try:
+            return _traced(copy, snapshot)
+        finally:
+            _state.tracing = False
 
 
 def _traced(copy: CompiledPolicy, snapshot: Snapshot) -> Trace:

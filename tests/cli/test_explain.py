@@ -115,3 +115,20 @@ def test_a_trace_is_bounded_and_a_failing_policy_traces_nothing() -> None:
     failing = compile_policy([Source("bad", "(defvar a 1)\n(with Guests vm (vm.Control \"x\" (/ 1 0)))")])
     trace = trace_run(failing, snap)
     assert not trace.ok and "division by zero" in trace.error and not trace.guest_controls
+
+
+def test_a_traced_run_does_not_log_the_policys_debug_lines_again(caplog) -> None:
+    import logging
+
+    from mom.policy.errors import Source
+    from mom.policy.policy import compile_policy
+    from mom.policy.snapshot import EntityData, Snapshot
+    from mom.policy.trace import trace_run
+
+    policy = compile_policy([Source("dbg", '(debug "once per tick")')])
+    snap = Snapshot(EntityData({}, [{"mem_free": 1}]), [])
+    with caplog.at_level(logging.DEBUG, logger="mom.policy.debug"):
+        policy.run(snap)
+        trace_run(policy, snap)
+        policy.run(snap)
+    assert [r.getMessage() for r in caplog.records].count("debug: once per tick") == 2
