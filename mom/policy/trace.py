@@ -149,7 +149,10 @@ def _copy(policy: CompiledPolicy) -> tuple[CompiledPolicy, threading.Lock]:
 
 def trace_run(policy: CompiledPolicy, snapshot: Snapshot) -> Trace:
     """Evaluate ``policy`` (a copy of it) on ``snapshot`` noting the variables."""
-    copy, lock = _copy(policy)
+    try:
+        copy, lock = _copy(policy)
+    except PolicyError as e:  # the policy in force compiled once; this cannot, but say so if it does
+        return Trace(False, f"the policy did not compile again: {e}")
     with lock:
         _state.tracing = True
         try:
