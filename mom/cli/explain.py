@@ -75,6 +75,8 @@ def render(x: dict[str, Any]) -> str:
     lines.append("and of the host:")
     lines += _pairs(x["host_inputs"])
     lines.append(f"(variables {x['trace']})")
+    if x.get("trace_error"):
+        lines.append(f"(the traced run stopped early, the variables are those it had: {x['trace_error']})")
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def tick_trace(trace: Trace, guests: set[str] | None = None) -> dict[str, Any]:
     """The part of a trace a record line keeps: host variables and calls, and those
     of the guests named (all when None)."""
     keep = (lambda name: True) if guests is None else (lambda name: name in guests)
-    return {"ok": trace.ok, "host_variables": trace.host_variables, "host_calls": trace.host_calls,
+    return {"ok": trace.ok, "error": trace.error, "host_variables": trace.host_variables, "host_calls": trace.host_calls,
             "guest_variables": {g: v for g, v in trace.guest_variables.items() if keep(g)},
             "guest_calls": {g: c for g, c in trace.guest_calls.items() if keep(g)}}
 
@@ -111,4 +111,5 @@ def explain(record: dict[str, Any], guest: str, policy: CompiledPolicy | None = 
         "inputs": _newest(entity, GUEST_INPUTS),
         "host_inputs": _newest(record.get("host") or {}, HOST_INPUTS),
         "trace": source,
+        "trace_error": None if trace.get("ok", True) else trace.get("error"),
     }
