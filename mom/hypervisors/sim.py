@@ -134,9 +134,16 @@ class SimHypervisor(HypervisorInterface):
         self.sync()
 
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
+        """What the guest's balloon driver last reported: stale when the guest
+        stopped answering (scenario stats_stop), an error when it never reports."""
         g = self._guest(guest)
         with self.model.lock:
-            return g.memory_stats()
+            stats = g.memory_stats()
+        if stats is None:
+            raise HypervisorError(
+                f"guest {guest.name}: the guest reports no balloon statistics "
+                f"(no virtio-balloon driver in the guest, or no statistics period set)")
+        return stats
 
     def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
         g = self._guest(guest)

@@ -1,14 +1,12 @@
 """The simulated host and guests, advanced in fixed steps of simulated time.
 
-Memory bookkeeping (KiB):
-
-- A guest sees ``balloon_cur`` of memory, minus a small kernel reserve. Its
-  workload wants ``demand``; what does not fit goes to the guest's swap. The
-  page cache fills a fraction of the remaining free memory and is dropped first
-  when the balloon inflates or demand grows.
-- The host backs what a guest touched: ``min(balloon, reserve + resident + cache)``.
-  KSM merges part of it. When RAM runs out the host drops its own page cache,
-  then swaps.
+The guests' side (balloon driver, reclaim, swap, thrashing, OOM, free page
+reporting, statistics) is in :mod:`mom.sim.guest`, KSM in :mod:`mom.sim.ksm`;
+this module is the host: it backs what the guests touched plus its own
+processes, drops its page cache, swaps the coldest guest memory at a bounded
+rate, serves the guests' faults on host swap, kills the largest QEMU past RAM
+plus swap, and accounts PSI from the stall time it modelled. doc/sim-model.md
+names each rule and its numbers.
 
 Each step draws random numbers in a fixed order from per-guest generators
 seeded from the scenario seed, so the state at a given simulated time depends
@@ -23,20 +21,23 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from mom.sim.guest import PAGE, SimGuest
 from mom.sim.ksm import CLK_TCK, KsmState
+from mom.sim.observation import GuestObservation, HostObservation
 from mom.sim.proctree import KSM_DIR, KSM_STATS, ProcTree, render_cpuinfo, render_meminfo, \
     render_pid_stat, render_pid_status, render_pressure, render_vmstat
-from mom.sim.scenario import IO_KEYS, GuestSpec, Scenario
+from mom.sim.scenario import IO_KEYS, ProcessSpec, Scenario
 from mom.sim.workloads import MIB, Workload, build_workload
 
-BALLOON_RATE = 512 * MIB     # KiB/s the balloon moves: ~1 GiB in 2 s
-SWAPIN_RATE = 32 * MIB       # KiB/s swapped back in once memory is there again
-CACHE_FILL_RATE = 8 * MIB    # KiB/s the guest page cache grows or shrinks toward its share
-HOST_SWAPIN_RATE = 64 * MIB
 HOST_BUFFERS = 32 * MIB
 QEMU_OVERHEAD = 64 * MIB     # virtual size a qemu process has beyond guest RAM
+HOST_SWAP_OUT_RATE = 256 * MIB   # KiB/s the host writes to its swap (an SSD)
+HOST_SWAP_IOPS = 50_000.0        # 4 KiB swap-ins the host's swap serves per second
+HOST_FAULT_S = 100e-6            # a vCPU's wait per fault on host swap
 KSMD_PID = 57
 FIRST_GUEST_PID = 4001
+
+__all__ = ["SimModel", "SimGuest", "HostProcess", "FIRST_GUEST_PID"]
 
 
 @dataclass
@@ -53,110 +54,13 @@ class IoDisk:
 
 
 @dataclass
-class SimGuest:
-    """One guest's state; sizes in KiB, counters cumulative."""
+class HostProcess:
+    """A host-side program: anonymous memory the host keeps in RAM."""
 
-    spec: GuestSpec
+    spec: ProcessSpec
     workload: Workload
-    pid: int
-    balloon_cur: float = 0.0
-    balloon_target: float = 0.0
     demand: float = 0.0
-    resident: float = 0.0
-    cache: float = 0.0
-    swap_used: float = 0.0
-    swap_in: float = 0.0
-    swap_out: float = 0.0
-    major_fault: float = 0.0
-    minor_fault: float = 0.0
-    cpu_ticks: float = 0.0
-    vcpu_quota: int = -1
-    vcpu_period: int = 100000
-    disks: list[IoDisk] = field(default_factory=list)
     running: bool = False
-    vanished: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def max_kib(self) -> int:
-        return self.spec.max_mib * MIB
-
-    @property
-    def reserve(self) -> float:
-        """Memory the guest kernel keeps for itself."""
-        return 0.04 * self.max_kib
-
-    @property
-    def footprint(self) -> float:
-        """Host memory backing this guest (before KSM)."""
-        if not self.running:
-            return 0.0
-        return min(self.balloon_cur, self.reserve + self.resident + self.cache)
-
-    def set_balloon_target(self, kib: float) -> int:
-        """Clamp to [0, max] and return the target taken."""
-        self.balloon_target = min(float(self.max_kib), max(0.0, float(kib)))
-        return int(self.balloon_target)
-
-    def boot(self, t: float) -> None:
-        """Start at scenario time t with the workload's demand and a half-filled cache."""
-        size = float((self.spec.balloon_mib or self.spec.max_mib) * MIB)
-        self.balloon_cur = self.balloon_target = size
-        self.running = True
-        self.step(t, 0.0)
-        self.cache = 0.5 * self.spec.cache_fraction * max(0.0, size - self.reserve - self.resident)
-
-    def step(self, t: float, dt: float) -> None:
-        """Advance dt seconds at scenario time t."""
-        diff = self.balloon_target - self.balloon_cur
-        self.balloon_cur += max(-BALLOON_RATE * dt, min(BALLOON_RATE * dt, diff))
-        usable = max(0.0, self.balloon_cur - self.reserve)
-        swap_total = self.spec.swap_mib * MIB
-        previous = self.demand
-        self.demand = self.workload.demand(t, dt)
-        need = min(swap_total, max(0.0, self.demand - usable))
-        if need > self.swap_used:
-            self.swap_out += need - self.swap_used
-            self.swap_used = need
-        else:
-            back = min(self.swap_used - need, SWAPIN_RATE * dt)
-            self.swap_in += back
-            self.major_fault += back / 4
-            self.swap_used -= back
-        # Memory the programs freed also frees its swap slots.
-        self.swap_used = min(self.swap_used, self.demand)
-        self.resident = min(usable, self.demand - self.swap_used)
-        room = usable - self.resident
-        target = self.spec.cache_fraction * room
-        if self.cache > room:
-            self.cache = room
-        elif self.cache < target:
-            self.cache = min(target, self.cache + CACHE_FILL_RATE * dt)
-        else:
-            self.cache = max(target, self.cache - CACHE_FILL_RATE * dt)
-        self.minor_fault += abs(self.demand - previous) / 4 + 50 * dt
-        self.major_fault += 0.5 * dt
-        self.cpu_ticks += dt * CLK_TCK * 0.05 * self.spec.vcpus
-
-    def memory_stats(self) -> dict[str, int]:
-        """The balloon driver's view (KiB, counts)."""
-        unused = max(0.0, self.balloon_cur - self.reserve - self.resident - self.cache)
-        return {
-            "mem_available": int(self.balloon_cur),
-            "mem_unused": int(unused),
-            "mem_free": int(unused + self.cache),
-            "mem_usable": int(unused + self.cache),
-            "disk_caches": int(self.cache),
-            "major_fault": int(self.major_fault),
-            "minor_fault": int(self.minor_fault),
-            "swap_in": int(self.swap_in),
-            "swap_out": int(self.swap_out),
-            "swap_total": self.spec.swap_mib * MIB,
-            "swap_usage": int(self.swap_used),
-        }
 
 
 @dataclass
@@ -193,9 +97,11 @@ class SimModel:
         self.swap_total = spec.swap_mib * MIB
         self.min_free = max(16 * MIB, 0.008 * self.mem_total)
         self.host_cache = float(spec.cache_mib * MIB)
-        self.host_swap = 0.0
         self.pswpin = self.pswpout = 0.0
         self.pgfault = self.pgmajfault = 0.0
+        self.oom_kills = 0
+        self.reclaim_backlog = 0.0
+        self.events: list[dict[str, Any]] = []   # {"time", "kind", "name"}: oom, host_oom, start, stop
         self.psi_some, self.psi_full = Psi(), Psi()
         k = scenario.ksm
         self.ksm = KsmState(run=k.run, pages_to_scan=k.pages_to_scan,
@@ -204,7 +110,9 @@ class SimModel:
         for i, g in enumerate(scenario.guests):
             # A str seed is hashed with SHA-512, so it does not depend on PYTHONHASHSEED.
             rng = random.Random(f"{self.seed}/{g.name}")
-            guest = SimGuest(spec=g, workload=build_workload(g.workload, rng, g.max_mib * MIB),
+            workload = build_workload(g.workload, rng, g.max_mib * MIB)
+            workload.limit = math.inf  # programs may want more than RAM plus swap: the OOM killer answers
+            guest = SimGuest(spec=g, workload=workload,
                              pid=FIRST_GUEST_PID + i, vcpu_quota=g.vcpu_quota, vcpu_period=g.vcpu_period)
             guest.disks = [IoDisk(
                 name="vda", path=f"/var/lib/libvirt/images/{g.name}.qcow2",
@@ -212,6 +120,10 @@ class SimModel:
                 maximum={k: g.io_maximum.get(k, 0) for k in IO_KEYS},
                 current={k: 0 for k in IO_KEYS})]
             self.guests[g.name] = guest
+        self.processes = [HostProcess(spec=p, workload=build_workload(
+            p.workload, random.Random(f"{self.seed}/process/{p.name}"), self.mem_total + self.swap_total))
+            for p in scenario.processes]
+        self._running: list[SimGuest] = []
         self._started_files: set[str] = set()
         with self.lock:
             self._update_running()
@@ -247,15 +159,29 @@ class SimModel:
         """advance_to(now + seconds)."""
         return self.advance_to(self.now + seconds)
 
+    def _event(self, kind: str, name: str) -> None:
+        self.events.append({"time": self.elapsed, "kind": kind, "name": name})
+
     def _update_running(self) -> None:
         t = self.elapsed
+        changed = False
         for g in self.guests.values():
-            should = (not g.vanished and g.spec.start <= t
+            should = (not g.vanished and not g.killed_by_host and g.spec.start <= t
                       and (g.spec.stop is None or t < g.spec.stop))
             if should and not g.running:
-                g.boot(t)
+                g.boot(t, self.dt)
+                self._event("start", g.name)
+                changed = True
             elif not should and g.running:
-                g.running = False
+                g.stop()
+                self._event("stop", g.name)
+                changed = True
+        if changed or self.steps == 0:
+            self._running = [g for g in self.guests.values() if g.running]
+        for p in self.processes:
+            p.running = p.spec.start <= t and (p.spec.stop is None or t < p.spec.stop)
+            if not p.running:
+                p.demand = 0.0
 
     def _step(self) -> None:
         dt = self.dt
@@ -263,47 +189,116 @@ class SimModel:
         self.steps += 1
         self._update_running()
         t = self.elapsed
-        running = self.running_guests()
-        for g in running:
+        for g in self._running:
+            kills = g.oom_kills
             g.step(t, dt)
-        total_pages = sum(g.footprint for g in running) / 4
-        shareable = sum(g.footprint * g.spec.shareable for g in running) / 4
-        self.ksm.step(dt, total_pages, shareable)
+            if g.oom_kills != kills:
+                self._event("oom", g.name)
+        for p in self.processes:
+            if p.running:
+                p.demand = p.workload.demand(t, dt)
+        self._ksm_step(dt)
         self._host_step(dt)
 
+    def _ksm_step(self, dt: float) -> None:
+        groups: dict[str, list[float]] = {}
+        total = 0.0
+        for g in self._running:
+            resident = g.resident / PAGE
+            total += resident
+            if g.spec.shareable > 0:
+                groups.setdefault(g.spec.image, []).append(resident * g.spec.shareable)
+        self.ksm.step(dt, total, list(groups.values()))
+
     def _host_step(self, dt: float) -> None:
-        need = self.host_need()
-        room = self.mem_total - self.min_free - need
-        self.host_cache = min(float(self.scenario.host.cache_mib * MIB), max(0.0, room))
-        deficit = min(self.swap_total, max(0.0, -room))
-        swap_rate = 0.0
-        if deficit > self.host_swap:
-            swap_rate = (deficit - self.host_swap) / dt
-            self.pswpout += (deficit - self.host_swap) / 4
-            self.host_swap = deficit
-        elif self.host_swap > deficit:
-            back = min(self.host_swap - deficit, HOST_SWAPIN_RATE * dt)
-            swap_rate = back / dt
-            self.pswpin += back / 4
-            self.pgmajfault += back / 4
-            self.host_swap -= back
+        """Back the guests and processes: page cache first, then swap at a
+        bounded rate (coldest guest memory first), then the OOM killer; serve
+        the faults on host swap; account stall time and PSI."""
+        self._host_oom()
+        limit = self.mem_total - self.min_free
+        deficit = self.host_need() - limit  # what must be on swap now
+        swapped = self.host_swap
+        budget = HOST_SWAP_OUT_RATE * dt
+        if deficit > swapped:
+            out = self._swap_out(min(deficit - swapped, budget))
+            self.pswpout += out / PAGE
+            swapped += out
+        # What swap could not take yet is direct reclaim: the guests that asked
+        # for memory wait on it.
+        self.reclaim_backlog = max(0.0, deficit - swapped)
+        self.host_cache = min(float(self.scenario.host.cache_mib * MIB), max(0.0, -deficit))
+        wait = min(1.0, self.reclaim_backlog / max(1.0, budget))
+        faults = [g.host_faults() for g in self._running]
+        total = sum(faults)
+        served_share = min(1.0, HOST_SWAP_IOPS / total) if total > 0 else 0.0
+        some_clear = 1.0
+        full = 1.0 if self._running else 0.0
+        for g, f in zip(self._running, faults):
+            back = min(g.host_swap, f * served_share * PAGE * dt)
+            g.host_swap -= back
+            refault = g.host_refault
+            g.host_refault = 0.0
+            reads = back / PAGE + refault / PAGE
+            self.pswpin += reads
+            self.pgmajfault += reads
+            share = f * HOST_FAULT_S + refault / PAGE * HOST_FAULT_S / dt
+            if g.grew > 0:
+                share += wait
+            share = min(1.0, share)
+            g.host_stall_seconds += share * dt
+            g.stall_seconds += min(1.0, share + g.guest_stall) * dt
+            some_clear *= 1.0 - share
+            full *= share
         self.pgfault += 1000 * dt
-        # Stalls start as free memory nears the low watermark and grow with swap traffic.
-        low = 3 * self.min_free
-        tight = max(0.0, min(1.0, (low - self.mem_free()) / low))
-        thrash = min(1.0, swap_rate / (64 * MIB))
-        some = min(1.0, 0.3 * tight + 0.7 * thrash)
-        self.psi_some.step(some, dt)
-        self.psi_full.step(some * 0.4, dt)
+        self.psi_some.step(1.0 - some_clear, dt)
+        self.psi_full.step(full, dt)
+
+    def _swap_out(self, amount: float) -> float:
+        """Swap out up to amount of guest memory: the cold parts of all guests
+        in proportion, then the hot parts. Returns what went out."""
+        done = 0.0
+        for hot_too in (False, True):
+            want = amount - done
+            if want <= 0:
+                break
+            limit = [(g.touched if hot_too else g.host_cold) - g.host_swap for g in self._running]
+            room = sum(x for x in limit if x > 0)
+            if room <= 0:
+                continue
+            k = min(1.0, want / room)
+            for g, x in zip(self._running, limit):
+                if x > 0:
+                    done += g.host_swap_out(x * k, hot_too)
+        return done
+
+    def _host_oom(self) -> None:
+        """Past RAM plus swap the host's OOM killer takes the largest QEMU."""
+        limit = self.mem_total - self.min_free + self.swap_total
+        while self._running and self.host_need() > limit:
+            victim = max(self._running, key=lambda g: g.touched)
+            victim.killed_by_host = True
+            victim.stop()
+            self.oom_kills += 1
+            self._event("host_oom", victim.name)
+            self._running = [g for g in self._running if g is not victim]
 
     # -- derived figures ---------------------------------------------------------
     def running_guests(self) -> list[SimGuest]:
         return [g for g in self.guests.values() if g.running]
 
+    @property
+    def host_swap(self) -> float:
+        """Guest memory on the host's swap (KiB)."""
+        return sum(g.host_swap for g in self._running)
+
+    def processes_kib(self) -> float:
+        return sum(p.demand for p in self.processes if p.running)
+
     def host_need(self) -> float:
-        """Memory the host must back (KiB) before its own cache and swap."""
-        guests = sum(g.footprint for g in self.running_guests())
-        return self.scenario.host.base_used_mib * MIB + HOST_BUFFERS + guests - self.ksm.saved_kib
+        """Memory the host must back in RAM or swap (KiB), before its own cache."""
+        guests = sum(g.touched for g in self._running)
+        return (self.scenario.host.base_used_mib * MIB + HOST_BUFFERS + self.processes_kib()
+                + guests - self.ksm.saved_kib)
 
     def mem_free(self) -> float:
         """MemFree (KiB)."""
@@ -313,9 +308,11 @@ class SimModel:
     def meminfo(self) -> dict[str, int]:
         """The host's /proc/meminfo values (KiB)."""
         free = self.mem_free()
-        guests = sum(g.footprint for g in self.running_guests())
-        anon = max(0.0, guests - self.ksm.saved_kib - self.host_swap) + self.scenario.host.base_used_mib * MIB / 2
-        committed = sum(g.balloon_cur for g in self.running_guests()) + self.scenario.host.base_used_mib * MIB
+        host_swap = self.host_swap
+        guests = sum(g.touched for g in self._running)
+        base = self.scenario.host.base_used_mib * MIB
+        anon = max(0.0, guests - self.ksm.saved_kib - host_swap) + base / 2 + self.processes_kib()
+        committed = sum(g.balloon_cur for g in self._running) + base + self.processes_kib()
         values = {
             "MemTotal": self.mem_total,
             "MemFree": free,
@@ -326,7 +323,7 @@ class SimModel:
             "Active": anon * 0.7 + self.host_cache * 0.5,
             "Inactive": anon * 0.3 + self.host_cache * 0.5,
             "SwapTotal": self.swap_total,
-            "SwapFree": self.swap_total - self.host_swap,
+            "SwapFree": self.swap_total - host_swap,
             "Dirty": 0,
             "AnonPages": anon,
             "Mapped": self.host_cache * 0.2,
@@ -360,6 +357,30 @@ class SimModel:
         info = self.meminfo()
         return (info["MemFree"] + info["Buffers"] + info["Cached"]) / info["MemTotal"]
 
+    def observe(self) -> HostObservation:
+        """What the host and every guest went through, as of now (see mom.sim.observation)."""
+        with self.lock:
+            info = self.meminfo()
+            guests = tuple(self._observe_guest(g) for g in self.guests.values())
+            return HostObservation(
+                time=self.elapsed, ram_kib=info["MemTotal"], free_kib=info["MemFree"],
+                available_kib=info["MemAvailable"], swap_used_kib=info["SwapTotal"] - info["SwapFree"],
+                ksm_saved_kib=int(self.ksm.saved_kib), psi_some_total_us=int(self.psi_some.total_us),
+                oom_kills_total=self.oom_kills, host_processes_kib=int(self.processes_kib()), guests=guests)
+
+    @staticmethod
+    def _observe_guest(g: SimGuest) -> GuestObservation:
+        on = g.running
+        return GuestObservation(
+            name=g.name, running=on, demand_kib=int(g.demand) if on else 0,
+            working_set_kib=int(g.working_set) if on else 0,
+            balloon_kib=int(g.balloon_cur) if on else 0, target_kib=int(g.balloon_target),
+            max_kib=g.max_kib, min_kib=g.spec.min_mib * MIB,
+            resident_kib=int(g.resident), host_swap_kib=int(g.host_swap) if on else 0,
+            swap_kib=int(g.swap_used) if on else 0, page_cache_kib=int(g.cache) if on else 0,
+            stall_seconds_total=g.stall_seconds, major_faults_total=int(g.major_fault),
+            swap_in_kib_total=int(g.swap_in), oom_kills_total=g.oom_kills, killed_by_host=g.killed_by_host)
+
     # -- the tree ------------------------------------------------------------------
     def tree_files(self) -> dict[str, str]:
         """Every file the simulator owns, keyed by path relative to the tree root."""
@@ -375,7 +396,7 @@ class SimModel:
         files[f"proc/{KSMD_PID}/stat"] = render_pid_stat(KSMD_PID, "ksmd", "S", 0, ksmd_ticks, 0, 0)
         for g in self.running_guests():
             vsize = g.max_kib + QEMU_OVERHEAD
-            rss = int(g.footprint)
+            rss = int(g.resident)
             files[f"proc/{g.pid}/status"] = render_pid_status(g.pid, "qemu-kvm", vsize, rss)
             files[f"proc/{g.pid}/stat"] = render_pid_stat(
                 g.pid, "qemu-kvm", "S", int(g.cpu_ticks), int(g.cpu_ticks) // 10, vsize * 1024, rss // 4)
@@ -410,6 +431,9 @@ class SimModel:
         with self.lock:
             g = self.guests[name]
             g.vanished = True
-            g.running = False
+            if g.running:
+                g.stop()
+                self._event("stop", name)
+            self._running = [x for x in self._running if x is not g]
             if self.tree is not None:
                 self.write_tree()

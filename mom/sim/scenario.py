@@ -36,8 +36,24 @@ the guests' ``name`` and ``max`` and the workload's own parameters is optional):
     vcpu_period = 100000
     vcpu_user_limit = 100
     workload = { type = "daily", mean = 900, amplitude = 500, period = 600, noise = 20 }
+    working_set = 0.7       # share of the workload's memory it touches all the time
+    image = "rhel9"         # guests of one image hold identical pages (KSM); default "default"
+    shares = 1000           # its weight for policies that share memory out
+    free_page_reporting = false   # virtio-balloon free page reporting
+    balloon_driver = true   # false: no driver (targets ignored, no statistics)
+    balloon_speed = 1.0     # factor on the driver's rates (0.05: a slow guest)
+    balloon_stuck_at = 600  # the driver stops following targets from then on
+    stats = true            # false: the guest never reports statistics
+    stats_period = 5        # seconds between statistics updates; 0 = every step
+    stats_stop = 900        # the guest stops answering then: its statistics go stale
     io_guaranteed = { total_bytes_sec = 0, ... }   # the disk's policy limits
     io_maximum = { total_bytes_sec = 0, ... }
+
+    [[process]]             # a host-side process (anonymous memory on the host)
+    name = "backup"
+    workload = { type = "steps", steps = [[0, 0], [600, 2048], [900, 0]] }
+    start = 0
+    stop = 1200
 
 Workload types and parameters are listed in :mod:`mom.sim.workloads`.
 """
@@ -50,7 +66,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mom.sim.workloads import WorkloadSpec, check_workload
+from mom.sim.workloads import WorkloadSpec, check_workload, read_trace
 
 IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
            "total_iops_sec", "read_iops_sec", "write_iops_sec")
@@ -97,6 +113,26 @@ class GuestSpec:
     vcpu_user_limit: int = 100
     io_guaranteed: dict[str, int] = field(default_factory=dict)
     io_maximum: dict[str, int] = field(default_factory=dict)
+    working_set: float = 0.7
+    image: str = "default"
+    shares: int = 1000
+    free_page_reporting: bool = False
+    balloon_driver: bool = True
+    balloon_speed: float = 1.0
+    balloon_stuck_at: float | None = None
+    stats: bool = True
+    stats_period: float = 0.0
+    stats_stop: float | None = None
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A host-side process: anonymous memory the host itself must hold."""
+
+    name: str
+    workload: WorkloadSpec
+    start: float = 0.0
+    stop: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +143,7 @@ class Scenario:
     guests: tuple[GuestSpec, ...]
     seed: int = 0
     step: float = 1.0
+    processes: tuple[ProcessSpec, ...] = ()
 
 
 def _num(where: str, value: Any, *, integer: bool = False, lo: float | None = 0, hi: float | None = None) -> Any:
@@ -137,12 +174,43 @@ def _io(where: str, value: Any) -> dict[str, int]:
     return {k: _num(f"{where}.{k}", v, integer=True) for k, v in table.items()}
 
 
-def _guest(where: str, raw: Any, default_seed_name: str) -> GuestSpec:
+_GUEST_BOOLS = ("free_page_reporting", "balloon_driver", "stats")
+_GUEST_TIMES = ("start", "stop", "balloon_stuck_at", "stats_period", "stats_stop")
+
+
+def _workload(where: str, raw: Any, base_dir: str) -> WorkloadSpec:
+    wl = dict(_table(where, raw))
+    wtype = wl.pop("type", None)
+    if not isinstance(wtype, str):
+        raise ScenarioError(f"{where}: missing type")
+    if "points" in wl:
+        raise ScenarioError(f"{where}: unknown parameter(s) points")
+    if wtype == "trace":
+        if not isinstance(wl.get("file"), str):
+            raise ScenarioError(f"{where}: workload trace needs file (a time,MiB CSV)")
+        path = os.path.join(base_dir, wl["file"])
+        try:
+            wl["points"] = read_trace(path)
+        except OSError as e:
+            raise ScenarioError(f"{where}: cannot read trace {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise ScenarioError(f"{where}: {e}") from None
+    spec = WorkloadSpec(wtype, wl)
+    try:
+        check_workload(spec)
+    except ValueError as e:
+        raise ScenarioError(f"{where}: {e}") from None
+    return spec
+
+
+def _guest(where: str, raw: Any, default_seed_name: str, base_dir: str = ".") -> GuestSpec:
     g = _table(where, raw)
     ints = {"max": "max_mib", "balloon": "balloon_mib", "min": "min_mib", "vcpus": "vcpus",
-            "swap": "swap_mib", "vcpu_period": "vcpu_period", "vcpu_user_limit": "vcpu_user_limit"}
-    _check_keys(where, g, set(ints) | {"name", "workload", "cache_fraction", "shareable", "start",
-                                       "stop", "uuid", "vcpu_quota", "io_guaranteed", "io_maximum"})
+            "swap": "swap_mib", "vcpu_period": "vcpu_period", "vcpu_user_limit": "vcpu_user_limit",
+            "shares": "shares"}
+    _check_keys(where, g, set(ints) | {"name", "workload", "cache_fraction", "shareable", "uuid", "vcpu_quota",
+                                       "io_guaranteed", "io_maximum", "working_set", "image", "balloon_speed"}
+                | set(_GUEST_BOOLS) | set(_GUEST_TIMES))
     for key in ("name", "max", "workload"):
         if key not in g:
             raise ScenarioError(f"{where}: missing {key}")
@@ -155,12 +223,23 @@ def _guest(where: str, raw: Any, default_seed_name: str) -> GuestSpec:
     for key in ("balloon_mib", "min_mib"):
         if kw.get(key, 0) > kw["max_mib"]:
             raise ScenarioError(f"{where}: {key[:-4]} exceeds max")
-    for key in ("cache_fraction", "shareable"):
+    for key in ("cache_fraction", "shareable", "working_set"):
         if key in g:
             kw[key] = float(_num(f"{where}.{key}", g[key], hi=1))
-    for key in ("start", "stop"):
+    if "balloon_speed" in g:
+        kw["balloon_speed"] = float(_num(f"{where}.balloon_speed", g["balloon_speed"]))
+    for key in _GUEST_TIMES:
         if key in g:
             kw[key] = float(_num(f"{where}.{key}", g[key]))
+    for key in _GUEST_BOOLS:
+        if key in g:
+            if not isinstance(g[key], bool):
+                raise ScenarioError(f"{where}.{key}: expected true or false, got {g[key]!r}")
+            kw[key] = g[key]
+    if "image" in g:
+        if not isinstance(g["image"], str) or not g["image"]:
+            raise ScenarioError(f"{where}.image: expected a non-empty name")
+        kw["image"] = g["image"]
     if kw.get("stop") is not None and kw["stop"] <= kw.get("start", 0.0):
         raise ScenarioError(f"{where}: stop must come after start")
     if "vcpu_quota" in g:
@@ -168,15 +247,7 @@ def _guest(where: str, raw: Any, default_seed_name: str) -> GuestSpec:
     for key in ("io_guaranteed", "io_maximum"):
         if key in g:
             kw[key] = _io(f"{where}.{key}", g[key])
-    wl = dict(_table(f"{where}.workload", g["workload"]))
-    wtype = wl.pop("type", None)
-    if not isinstance(wtype, str):
-        raise ScenarioError(f"{where}.workload: missing type")
-    spec = WorkloadSpec(wtype, wl)
-    try:
-        check_workload(spec)
-    except ValueError as e:
-        raise ScenarioError(f"{where}.workload: {e}") from None
+    spec = _workload(f"{where}.workload", g["workload"], base_dir)
     if "uuid" in g:
         try:
             kw["uuid"] = str(uuidlib.UUID(str(g["uuid"])))
@@ -187,9 +258,25 @@ def _guest(where: str, raw: Any, default_seed_name: str) -> GuestSpec:
     return GuestSpec(name=name, workload=spec, **kw)
 
 
+def _process(where: str, raw: Any, base_dir: str) -> ProcessSpec:
+    p = _table(where, raw)
+    _check_keys(where, p, {"name", "workload", "start", "stop"})
+    for key in ("name", "workload"):
+        if key not in p:
+            raise ScenarioError(f"{where}: missing {key}")
+    if not isinstance(p["name"], str) or not p["name"]:
+        raise ScenarioError(f"{where}.name: expected a non-empty name")
+    times = {k: float(_num(f"{where}.{k}", p[k])) for k in ("start", "stop") if k in p}
+    if times.get("stop") is not None and times["stop"] <= times.get("start", 0.0):
+        raise ScenarioError(f"{where}: stop must come after start")
+    return ProcessSpec(name=p["name"], workload=_workload(f"{where}.workload", p["workload"], base_dir), **times)
+
+
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    """Build a Scenario from parsed TOML; raises ScenarioError naming the bad key."""
-    _check_keys(source, data, {"name", "seed", "step", "host", "ksm", "guest"})
+    """Build a Scenario from parsed TOML; raises ScenarioError naming the bad key.
+    Trace files are found relative to source's directory."""
+    _check_keys(source, data, {"name", "seed", "step", "host", "ksm", "guest", "process"})
+    base_dir = os.path.dirname(source) or "."
     name = data.get("name", os.path.splitext(os.path.basename(source))[0])
     if not isinstance(name, str):
         raise ScenarioError(f"{source}: name must be a string")
@@ -208,7 +295,11 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     raw_guests = data.get("guest", [])
     if not isinstance(raw_guests, list):
         raise ScenarioError(f"{source}: guests are [[guest]] tables")
-    guests = tuple(_guest(f"{source}: guest[{i}]", g, name) for i, g in enumerate(raw_guests))
+    guests = tuple(_guest(f"{source}: guest[{i}]", g, name, base_dir) for i, g in enumerate(raw_guests))
+    raw_procs = data.get("process", [])
+    if not isinstance(raw_procs, list):
+        raise ScenarioError(f"{source}: host processes are [[process]] tables")
+    processes = tuple(_process(f"{source}: process[{i}]", p, base_dir) for i, p in enumerate(raw_procs))
     names = [g.name for g in guests]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -217,7 +308,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     step = float(_num(f"{source}: step", data.get("step", 1.0)))
     if not 0 < step <= 60:
         raise ScenarioError(f"{source}: step must be in (0, 60] seconds")
-    return Scenario(name=name, host=host, ksm=ksm, guests=guests, seed=seed, step=step)
+    return Scenario(name=name, host=host, ksm=ksm, guests=guests, seed=seed, step=step, processes=processes)
 
 
 def loads_scenario(text: str, source: str = "<scenario>") -> Scenario:
