@@ -5,9 +5,9 @@
                  [--jobs N] [--config FILE] [--set SECTION.KEY=VALUE]...
                  [--capacity --template GUEST --stall-budget S --max-guests N]
 
-Each scenario runs under each policy for each seed (the scenario's seed and
-the next N-1) with MOM's real engine, collectors and controllers on the
-simulator, time jumping instead of passing. A policy is a *.policy file or a
+Each scenario (a directory: its *.toml files) runs under each policy for
+each seed (the scenario's seed and the next N-1) with MOM's real engine,
+collectors and controllers on the simulator, time jumping instead of passing. A policy is a *.policy file or a
 directory of them; several paths joined by '+' are loaded together as named
 policies (a file under its base name), e.g. vdsm's set plus the parameters vdsm
 would set over RPC: vdsm=/path/to/vdsm+bench/policies/vdsm-enable. NAME= (no
@@ -105,7 +105,7 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, str
         raise UsageError("the bench runs on the simulator: hypervisor-interface must stay sim")
     scenarios = []
     labels: set[str] = set()
-    for path in args.scenario:
+    for path in _scenario_files(args.scenario):
         try:
             scenario = load_scenario(path)
         except ScenarioError as e:
@@ -117,6 +117,20 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, str
         scenarios.append(ScenarioEntry(label, scenario))
     policies = [load_policy_spec(name, paths, config) for name, paths in _policy_args(args)]
     return scenarios, policies, settings
+
+
+def _scenario_files(paths: list[str]) -> list[str]:
+    """The files given, a directory standing for its *.toml files in name order."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".toml"))
+            if not found:
+                raise UsageError(f"no *.toml scenario files in {path}")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
 
 
 class _Progress:
@@ -248,7 +262,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="compare policies on simulated hosts (no momd needed)",
                        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", nargs="+", action="extend", required=True, metavar="FILE",
-                   help="scenario files (TOML, see doc/sim-scenarios.md)")
+                   help="scenario files (TOML, see doc/sim-scenarios.md); a directory: its *.toml files")
     p.add_argument("--policy", nargs="+", action="extend", metavar="NAME=PATH",
                    help="policies: NAME=PATH[+PATH...], a file or directory each; NAME= for no manager")
     p.add_argument("--baselines", action="store_true", help="also run none, doc, proxmox and squeezed")

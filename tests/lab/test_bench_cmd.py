@@ -96,3 +96,19 @@ def test_baselines_are_found_in_the_source_tree(tiny: Path, tmp_path: Path):
     assert [row["policy"] for row in json_lines(out)] == ["none", "doc", "proxmox", "squeezed"]
     assert all(row["policy_errors"] == 0 for row in json_lines(out))
     assert REPO.joinpath("bench/policies/proxmox.policy").is_file()
+
+
+def test_a_scenario_directory_stands_for_its_toml_files(tiny: Path, tmp_path: Path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("b-step", "a-steady"):
+        (lib / f"{name}.toml").write_text(tiny.read_text())
+    (lib / "notes.txt").write_text("not a scenario")
+    out = tmp_path / "runs.jsonl"
+    r = momctl("bench", "--scenario", str(lib), "--policy", "none=", "--hours", HOURS, "--json", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert [row["scenario"] for row in json_lines(out)] == ["a-steady", "b-step"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = momctl("bench", "--scenario", str(empty), "--policy", "none=")
+    assert r.returncode == 2 and r.stderr.strip() == f"momctl bench: no *.toml scenario files in {empty}"
