@@ -1,10 +1,10 @@
 """The effectiveness lab: MOM's real engine on the simulated host, scored.
 
-- :mod:`mom.lab.observe`: the simulator's ground truth after a step
-  (:class:`mom.sim.observation.HostObservation`).
 - :mod:`mom.lab.runner`: one run, a scenario under a policy for a seed, with a
   clock that jumps instead of sleeping.
-- :mod:`mom.lab.metrics`: what the guests and the host went through, per run.
+- :mod:`mom.lab.metrics`: what the guests and the host went through, per run,
+  from the simulator's ground truth (``SimModel.observe()``,
+  :class:`mom.sim.observation.HostObservation`).
 - :mod:`mom.lab.bench`: many runs in parallel processes, and capacity search.
 - :mod:`mom.lab.report`: Markdown tables, JSON lines and PNG plots.
 

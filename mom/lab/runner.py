@@ -21,7 +21,6 @@ from mom.daemon.clock import ManualClock
 from mom.daemon.config import Config, ConfigError, load_config
 from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.lab.metrics import RunMetrics
-from mom.lab.observe import observe
 from mom.policy.errors import PolicyError
 from mom.policy.policy import PolicySet, policy_name, read_policy_paths
 from mom.sim.scenario import Scenario
@@ -239,7 +238,7 @@ def _drive(engine: Engine, hv: Any, clock: ManualClock, metrics: RunMetrics, sec
              ("guests", s.guest_interval, engine.collect_guests), ("policy", s.policy_interval, engine.run_policy)]
     due = {name: 0.0 for name, _, _ in tasks}
     next_sample = 0.0
-    metrics.add(observe(hv.model))
+    metrics.add(hv.model.observe())
     while True:
         now = min(next_sample, *due.values())
         if now > seconds:
@@ -248,7 +247,7 @@ def _drive(engine: Engine, hv: Any, clock: ManualClock, metrics: RunMetrics, sec
         if now >= next_sample:
             hv.sync()
             if now > 0:
-                metrics.add(observe(hv.model))
+                metrics.add(hv.model.observe())
             next_sample += sample_s
         for name, interval, task in tasks:
             if now >= due[name]:
