@@ -12,7 +12,7 @@ SRC=$(pwd)
 OUT=${1:-dist/deb}
 case $OUT in /*) ;; *) OUT=$SRC/$OUT ;; esac
 
-# Keep in step with debian/control's Build-Depends (tests/packaging checks it).
+# Keep in step with debian/control's Build-Depends (tests/distro checks it).
 BUILD_DEPS="build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools"
 
 missing=""

@@ -6,7 +6,7 @@
 The page's tables (``| Key | Type | Default | Meaning |`` under ``## [section]``)
 become ``.TP`` entries; its paragraphs become text. Only the Markdown that page
 uses is understood: headings, paragraphs, tables, inline code and emphasis.
-tests/packaging checks that doc/man/mom.conf.5 is this script's output.
+tests/distro checks that doc/man/mom.conf.5 is this script's output.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 #     "momctl ping" over the default socket, no flags;
 #   - the unit is enabled, man pages and completion are there;
 #   - SIGTERM stops momd cleanly and removes its socket; purge removes /etc/mom.
-# tests/packaging/test_deb_fresh_root.py runs it. Prints "fresh-install: OK" at the end.
+# tests/distro/test_deb_fresh_root.py runs it. Prints "fresh-install: OK" at the end.
 set -eu
 say() { echo "fresh-install: $*"; }
 fail() { echo "fresh-install: FAILED: $*" >&2; exit 1; }

@@ -19,8 +19,7 @@ from .conftest import GUESTS, Daemon
 
 
 def imread(path: str) -> np.ndarray:
-    """The image as RGBA floats 0-1 (Pillow: matplotlib's import of 'packaging' is shadowed by
-    tests/packaging when the test runner puts tests/ on sys.path)."""
+    """The image as RGBA floats 0-1."""
     return np.asarray(Image.open(path).convert("RGBA"), dtype=float) / 255
 
 
