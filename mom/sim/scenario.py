@@ -332,7 +332,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
 
 # An 8 GiB host with 12 GiB of guests. Demand peaks together around t=300 s of
 # every 600 s "day" (host free memory well under 20% without ballooning or KSM)
-# and falls back by t=600 s (free memory back above 20%).
+# and falls back by t=600 s; the guests keep what they touched, so the host
+# gets memory back only when a policy balloons their free memory away.
 DEFAULT_SCENARIO_TOML = """\
 name = "default"
 seed = 1
