@@ -34,7 +34,7 @@ Sections and keys (defaults in :data:`DEFAULTS`)::
     [vdsm]     pki-dir /etc/pki/vdsm, key-file keys/vdsmkey.pem,
                cert-file certs/vdsmcert.pem, ca-cert-file certs/cacert.pem,
                host 127.0.0.1, port 54321, request-timeout 10
-    [sim]      scenario '' (file; '' = built-in default), seed 0,
+    [sim]      scenario '' (file; '' = built-in default), seed '' ('' = the scenario's own),
                speed 1 (clock speed factor), tree-dir '' ('' = temporary dir)
     [Collector: NAME]   free-form settings handed to collector NAME
     [Controller: NAME]  free-form settings handed to controller NAME
@@ -56,7 +56,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 __all__ = [
     "Config", "ConfigError", "DEFAULTS", "HostPort", "KNOWN_INTERFACES", "LoggingConfig",
@@ -181,7 +181,7 @@ class SimConfig:
     """The [sim] section: the simulated host."""
 
     scenario: str = ""
-    seed: int = 0
+    seed: int | None = None  # None: the scenario's own seed
     speed: float = 1.0
     tree_dir: str = ""
 
@@ -264,7 +264,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     },
     "sim": {
         "scenario": "",
-        "seed": "0",
+        "seed": "",
         "speed": "1",
         "tree-dir": "",
     },
@@ -543,7 +543,7 @@ class _Builder:
             self.get(s, "scenario", _readable_file)
         return SimConfig(
             scenario=scenario,
-            seed=self.get(s, "seed", _integer()),
+            seed=self.get(s, "seed", _optional(_integer())),
             speed=self.get(s, "speed", _number(positive=True)),
             tree_dir=self.get(s, "tree-dir", str),
         )
@@ -580,6 +580,13 @@ def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable
             raise _Invalid(f"expected an integer <= {maximum}, got {value!r}")
         return x
     return convert
+
+
+def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An empty value means "not given" (None); anything else is converted."""
+    def optional(value: str) -> Any:
+        return None if value == "" else convert(value)
+    return optional
 
 
 def _non_empty(value: str) -> str:

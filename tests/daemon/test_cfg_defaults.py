@@ -49,7 +49,7 @@ def test_defaults_without_file() -> None:
     assert v.key_path == "/etc/pki/vdsm/keys/vdsmkey.pem"
     assert v.cert_path == "/etc/pki/vdsm/certs/vdsmcert.pem"
     assert v.ca_cert_path == "/etc/pki/vdsm/certs/cacert.pem"
-    assert (cfg.sim.scenario, cfg.sim.seed, cfg.sim.speed, cfg.sim.tree_dir) == ("", 0, 1.0, "")
+    assert (cfg.sim.scenario, cfg.sim.seed, cfg.sim.speed, cfg.sim.tree_dir) == ("", None, 1.0, "")
     assert cfg.source == "" and cfg.warnings == ()
 
 
