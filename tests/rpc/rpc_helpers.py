@@ -52,7 +52,7 @@ workload = {{ type = "steady", level = {level} }}
 """
 
 
-def scenario(guests: int = 3, memory: int = 4096, guest_max: int = 2048, level: int = 1500) -> str:
+def scenario(guests: int = 3, memory: int = 4096, guest_max: int = 2048, level: int = 1200) -> str:
     return SCENARIO.format(memory=memory) + "".join(
         GUEST.format(name=f"vm{i + 1}", max=guest_max, level=level) for i in range(guests))
 

@@ -29,11 +29,11 @@ def vdsm_momd(tmp_path: Path, sockdir: Path) -> Iterator[tuple[Momd, Path]]:
     for p in VDSM_POLICIES.glob("*.policy"):
         shutil.copy(p, policy_dir)
     sock = sockdir / "mom-vdsm.sock"
-    # Overcommitted: 3 guests of 2 GiB busy with 1.5 GiB each on a 4 GiB host, so
+    # Overcommitted: 3 guests of 2 GiB busy with 1.2 GiB each on a 4 GiB host, so
     # vdsm's KSM policy runs KSM while ksmEnabled, and its balloon policy shrinks
     # guests while balloonEnabled.
     cfg = write_config(tmp_path, rpc=str(sock), policy_dir=str(policy_dir),
-                       scenario_text=scenario(guests=3, memory=4096, guest_max=2048, level=1500),
+                       scenario_text=scenario(guests=3, memory=4096, guest_max=2048, level=1200),
                        controllers="Balloon, KSM, CpuTune, IoTune", host_collectors="HostMemory, HostKSM, HostCpu",
                        guest_collectors="GuestMemoryOptional, GuestBalloonOptional, GuestCpuTune, GuestIoTuneOptional")
     m = Momd(cfg)

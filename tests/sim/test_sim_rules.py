@@ -349,3 +349,15 @@ def test_guest_info_for_a_vanished_guest(tmp_path):
             hv.guest_memory_stats(GuestInfo(uuid=info.uuid, name="a", pid=info.pid))
     finally:
         hv.close()
+
+
+def test_momd_default_config_keeps_the_scenario_seed(tmp_path):
+    from mom.daemon.config import load_config
+    cfg = load_config(None)
+    assert cfg.sim.seed is None
+    sc = loads_scenario(scenario(guest("a", '{ type = "idle" }')))
+    hv = SimHypervisor(sc, seed=cfg.sim.seed, tree_dir=str(tmp_path))
+    try:
+        assert hv.model.seed == sc.seed == 5
+    finally:
+        hv.close()
