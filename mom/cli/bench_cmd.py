@@ -97,7 +97,9 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, str
     from mom.lab.runner import lab_config, load_policy_spec
     from mom.sim.scenario import ScenarioError, load_scenario
 
-    if args.seeds < 1 or args.hours <= 0 or (args.jobs is not None and args.jobs < 1) or args.sample <= 0:
+    bad_jobs = args.jobs is not None and args.jobs < 1
+    bad_sample = args.sample is not None and args.sample <= 0
+    if args.seeds < 1 or args.hours <= 0 or bad_jobs or bad_sample:
         raise UsageError("--seeds and --jobs must be at least 1, --hours and --sample positive")
     settings = _settings(args)
     config = lab_config(args.config, settings)
@@ -275,8 +277,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE", help="a mom.conf for intervals, collectors and controllers "
                                                      "(default: MOM's intervals, every collector and controller)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a configuration value")
-    p.add_argument("--sample", type=float, default=5.0, metavar="S",
-                   help="simulated seconds between two observations of the host (default 5)")
+    p.add_argument("--sample", type=float, metavar="S",
+                   help="simulated seconds between two observations of the host "
+                        "(default: the shortest collection interval, 5 s)")
     p.add_argument("--capacity", action="store_true", help="find the most guests each policy holds")
     p.add_argument("--template", metavar="GUEST", help="capacity: the guest to copy (default: the first)")
     p.add_argument("--stall-budget", type=float, metavar="S", help="capacity: stall seconds one guest may have")

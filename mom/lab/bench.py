@@ -33,8 +33,8 @@ class ScenarioEntry:
 
 
 def plan_runs(scenarios: list[ScenarioEntry], policies: list[PolicySpec], seeds: int, hours: float, *,
-              settings: dict[str, str] | None = None, config_file: str | None = None, sample_s: float = 5.0,
-              series: bool = False) -> list[RunSpec]:
+              settings: dict[str, str] | None = None, config_file: str | None = None,
+              sample_s: float | None = None, series: bool = False) -> list[RunSpec]:
     """Every scenario x policy x seed. Seeds are the scenario's own seed and the
     next seeds-1 numbers. ``series``: keep the time series of each first seed (for plots)."""
     specs = []
@@ -162,7 +162,7 @@ class _Search:
 
 def capacity(entry: ScenarioEntry, template: str, policies: list[PolicySpec], seeds: int, hours: float,
              stall_budget_s: float, max_guests: int, *, settings: dict[str, str] | None = None,
-             config_file: str | None = None, sample_s: float = 5.0, jobs: int | None = None,
+             config_file: str | None = None, sample_s: float | None = None, jobs: int | None = None,
              progress: Progress | None = None) -> list[CapacityResult]:
     """The most guests each policy held on the scenario with copies of ``template``
     added, within the per-guest stall budget and without OOM kills, up to max_guests.

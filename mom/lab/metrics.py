@@ -148,10 +148,10 @@ class RunMetrics:
         s = self.series
         s["time"].append(obs.time)
         running = [g for g in obs.guests if g.running]
-        resident = sum(g.resident_kib for g in running)
+        resident = sum(g.resident_kib for g in running)  # in RAM: host-swapped pages are not resident
         host = {
             "ram": obs.ram_kib / MIB,
-            "guests": max(0.0, (resident - obs.ksm_saved_kib - sum(g.host_swap_kib for g in running)) / MIB),
+            "guests": max(0.0, (resident - obs.ksm_saved_kib) / MIB),
             "host_processes": obs.host_processes_kib / MIB,
             "free": obs.free_kib / MIB,
             "available": obs.available_kib / MIB,

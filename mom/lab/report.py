@@ -119,7 +119,7 @@ def plot_run(result: RunResult, directory: str) -> list[str]:
     stem = os.path.join(directory, f"{_slug(result.scenario)}--{_slug(result.policy)}--seed{result.seed}")
     minutes = [t / 60 for t in series["time"]]
     host = series["host"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     used = [max(0.0, ram - free) for ram, free in zip(host["ram"], host["free"])]
     other = [max(0.0, u - g - p) for u, g, p in zip(used, host["guests"], host["host_processes"])]
     ax.stackplot(minutes, host["guests"], host["host_processes"], other, host["free"],
@@ -131,7 +131,7 @@ def plot_run(result: RunResult, directory: str) -> list[str]:
     ax.set_xlabel("simulated minutes")
     ax.set_ylabel("MiB")
     ax.set_title(f"{result.scenario} under {result.policy} (seed {result.seed}): host memory")
-    ax.legend(loc="upper left", fontsize=7, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, ncol=4, frameon=False)
     fig.tight_layout()
     files = [f"{stem}--host.png"]
     fig.savefig(files[0], dpi=90)

@@ -70,7 +70,7 @@ class RunSpec:
     hours: float
     settings: tuple[tuple[str, str], ...] = ()   # config overrides on top of LAB_SETTINGS
     config_file: str | None = None
-    sample_s: float = 5.0
+    sample_s: float | None = None                # None: the engine's shortest collection interval
     keep_series: bool = False
 
 
@@ -230,10 +230,12 @@ class InlinePool:
 
 
 def _drive(engine: Engine, hv: Any, clock: ManualClock, metrics: RunMetrics, seconds: float,
-           sample_s: float) -> None:
+           sample_s: float | None) -> None:
     """Jump the clock from one due moment to the next until ``seconds`` have passed:
     at a sample, advance the model and observe it; then run the engine's due steps."""
     s = engine.s
+    if sample_s is None:  # observe when MOM collects: the tree is written once per observation
+        sample_s = min(s.host_interval, s.guest_interval)
     tasks = [("discovery", s.discovery_interval, engine.discover), ("host", s.host_interval, engine.collect_host),
              ("guests", s.guest_interval, engine.collect_guests), ("policy", s.policy_interval, engine.run_policy)]
     due = {name: 0.0 for name, _, _ in tasks}
