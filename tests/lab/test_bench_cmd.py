@@ -112,3 +112,36 @@ def test_a_scenario_directory_stands_for_its_toml_files(tiny: Path, tmp_path: Pa
     empty.mkdir()
     r = momctl("bench", "--scenario", str(empty), "--policy", "none=")
     assert r.returncode == 2 and r.stderr.strip() == f"momctl bench: no *.toml scenario files in {empty}"
+
+
+def test_progress_is_a_bar_on_a_terminal(tiny: Path, tmp_path: Path):
+    """On a terminal rich draws a bar (then removes it); the table still goes to stdout."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mom.cli.momctl", "bench", "--scenario", str(tiny), "--policy",
+                             "none=", "--seeds", "3", "--hours", HOURS, "--jobs", "1"],
+                            cwd=REPO, stdin=side, stdout=side, stderr=side, env={**os.environ, "COLUMNS": "120"})
+    os.close(side)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(60) == 0
+    os.close(main)
+    text = seen.decode(errors="replace")
+    assert "━" in text and "3/3" in text   # the bar and its count
+    assert "bench: 1/3" not in text        # not the plain lines
+    assert "| none |" in text
