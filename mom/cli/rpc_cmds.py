@@ -21,6 +21,8 @@ import time
 import xmlrpc.client
 from typing import Any, Callable
 
+from mom.rpc.server import MAX_BODY, MAX_BODY_HEADER
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_SOCKET = "/run/mom/mom.sock"  # rpc-port in the packaged mom.conf; the unit's RuntimeDirectory=mom
@@ -31,6 +33,76 @@ class UsageError(Exception):
 
 
 # -- the client ----------------------------------------------------------------------------
+
+class RequestTooLarge(Exception):
+    """momd refused the request for its size (HTTP 413), or hung up while it was sent."""
+
+    def __init__(self, size: int, limit: int | None) -> None:
+        super().__init__(f"request too large ({_megabytes(size)}; momd accepts at most {_mebibytes(limit)})")
+
+
+class NotRpcEndpoint(Exception):
+    """Something answered HTTP, but not momd's XML-RPC (e.g. momd's metrics port)."""
+
+
+class HungUp(Exception):
+    """momd closed the connection before answering."""
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _mebibytes(n: int | None) -> str:
+    if n is None:
+        n = MAX_BODY  # an older momd does not say
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _not_rpc(e: xmlrpc.client.ProtocolError) -> str:
+    if "GET" in (_header(e.headers, "Allow") or ""):
+        hint = "it serves GET only, like momd's metrics endpoint; give momd's rpc-port instead"
+    else:
+        hint = "is this momd's rpc-port?"
+    return f"not momd's RPC endpoint: it answered HTTP {e.errcode} {e.errmsg}; {hint}"
+
+
+class _Transport(xmlrpc.client.Transport):
+    """The stdlib's transport with a timeout, turning what momd's HTTP side says into
+    momctl's errors: 413 is RequestTooLarge, 404/405 NotRpcEndpoint, a reset while
+    sending HungUp (never a BrokenPipeError, which momctl keeps for its own stdout)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout
+        return conn
+
+    def single_request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+        try:
+            return super().single_request(host, handler, request_body, verbose)
+        except xmlrpc.client.ProtocolError as e:
+            if e.errcode == 413:
+                limit = _header(e.headers, MAX_BODY_HEADER)
+                raise RequestTooLarge(len(request_body), int(limit) if limit and limit.isdigit() else None) from None
+            if e.errcode in (404, 405):
+                raise NotRpcEndpoint(_not_rpc(e)) from None
+            raise
+        except (BrokenPipeError, ConnectionResetError) as e:
+            if len(request_body) > MAX_BODY:  # an older momd resets oversized requests
+                raise RequestTooLarge(len(request_body), None) from None
+            raise HungUp(e.strerror or str(e)) from None
+
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
@@ -48,25 +120,13 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class _UnixTransport(xmlrpc.client.Transport):
+class _UnixTransport(_Transport):
     def __init__(self, path: str, timeout: float) -> None:
-        super().__init__()
+        super().__init__(timeout)
         self._path = path
-        self._timeout = timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         return _UnixConnection(self._path, self._timeout)
-
-
-class _TcpTransport(xmlrpc.client.Transport):
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        conn = super().make_connection(host)
-        conn.timeout = self._timeout
-        return conn
 
 
 def connect(socket_path: str | None, port: int | None, timeout: float = DEFAULT_TIMEOUT) -> xmlrpc.client.ServerProxy:
@@ -74,7 +134,7 @@ def connect(socket_path: str | None, port: int | None, timeout: float = DEFAULT_
     if socket_path:
         return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(socket_path, timeout),
                                          allow_none=True)
-    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2", transport=_TcpTransport(timeout),
+    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2", transport=_Transport(timeout),
                                      allow_none=True)
 
 
@@ -348,6 +408,15 @@ def run(args: argparse.Namespace) -> int:
     except xmlrpc.client.Fault as f:
         _err(f"momd: {f.faultString}")
         return EXIT_ERROR
+    except RequestTooLarge as e:
+        _err(str(e))
+        return EXIT_ERROR
+    except NotRpcEndpoint as e:
+        _err(f"{_where(args)}: {e}")
+        return EXIT_ERROR
+    except HungUp as e:
+        _err(f"momd at {_where(args)} closed the connection before answering: {e}")
+        return EXIT_CONNECT
     except xmlrpc.client.ProtocolError as e:
         _err(f"momd answered HTTP {e.errcode} {e.errmsg}")
         return EXIT_ERROR

@@ -38,7 +38,7 @@ from typing import Any, Callable
 from mom.daemon.config import parse_verbosity
 from mom.policy.policy import DEFAULT_POLICY_NAME
 from mom.policy.errors import PolicyError
-from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher
+from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher, cached_response
 
 FAULT_POLICY = 5  # a policy change was rejected; the fault string is the rendered error
 
@@ -68,6 +68,14 @@ def set_verbosity(level: Any) -> int:
     return value
 
 
+def _collection_round(engine: Any) -> tuple[Any, ...]:
+    """What changes when the engine's statistics or guests may have changed: its
+    tick count and the times of its last discovery and collections."""
+    with engine.lock:
+        run = engine.last_run
+        return engine.tick_count, len(engine.guests), run.get("discovery"), run.get("host"), run.get("guests")
+
+
 class MomApi:
     """The methods, bound to one engine and its policy set."""
 
@@ -87,6 +95,9 @@ class MomApi:
     def ping(self) -> bool:
         return True
 
+    # Marshalled once per collection round (many clients, one marshalling: at 200
+    # guests the statistics take tens of milliseconds to marshal).
+    @cached_response(lambda api: _collection_round(api.engine))
     def getStatistics(self) -> dict[str, Any]:
         e = self.engine
         with e.lock:
@@ -94,6 +105,7 @@ class MomApi:
             guests = {s.info.name: dict(s.history[-1]) for s in e.guests.values() if s.history}
         return {"host": host, "guests": guests}
 
+    @cached_response(lambda api: _collection_round(api.engine))
     def getActiveGuests(self) -> list[str]:
         with self.engine.lock:
             return sorted(s.info.name for s in self.engine.guests.values())

@@ -38,19 +38,25 @@ The daemon::
 
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
 import threading
-import wsgiref.simple_server
-from typing import Any, Iterable
+import time
+from typing import Any, Hashable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from mom.rpc.server import LISTEN_BACKLOG, HttpServer, Refusal, Request, http_response
 
 log = logging.getLogger("mom.metrics")
 
 KIB = 1024
+METRICS_PATHS = ("/metrics", "/")
+MAX_SCRAPE_BODY = 64 << 10  # a GET has no use for a body; a small one is read and ignored
+EXPOSITION_MAX_AGE = 5.0  # seconds: rendered again at least this often even if nothing seems to change
 
 # host row field -> (metric name, help, factor)
 HOST_GAUGES = [
@@ -164,6 +170,12 @@ class Metrics:
     """The registry and its feeders; ``on_tick`` and ``on_step`` come from the engine."""
 
     def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.version = 0  # bumped by every tick and step: the exposition changes only then
+        self._cache_lock = threading.Lock()
+        self._cache_key: Hashable = None
+        self._cache_time = 0.0
+        self._cache: dict[bool, bytes] = {}  # gzipped? -> body
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(engine))
         self.ticks = Counter("mom_policy_ticks", "Policy runs", registry=self.registry)
@@ -177,6 +189,7 @@ class Metrics:
                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
     def on_tick(self, record: Any) -> None:
+        self.version += 1
         self.ticks.inc()
         self.evaluation.observe(record.eval_seconds)
         for a in record.actions:
@@ -184,44 +197,65 @@ class Metrics:
                 self.actions.labels(a.controller, a.control).inc()
 
     def on_step(self, step: str, seconds: float) -> None:
+        self.version += 1
         if step in ("discovery", "host", "guests"):
             self.collection.labels(step).observe(seconds)
 
-
-class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
-    timeout = 5  # a slow scraper cannot hold the (single) serving thread for long
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        pass
+    def exposition(self, gzipped: bool = False) -> bytes:
+        """The text exposition, rendered once per engine step (at 200 guests a render
+        takes milliseconds of CPU; twenty scrapers must not multiply that)."""
+        # Read before rendering: at worst a newer render is kept under an older key.
+        key = (self.version, self.engine.tick_count, tuple(sorted(dict(self.engine.faults.counts).items())))
+        with self._cache_lock:
+            if key != self._cache_key or time.monotonic() - self._cache_time > EXPOSITION_MAX_AGE:
+                self._cache = {False: generate_latest(self.registry)}
+                self._cache_key, self._cache_time = key, time.monotonic()
+            if gzipped and True not in self._cache:
+                self._cache[True] = gzip.compress(self._cache[False], compresslevel=1)
+            return self._cache[gzipped]
 
 
 class MetricsServer:
-    """Serves /metrics on one thread. Binds at construction, serves after start()."""
+    """Serves /metrics (and /) on one selector thread, on the RPC's footing: timeouts,
+    a connection cap, non-blocking writes, the clients' CPU budget. The exposition is
+    rendered at most once per engine step (cached), however many scrapers ask.
+    Binds at construction (OSError), serves after start()."""
 
     def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        self.metrics = metrics
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        self.address = sock.getsockname()
+        self.http = HttpServer(sock, "mom-metrics", "metrics", self._check, self._answer, logger=log)
 
-        class Server(wsgiref.simple_server.WSGIServer):
-            address_family = family
-            allow_reuse_address = True
+    @staticmethod
+    def _check(req: Request) -> int:
+        if req.method not in ("GET", "HEAD"):
+            raise Refusal("http", "405 Method Not Allowed",
+                          f"{req.method} is not allowed: this is momd's metrics endpoint (GET /metrics), "
+                          "not its RPC port", {"Allow": "GET, HEAD"})
+        if req.path not in METRICS_PATHS:
+            raise Refusal("http", "404 Not Found", f"no {req.path} here: momd's metrics are at /metrics")
+        return MAX_SCRAPE_BODY
 
-        self.httpd = wsgiref.simple_server.make_server(host, port, make_wsgi_app(metrics.registry), Server,
-                                                       handler_class=_QuietHandler)
-        self.address = self.httpd.server_address
-        self._thread: threading.Thread | None = None
+    def _answer(self, req: Request) -> bytes:
+        gzipped = "gzip" in req.headers.get("accept-encoding", "")
+        body = self.metrics.exposition(gzipped)
+        extra = {"Content-Encoding": "gzip"} if gzipped else None
+        return http_response("200 OK", body, CONTENT_TYPE_LATEST, extra, head_only=req.method == "HEAD")
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="mom-metrics", daemon=True)
-        self._thread.start()
+        self.http.start()
         host, port = self.address[:2]
         log.info("metrics on http://%s:%s/metrics", f"[{host}]" if ":" in host else host, port)
 
     def close(self) -> None:
-        """Stop within about a second: a scrape stuck on a slow client is abandoned
-        (the serving thread is a daemon thread and ends after it)."""
-        if self._thread is not None:
-            # shutdown() waits for the request being served; ask for it without waiting.
-            threading.Thread(target=self.httpd.shutdown, name="mom-metrics-stop", daemon=True).start()
-            self._thread.join(1.0)
-        self.httpd.server_close()
+        """Stop serving (within about a second: writes never block the serving thread)."""
+        self.http.close()

@@ -1,32 +1,46 @@
-"""The XML-RPC transport: HTTP POST over TCP (127.0.0.1 only) or a unix socket.
+"""The XML-RPC transport: HTTP POST over TCP (127.0.0.1 only) or a unix socket,
+and the small HTTP server it shares with the metrics endpoint.
 
 MOM's RPC has no authentication, as the original's, so it is only reachable
 from the host: TCP binds the loopback address, a unix socket is created with
-mode 0600. It must also survive bad clients:
+mode 0600. Clients must never keep the policy loop from its interval, nor lock
+other clients out:
 
-- One selector thread accepts connections and reads requests without
-  blocking; a fixed pool of worker threads parses complete requests, calls the
-  methods and writes the answers. The thread count never depends on the
-  number of clients.
+- One selector thread per server accepts connections, reads requests and
+  writes answers without blocking; a fixed pool of worker threads only parses
+  complete requests and calls the methods. A worker never touches a client's
+  socket, so a client that does not read its answer holds nothing but its own
+  connection. The thread count never depends on the number of clients.
 - A request must arrive whole within REQUEST_TIMEOUT seconds of the
-  connection (slow or idle clients are cut off); headers are limited to
-  MAX_HEADER bytes and bodies to MAX_BODY (1 MiB): a bigger one gets HTTP 413
-  as soon as its Content-Length (or its bytes) say so.
+  connection and its answer be read within WRITE_TIMEOUT seconds: slow
+  writers, idle connections and clients that do not read are cut off.
+- At most MAX_CONNECTIONS connections per server. At the cap, a new
+  connection closes the oldest one still sending its request (then the oldest
+  one not reading its answer), so a normal client always gets in.
+- Headers are limited to MAX_HEADER bytes and bodies to MAX_BODY (1 MiB). A
+  bigger body gets HTTP 413 at once, and is read and discarded (up to
+  MAX_DRAIN) so the client sees that answer rather than a reset.
 - Bodies with a DOCTYPE or an ENTITY declaration (or in an encoding that
   could hide one: UTF-16/32, EBCDIC...) are refused with an XML-RPC fault
-  before any parsing, so no entity is ever expanded; malformed XML gets a
-  fault from the parser.
-- At most MAX_CONNECTIONS connections are open at once; more are closed at
-  once rather than queued without bound.
+  before any parsing, so no entity is ever expanded; malformed XML and
+  arrays or structs nested deeper than MAX_NESTING get a fault too.
+- Serving clients takes at most CLIENT_TIME_SHARE of the time, one piece of
+  work at a time (ClientTime), and methods can return pre-marshalled answers
+  (ResponseCache), so the scheduler keeps the interpreter lock (see ClientTime).
+- Each RPC call is logged at debug level; each kind of refused request once
+  per LOG_PERIOD at info level, with no traceback.
 
 Integers beyond 32 bits travel as ``<i8>`` and ``None`` as ``<nil/>``.
 """
 
 from __future__ import annotations
 
-import errno
+import collections
+import contextlib
+import functools
 import logging
 import os
+import queue
 import re
 import selectors
 import socket
@@ -35,7 +49,8 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterator
 from xml.parsers.expat import ExpatError
 
 from mom.daemon.pool import CallPool
@@ -44,11 +59,22 @@ log = logging.getLogger("mom.rpc")
 
 MAX_BODY = 1 << 20
 MAX_HEADER = 16 << 10
-MAX_CONNECTIONS = 256
+MAX_DRAIN = 64 << 20
+MAX_CONNECTIONS = 128
+# Connections waiting to be accepted: more than a flood of idle ones can fill while
+# momd closes the oldest (connecting to a full unix-socket backlog fails at once).
+LISTEN_BACKLOG = 1024
+MAX_NESTING = 64
 REQUEST_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
+DRAIN_IDLE = 1.0  # a refused body is discarded while it keeps coming, with pauses up to this long
 WORKERS = 4
 RPC_PATH = "/RPC2"
+LOG_PERIOD = 60.0
+# The share of the time serving RPC and metrics clients may take (see ClientTime).
+CLIENT_TIME_SHARE = float(os.environ.get("MOM_SHARE", "0.25"))
+CLIENT_TIME_BURST = 0.05  # seconds a quiet server may work at once
+MAX_BODY_HEADER = "X-Mom-Max-Body"  # tells clients the limit in a 413 answer
 
 # Fault codes (the original used the stdlib's: 1 for any exception in a method).
 FAULT_METHOD = 1
@@ -60,6 +86,84 @@ FAULT_REFUSED = 4
 class RpcServerError(Exception):
     """The server cannot listen where it is told to (one line)."""
 
+
+# -- shared helpers ---------------------------------------------------------------------
+
+class OncePerKind:
+    """Logs the first problem of each kind, then at most one line per period with the
+    number seen in between: a flood of bad clients is a few log lines, not thousands."""
+
+    def __init__(self, logger: logging.Logger, period: float = LOG_PERIOD) -> None:
+        self.log = logger
+        self.period = period
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
+        self._lock = threading.Lock()
+
+    def report(self, kind: str, message: str, level: int = logging.INFO) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._seen.get(kind, (None, 0))
+            if last is not None and now - last < self.period:
+                self._seen[kind] = (last, suppressed + 1)
+                return
+            self._seen[kind] = (now, 0)
+        more = f" ({suppressed} more since the last such line)" if suppressed else ""
+        self.log.log(level, "%s%s", message, more)
+
+
+class ClientTime:
+    """How much of the wall-clock time serving clients may take: one piece of client
+    work at a time (a selector round, a method call), and at most `share` of the time
+    over any stretch longer than `burst` seconds.
+
+    Why wall time and one at a time: momd's threads share one interpreter lock, and a
+    tick is thousands of short system calls (the collectors' reads, the hypervisor's
+    calls), each giving the lock up. While a client thread runs, each of them may wait
+    for the lock, and on a busy machine for a CPU after it: the tick stretches many
+    times over, however little CPU the clients use. Wall time counts those waits too,
+    so while the scheduler is busy client work gets fewer turns; in between it runs
+    at full speed."""
+
+    def __init__(self, share: float = CLIENT_TIME_SHARE, burst: float = CLIENT_TIME_BURST) -> None:
+        if not 0 < share <= 1 or burst <= 0:
+            raise ValueError("share must be in (0, 1] and burst positive")
+        self.share = share
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+        self.used = 0.0  # seconds of client work (for the benchmark)
+        self.paused = 0.0  # seconds client work waited for its turn beyond the lock
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.share)
+        self._stamp = now
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Run the body as one piece of client work: after the previous one, once the
+        share allows (the wait is bounded by the last piece's length / share)."""
+        with self._lock:
+            t0 = time.monotonic()
+            self._refill(t0)
+            if self._tokens < 0:
+                pause = -self._tokens / self.share
+                time.sleep(pause)  # the interpreter lock is the scheduler's meanwhile
+                self.paused += pause
+                t0 = time.monotonic()
+                self._refill(t0)
+            try:
+                yield
+            finally:
+                spent = time.monotonic() - t0
+                self._tokens -= spent
+                self.used += spent
+
+
+CLIENT_TIME = ClientTime()  # shared by the RPC servers and the metrics endpoint of a momd
+
+
+# -- marshalling ------------------------------------------------------------------------
 
 class _I8Marshaller(xmlrpc.client.Marshaller):
     """The stdlib's marshaller, sending integers beyond 32 bits as <i8>."""
@@ -86,6 +190,53 @@ def dumps_response(value: Any) -> bytes:
             + "</methodResponse>\n").encode("utf-8", "xmlcharrefreplace")
 
 
+@dataclass(frozen=True)
+class Marshalled:
+    """A complete methodResponse, marshalled once: a method returning one is answered
+    with these bytes as they are (many clients, one marshalling)."""
+
+    response: bytes
+
+
+class ResponseCache:
+    """One marshalled answer per key (e.g. the engine's collection round), rebuilt
+    when the key changes or it is older than max_age seconds. Concurrent callers
+    with a new key wait for one build instead of each building it."""
+
+    def __init__(self, max_age: float = 1.0) -> None:
+        self.max_age = max_age
+        self._key: Hashable = object()
+        self._built = 0.0
+        self._answer: Marshalled | None = None
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Marshalled:
+        with self._lock:
+            if self._answer is None or key != self._key or time.monotonic() - self._built > self.max_age:
+                # The key is read before the data: at worst newer data is kept under an older key.
+                self._answer = Marshalled(dumps_response(build()))
+                self._key, self._built = key, time.monotonic()
+            return self._answer
+
+
+def cached_response(key: Callable[[Any], Hashable], max_age: float = 1.0) -> Callable[[Callable[[Any], Any]],
+                                                                                       Callable[[Any], Marshalled]]:
+    """Decorates a method without arguments: its value is marshalled once per key(self)."""
+    def decorate(method: Callable[[Any], Any]) -> Callable[[Any], Marshalled]:
+        attr = f"_cached_{method.__name__}"
+
+        @functools.wraps(method)
+        def cached(self: Any) -> Marshalled:
+            cache = self.__dict__.get(attr)
+            if cache is None:
+                cache = self.__dict__.setdefault(attr, ResponseCache(max_age))
+            return cache.get(key(self), lambda: method(self))
+        return cached
+    return decorate
+
+
+# -- requests ---------------------------------------------------------------------------
+
 _XML_DECL = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _ENCODINGS = {b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1"}
 
@@ -109,12 +260,48 @@ def _refused_markup(body: bytes) -> str | None:
     return None
 
 
+class NestingError(ValueError):
+    pass
+
+
+class _BoundedUnmarshaller(xmlrpc.client.Unmarshaller):
+    """The stdlib's unmarshaller, stopping the parse at arrays or structs nested
+    deeper than MAX_NESTING: no method takes such values, and formatting or
+    comparing them would recurse (RecursionError)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_builtin_types=True)
+        self._depth = 0
+
+    def start(self, tag: str, attrs: Any) -> None:
+        if tag in ("array", "struct"):
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                raise NestingError(f"values nested deeper than {MAX_NESTING} levels")
+        super().start(tag, attrs)
+
+    def end(self, tag: str) -> None:
+        if tag in ("array", "struct"):
+            self._depth -= 1
+        super().end(tag)
+
+
+def loads_request(body: bytes) -> tuple[tuple[Any, ...], str | None]:
+    """(params, method name) of a methodCall. Raises NestingError, ExpatError, ValueError..."""
+    u = _BoundedUnmarshaller()
+    p = xmlrpc.client.ExpatParser(u)
+    p.feed(body)
+    p.close()
+    return u.close(), u.getmethodname()
+
+
 class Dispatcher:
     """Method name -> callable, with system.listMethods."""
 
     def __init__(self) -> None:
         self.methods: dict[str, Callable[..., Any]] = {}
         self.methods["system.listMethods"] = self.list_methods
+        self.problems = OncePerKind(log)
 
     def register(self, name: str, fn: Callable[..., Any]) -> None:
         self.methods[name] = fn
@@ -122,16 +309,23 @@ class Dispatcher:
     def list_methods(self) -> list[str]:
         return sorted(self.methods)
 
+    def _bad(self, kind: str, message: str, code: int = FAULT_BAD_REQUEST) -> bytes:
+        self.problems.report(kind, f"RPC: refused a request: {message}")
+        return dumps_response(xmlrpc.client.Fault(code, message))
+
     def dispatch(self, body: bytes) -> bytes:
         refused = _refused_markup(body)
         if refused:
-            return dumps_response(xmlrpc.client.Fault(FAULT_REFUSED, refused))
+            return self._bad("markup", refused, FAULT_REFUSED)
         try:
-            params, name = xmlrpc.client.loads(body, use_builtin_types=True)
-        except (ExpatError, ValueError, TypeError, IndexError, KeyError, xmlrpc.client.ResponseError) as e:
-            return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"malformed request: {e}"))
+            params, name = loads_request(body)
+        except NestingError as e:
+            return self._bad("nesting", f"malformed request: {e}")
+        except (ExpatError, ValueError, TypeError, IndexError, KeyError, RecursionError,
+                xmlrpc.client.ResponseError) as e:
+            return self._bad("malformed", f"malformed request: {e}")
         if name is None:
-            return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, "malformed request: no methodName"))
+            return self._bad("malformed", "malformed request: no methodName")
         log.debug("RPC %s%s", name, "(...)" if params else "()")
         fn = self.methods.get(name)
         if fn is None:
@@ -140,6 +334,8 @@ class Dispatcher:
             result = fn(*params)
         except xmlrpc.client.Fault as f:
             return dumps_response(f)
+        except RecursionError:
+            return self._bad("nesting", f"{name}: values nested too deeply")
         except TypeError as e:
             if "positional argument" in str(e) or "takes" in str(e):
                 return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{name}: {e}"))
@@ -148,6 +344,8 @@ class Dispatcher:
         except Exception as e:  # noqa: BLE001 - a failing method is a fault, never a dead server
             log.exception("RPC %s failed", name)
             return dumps_response(xmlrpc.client.Fault(FAULT_METHOD, f"{name}: {type(e).__name__}: {e}"))
+        if isinstance(result, Marshalled):
+            return result.response
         try:
             return dumps_response(result)
         except (TypeError, OverflowError) as e:
@@ -155,43 +353,464 @@ class Dispatcher:
             return dumps_response(xmlrpc.client.Fault(FAULT_METHOD, f"{name}: cannot marshal the result: {e}"))
 
 
+# -- HTTP -------------------------------------------------------------------------------
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string
+    headers: dict[str, str]  # names in lower case
+    body: bytes = b""
+
+
+def http_response(status: str, body: bytes, content_type: str = "text/xml",
+                  extra: dict[str, str] | None = None, head_only: bool = False) -> bytes:
+    """A whole HTTP/1.0 answer; the connection closes after it."""
+    lines = [f"HTTP/1.0 {status}", "Server: momd", f"Content-Type: {content_type}",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body
+
+
+def _error(status: str, message: str, extra: dict[str, str] | None = None) -> bytes:
+    return http_response(status, message.encode() + b"\n", "text/plain; charset=utf-8", extra)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+class Refusal(Exception):
+    """A request refused on its headers: the answer to send and the log line's kind."""
+
+    def __init__(self, kind: str, status: str, message: str, extra: dict[str, str] | None = None,
+                 drain: int = 0) -> None:
+        super().__init__(message)
+        self.kind, self.status, self.message, self.extra, self.drain = kind, status, message, extra, drain
+
+
+def parse_head(head: bytes) -> Request:
+    """The request line and headers (without the blank line). Raises Refusal."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise Refusal("http", "400 Bad Request", "not an HTTP request")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise Refusal("http", "400 Bad Request", "malformed header line")
+        name, value = name.strip().lower(), value.strip()
+        if name == "content-length" and name in headers and headers[name] != value:
+            raise Refusal("http", "400 Bad Request", "conflicting Content-Length headers")
+        headers[name] = value
+    return Request(parts[0], parts[1].split("?", 1)[0], headers)
+
+
+def body_length(req: Request, limit: int) -> int:
+    """The announced body length, checked. Raises Refusal (413 with the body to discard)."""
+    if "transfer-encoding" in req.headers:
+        raise Refusal("http", "411 Length Required", "chunked requests are not accepted; send a Content-Length")
+    value = req.headers.get("content-length")
+    if value is None:
+        if req.method in ("GET", "HEAD"):
+            return 0
+        raise Refusal("http", "411 Length Required", "a Content-Length is required")
+    # ASCII digits only: str.isdigit() also accepts '²', which int() rejects
+    if not re.fullmatch(r"[0-9]{1,12}", value):
+        raise Refusal("http", "400 Bad Request", "malformed Content-Length")
+    length = int(value)
+    if length > limit:
+        raise Refusal("size", "413 Payload Too Large",
+                      f"request too large ({_size(length)}; momd accepts at most {limit >> 20} MiB)",
+                      {MAX_BODY_HEADER: str(limit)}, drain=length)
+    return length
+
+
+# connection states
+READING, DRAINING, WORKING, WRITING = "reading", "draining", "working", "writing"
+
+
+@dataclass(eq=False)
 class _Conn:
-    __slots__ = ("sock", "buf", "deadline", "need", "start")
+    sock: socket.socket
+    accepted: float
+    deadline: float
+    state: str = READING
+    buf: bytearray = field(default_factory=bytearray)
+    request: Request | None = None
+    need: int = -1  # total bytes (headers + body) once the headers are known
+    start: int = 0  # where the body starts
+    out: memoryview | None = None
+    drain: int = 0  # bytes of a refused body still to discard
+    drain_end: float = 0.0  # when discarding stops in any case
+    events: int = 0  # what the selector watches for
 
-    def __init__(self, sock: socket.socket) -> None:
+
+class HttpServer:
+    """A small HTTP/1.0 server on a listening socket: one request per connection.
+
+    `check(request)` runs on the selector thread once the headers are read and
+    raises Refusal or returns the body limit; `handle(request)` builds the whole
+    answer, on a worker of `pool` when given (it may be slow), else on the
+    selector thread (it must be quick, e.g. cached). Answers are written by the
+    selector thread, without blocking."""
+
+    def __init__(self, sock: socket.socket, name: str, label: str, check: Callable[[Request], int],
+                 handle: Callable[[Request], bytes], *, pool_size: int = 0, logger: logging.Logger = log,
+                 budget: ClientTime | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         self.sock = sock
-        self.buf = bytearray()
-        self.deadline = time.monotonic() + REQUEST_TIMEOUT
-        self.need: int | None = None  # total bytes (headers + body) once the headers are known
-        self.start = 0  # where the body starts
+        self.sock.setblocking(False)
+        self.name = name  # of its threads
+        self.label = label  # in its log lines
+        self.check = check
+        self.handle = handle
+        self.log = logger
+        self.problems = OncePerKind(logger)
+        self.budget = budget or CLIENT_TIME
+        self.max_connections = max_connections
+        self._pool_size = pool_size
+        self._pool: CallPool | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._done: queue.SimpleQueue[tuple[_Conn, bytes]] = queue.SimpleQueue()
+        self._stopping = False
+        self._sel: selectors.BaseSelector | None = None
+        self._next_sweep = 0.0  # when deadlines are checked next
+        # open connections, oldest first (insertion order): eviction takes the first reading one
+        self._conns: collections.OrderedDict[socket.socket, _Conn] = collections.OrderedDict()
+
+    # -- life --------------------------------------------------------------------------------
+    def start(self) -> None:
+        import sys, os
+        if os.environ.get("MOM_SWITCH"):
+            sys.setswitchinterval(float(os.environ["MOM_SWITCH"]))
+        # Daemon threads: a stuck worker never holds up momd's exit.
+        if self._pool_size:
+            self._pool = CallPool(self._pool_size, f"{self.name}-worker")
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._pool is not None:
+            self._pool.shutdown()
+        self.sock.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # full (the loop is awake anyway) or closed
+
+    def open_connections(self) -> int:
+        return len(self._conns)
+
+    # -- the selector loop -------------------------------------------------------------------
+    def _loop(self) -> None:
+        sel = self._sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ, None)
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._next_sweep = time.monotonic() + 0.1
+        try:
+            while not self._stopping:
+                timeout = max(0.0, self._next_sweep - time.monotonic()) if self._conns else None
+                events = sel.select(timeout)
+                with self.budget.turn():
+                    self._handle_events(events)
+        except Exception:  # noqa: BLE001
+            self.log.exception("%s: server loop failed", self.label)
+        finally:
+            for c in list(self._conns.values()):
+                self._close(c)
+            sel.close()
+
+    def _handle_events(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, mask in events:
+            if self._stopping:
+                break
+            if key.data == "wake":
+                self._drain_wake()
+                continue
+            try:
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._serve_event(key.data, mask)
+            except Exception:  # noqa: BLE001 - one bad connection must not end the server
+                self.log.exception("%s: dropping a connection after an unexpected error", self.label)
+                if key.data is not None:
+                    self._close(key.data)
+        self._finish_done()
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+            self._next_sweep = now + 0.1
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _watch(self, c: _Conn, events: int) -> None:
+        assert self._sel is not None
+        if c.events == events:
+            return
+        if c.events and events:
+            self._sel.modify(c.sock, events, c)
+        elif events:
+            self._sel.register(c.sock, events, c)
+        else:
+            self._sel.unregister(c.sock)
+        c.events = events
+
+    def _close(self, c: _Conn) -> None:
+        if self._conns.pop(c.sock, None) is None:
+            return
+        if c.events:
+            try:
+                assert self._sel is not None
+                self._sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+            c.events = 0
+        c.sock.close()
+
+    def _accept(self) -> None:
+        for _ in range(64):  # drain the backlog, a bounded batch at a time
+            try:
+                sock, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.problems.report("accept", f"{self.label}: cannot accept: {e.strerror or e}", logging.WARNING)
+                return
+            if len(self._conns) >= self.max_connections and not self._evict():
+                sock.close()  # every connection is in a worker: nothing to give up
+                self.problems.report("full", f"{self.label}: {len(self._conns)} requests in progress; "
+                                     "refusing new connections until one is answered", logging.WARNING)
+                continue
+            sock.setblocking(False)
+            now = time.monotonic()
+            c = _Conn(sock, now, now + REQUEST_TIMEOUT)
+            self._conns[sock] = c
+            self._watch(c, selectors.EVENT_READ)
+
+    def _evict(self) -> bool:
+        """Close the oldest connection still sending its request, else the oldest one
+        not reading its answer; False if all are being worked on."""
+        for state in (READING, DRAINING, WRITING):
+            for c in self._conns.values():
+                if c.state == state:
+                    self._close(c)
+                    self.problems.report("evict", f"{self.label}: {self.max_connections} connections open, the "
+                                         "most kept; closing the oldest idle ones to let new clients in")
+                    return True
+        return False
+
+    def _sweep(self, now: float) -> None:
+        for c in [c for c in self._conns.values() if c.deadline <= now and c.state != WORKING]:
+            if c.state == READING and c.buf:
+                self.problems.report("slow", f"{self.label}: cut a client that did not send its request within "
+                                     f"{REQUEST_TIMEOUT:g} s")
+                self._reply_and_close(c, _error("408 Request Timeout", "request timeout"))
+            elif c.state == WRITING:
+                self.problems.report("unread", f"{self.label}: cut a client that did not read its answer within "
+                                     f"{WRITE_TIMEOUT:g} s")
+                self._close(c)
+            elif c.state == READING:
+                self.problems.report("idle", f"{self.label}: closed a connection that sent nothing within "
+                                     f"{REQUEST_TIMEOUT:g} s")
+                self._close(c)
+            else:  # still sending a refused body: it had its answer
+                self._close(c)
+
+    def _reply_and_close(self, c: _Conn, reply: bytes) -> None:
+        try:
+            c.sock.send(reply)  # best effort, non-blocking: the client is misbehaving anyway
+        except OSError:
+            pass
+        self._close(c)
+
+    def _serve_event(self, c: _Conn, mask: int) -> None:
+        if mask & selectors.EVENT_READ:
+            if c.state == READING:
+                self._read(c)
+            elif c.state == DRAINING:
+                self._discard(c)
+        if mask & selectors.EVENT_WRITE and c.sock in self._conns and c.out is not None and len(c.out):
+            self._write(c)
+
+    def _recv(self, c: _Conn) -> bytes | None:
+        """Bytes read, b'' at the end, None when there are none yet."""
+        try:
+            return c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""
+
+    def _read(self, c: _Conn) -> None:
+        data = self._recv(c)
+        if data is None:
+            return
+        if not data:
+            self._close(c)
+            return
+        c.buf += data
+        if c.request is None and not self._read_head(c):
+            return
+        if len(c.buf) >= c.need:
+            req = c.request
+            assert req is not None
+            req.body = bytes(c.buf[c.start:c.need])  # a pipelined second request is not served
+            c.buf = bytearray()
+            self._dispatch(c, req)
+
+    def _read_head(self, c: _Conn) -> bool:
+        """Parse the headers once they are all in; False while waiting or after a refusal."""
+        end = c.buf.find(b"\r\n\r\n")
+        if end < 0 and len(c.buf) <= MAX_HEADER:
+            return False
+        try:
+            if end < 0 or end > MAX_HEADER:
+                raise Refusal("header", "431 Request Header Fields Too Large", "headers too large")
+            req = parse_head(bytes(c.buf[:end]))
+            limit = self.check(req)
+            length = body_length(req, limit)
+        except Refusal as r:
+            self._refuse(c, r, len(c.buf) - (end + 4 if end >= 0 else len(c.buf)))
+            return False
+        c.request = req
+        c.start = end + 4
+        c.need = c.start + length
+        return True
+
+    def _refuse(self, c: _Conn, r: Refusal, body_read: int) -> None:
+        """Answer a refused request now; discard the rest of its body first if it is not
+        too big, so that closing does not reset the connection under the answer."""
+        self.problems.report(r.kind, f"{self.label}: refused a request (HTTP {r.status[:3]}): {r.message}")
+        c.buf = bytearray()
+        c.drain = max(0, r.drain - body_read)
+        if c.drain > MAX_DRAIN:
+            self._reply_and_close(c, _error(r.status, r.message, r.extra))
+            return
+        c.state = DRAINING if c.drain else WRITING
+        c.drain_end = time.monotonic() + REQUEST_TIMEOUT
+        self._start_write(c, _error(r.status, r.message, r.extra))
+
+    def _discard(self, c: _Conn) -> None:
+        data = self._recv(c)
+        if data is None:
+            return
+        c.drain = max(0, c.drain - len(data)) if data else 0
+        if c.drain and data:
+            c.deadline = min(time.monotonic() + DRAIN_IDLE, c.drain_end)
+            return
+        c.state = WRITING
+        if c.out is not None and len(c.out):
+            self._watch(c, selectors.EVENT_WRITE)
+        else:
+            self._close(c)  # answered and shut down already; all its bytes read: no reset
+
+    def _dispatch(self, c: _Conn, req: Request) -> None:
+        if self._pool is None:
+            self._start_write(c, self._handle(req))
+            return
+        c.state = WORKING
+        self._watch(c, 0)
+        self._pool.submit(self._work, c, req)
+
+    def _handle(self, req: Request) -> bytes:
+        try:
+            return self.handle(req)
+        except Exception:  # noqa: BLE001 - a bug in a handler is one answer, not a dead server
+            self.log.exception("%s: request failed", self.label)
+            return _error("500 Internal Server Error", "internal error (see momd's log)")
+
+    def _work(self, c: _Conn, req: Request) -> None:
+        """On a worker: build the answer in its turn, hand it to the selector thread."""
+        if self._stopping:
+            return
+        with self.budget.turn():
+            answer = self._handle(req)
+        self._done.put((c, answer))
+        self._wake()
+
+    def _finish_done(self) -> None:
+        while True:
+            try:
+                c, answer = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if c.sock in self._conns:
+                c.state = WRITING
+                self._start_write(c, answer)
+
+    def _start_write(self, c: _Conn, answer: bytes) -> None:
+        if c.state != DRAINING:
+            c.state = WRITING
+        c.deadline = time.monotonic() + WRITE_TIMEOUT
+        c.out = memoryview(answer)
+        self._write(c)
+
+    def _write(self, c: _Conn) -> None:
+        assert c.out is not None
+        try:
+            sent = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(c)  # the client went away
+            return
+        c.out = c.out[sent:]
+        if len(c.out):
+            self._watch(c, selectors.EVENT_WRITE | (selectors.EVENT_READ if c.state == DRAINING else 0))
+        elif c.state == DRAINING:
+            # Answered: end our side so the client reads the answer now, and go on
+            # discarding what it still sends (closing would reset the connection).
+            try:
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            c.deadline = min(time.monotonic() + DRAIN_IDLE, c.drain_end)
+            self._watch(c, selectors.EVENT_READ)
+        else:
+            self._finish(c)
+
+    def _finish(self, c: _Conn) -> None:
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._close(c)
 
 
-def _http_response(status: str, body: bytes, content_type: str = "text/xml") -> bytes:
-    head = (f"HTTP/1.0 {status}\r\nServer: momd\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-    return head.encode("ascii") + body
-
+# -- the RPC server ---------------------------------------------------------------------
 
 class RpcServer:
     """Listens at construction (so errors show at startup); serves after start()."""
 
     def __init__(self, dispatcher: Dispatcher, *, port: int | None = None, path: str | None = None,
-                 workers: int = WORKERS) -> None:
+                 workers: int = WORKERS, budget: ClientTime | None = None) -> None:
         if (port is None) == (path is None):
             raise ValueError("give exactly one of port and path")
         self.dispatcher = dispatcher
         self.path = os.path.abspath(path) if path else None
         self._inode: tuple[int, int] | None = None
         self.sock = self._listen_unix(self.path) if self.path else self._listen_tcp(port or 0)
-        self.sock.setblocking(False)
         self.address = self.path or self.sock.getsockname()
-        self._workers = workers
-        self._pool: CallPool | None = None
-        self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._stopping = False
-        self._open = 0  # connections open (reading or in a worker)
-        self._open_lock = threading.Lock()
+        self.http = HttpServer(self.sock, "mom-rpc", "RPC", self._check, self._answer, pool_size=workers, budget=budget)
 
     # -- listening ---------------------------------------------------------------------
     @staticmethod
@@ -200,7 +819,7 @@ class RpcServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))  # never beyond the host: there is no authentication
-            sock.listen(128)
+            sock.listen(LISTEN_BACKLOG)
         except OSError as e:
             sock.close()
             raise RpcServerError(f"rpc-port {port}: cannot listen on 127.0.0.1:{port}: {e.strerror or e}") from None
@@ -236,7 +855,7 @@ class RpcServer:
                 tmp = os.path.join(tmpdir, "s")
                 sock.bind(tmp)
                 os.chmod(tmp, 0o600)
-                sock.listen(128)
+                sock.listen(LISTEN_BACKLOG)
                 os.replace(tmp, path)
             finally:
                 try:
@@ -252,12 +871,22 @@ class RpcServer:
             raise RpcServerError(f"rpc-port {path}: cannot create the socket: {where}: {e.strerror or e}") from None
         return sock
 
+    # -- HTTP --------------------------------------------------------------------------
+    def _check(self, req: Request) -> int:
+        if req.method != "POST":
+            raise Refusal("http", "405 Method Not Allowed", f"{req.method} is not allowed: this is momd's "
+                          f"XML-RPC endpoint (POST {RPC_PATH})", {"Allow": "POST"})
+        paths = (RPC_PATH, "/") if self.path else (RPC_PATH,)
+        if req.path not in paths:
+            raise Refusal("http", "404 Not Found", f"no {req.path} here: momd's XML-RPC endpoint is {RPC_PATH}")
+        return MAX_BODY
+
+    def _answer(self, req: Request) -> bytes:
+        return http_response("200 OK", self.dispatcher.dispatch(req.body))
+
     # -- running -----------------------------------------------------------------------
     def start(self) -> None:
-        # Daemon threads: a worker stuck on a slow client never holds up momd's exit.
-        self._pool = CallPool(self._workers, "mom-rpc-worker")
-        self._thread = threading.Thread(target=self._loop, name="mom-rpc", daemon=True)
-        self._thread.start()
+        self.http.start()
         log.info("RPC server listening on %s", self.describe())
 
     def describe(self) -> str:
@@ -268,18 +897,7 @@ class RpcServer:
 
     def close(self) -> None:
         """Stop serving, close everything and remove the socket file (if still ours)."""
-        self._stopping = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(5)
-        if self._pool is not None:
-            self._pool.shutdown()
-        self.sock.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self.http.close()
         if self.path and self._inode is not None:
             try:
                 st = os.lstat(self.path)
@@ -288,171 +906,3 @@ class RpcServer:
             except OSError:
                 pass
             self._inode = None
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self.sock, selectors.EVENT_READ, None)
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        conns: dict[socket.socket, _Conn] = {}
-        try:
-            while not self._stopping:
-                timeout = None
-                if conns:
-                    timeout = max(0.0, min(c.deadline for c in conns.values()) - time.monotonic())
-                for key, _ in sel.select(timeout):
-                    if key.data == "wake":
-                        return
-                    try:
-                        if key.data is None:
-                            self._accept(sel, conns)
-                        else:
-                            self._read(sel, conns, key.data)
-                    except Exception:  # noqa: BLE001 - one bad connection must not end the server
-                        log.exception("RPC: dropping a connection after an unexpected error")
-                        if key.data is not None:
-                            self._drop(sel, conns, key.data, b"")
-                now = time.monotonic()
-                for c in [c for c in conns.values() if c.deadline <= now]:
-                    self._drop(sel, conns, c, b"" if not c.buf else
-                               _http_response("408 Request Timeout", b"request timeout\n", "text/plain"))
-        except Exception:  # noqa: BLE001
-            log.exception("RPC server loop failed")
-        finally:
-            for c in list(conns.values()):
-                self._drop(sel, conns, c, b"")
-            sel.close()
-
-    def _accept(self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn]) -> None:
-        for _ in range(64):  # drain the backlog, a bounded batch at a time
-            try:
-                sock, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warning("RPC: cannot accept: %s", e.strerror or e)
-                return
-            with self._open_lock:
-                full = self._open >= MAX_CONNECTIONS
-                if not full:
-                    self._open += 1
-            if full:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            c = _Conn(sock)
-            conns[sock] = c
-            sel.register(sock, selectors.EVENT_READ, c)
-
-    def _release(self) -> None:
-        with self._open_lock:
-            self._open -= 1
-
-    def _drop(self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn], c: _Conn,
-              reply: bytes) -> None:
-        try:
-            sel.unregister(c.sock)
-        except (KeyError, ValueError):
-            pass
-        if conns.pop(c.sock, None) is None:
-            return  # already dropped
-        if reply:
-            try:
-                c.sock.send(reply)  # best effort, non-blocking: the client is misbehaving anyway
-            except OSError:
-                pass
-        try:
-            c.sock.close()
-        finally:
-            self._release()
-
-    def _read(self, sel: selectors.BaseSelector, conns: dict[socket.socket, _Conn], c: _Conn) -> None:
-        try:
-            data = c.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(sel, conns, c, b"")
-            return
-        if not data:
-            self._drop(sel, conns, c, b"")
-            return
-        c.buf += data
-        if c.need is None:
-            end = c.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(c.buf) > MAX_HEADER:
-                    self._drop(sel, conns, c, _http_response("431 Request Header Fields Too Large",
-                                                             b"headers too large\n", "text/plain"))
-                return
-            if end > MAX_HEADER:
-                self._drop(sel, conns, c, _http_response("431 Request Header Fields Too Large",
-                                                         b"headers too large\n", "text/plain"))
-                return
-            problem, length = self._check_headers(bytes(c.buf[:end]))
-            if problem:
-                self._drop(sel, conns, c, _http_response(problem, problem.encode() + b"\n", "text/plain"))
-                return
-            c.start = end + 4
-            c.need = c.start + length
-        if len(c.buf) > c.need:
-            c.buf = c.buf[:c.need]  # a pipelined second request is not served (HTTP/1.0, one per connection)
-        if len(c.buf) >= c.need:
-            sel.unregister(c.sock)
-            conns.pop(c.sock, None)
-            assert self._pool is not None
-            body = bytes(c.buf[c.start:c.need])
-            self._pool.submit(self._serve, c.sock, body)
-
-    def _check_headers(self, head: bytes) -> tuple[str, int]:
-        """('' , content length) or (HTTP status, 0) for a request to refuse."""
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
-            return "400 Bad Request", 0
-        lines = text.split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return "400 Bad Request", 0
-        method, target = parts[0], parts[1]
-        if method != "POST":
-            return "405 Method Not Allowed", 0
-        paths = (RPC_PATH, "/") if self.path else (RPC_PATH,)
-        if target not in paths:
-            return "404 Not Found", 0
-        length = None
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                return "400 Bad Request", 0
-            name = name.strip().lower()
-            if name == "content-length":
-                value = value.strip()
-                # ASCII digits only: str.isdigit() also accepts '²', which int() rejects
-                if not re.fullmatch(r"[0-9]{1,12}", value) or (length is not None and int(value) != length):
-                    return "400 Bad Request", 0
-                length = int(value)
-            elif name == "transfer-encoding":
-                return "411 Length Required", 0
-        if length is None:
-            return "411 Length Required", 0
-        if length > MAX_BODY:
-            return "413 Payload Too Large", 0
-        return "", length
-
-    def _serve(self, sock: socket.socket, body: bytes) -> None:
-        try:
-            response = self.dispatcher.dispatch(body)
-            sock.setblocking(True)
-            sock.settimeout(WRITE_TIMEOUT)
-            sock.sendall(_http_response("200 OK", response))
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        except OSError:
-            pass  # the client went away or does not read: its loss
-        except Exception:  # noqa: BLE001
-            log.exception("RPC request failed")
-        finally:
-            sock.close()
-            self._release()
