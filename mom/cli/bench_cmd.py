@@ -210,8 +210,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(table)
         if not args.quiet:
             simulated = sum(r.hours for r in results) * 3600
+            cpu = sum(r.cpu_s for r in results)
             print(f"bench: {len(results)} runs, {simulated:,.0f} simulated s in "
-                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+                  f"{time.perf_counter() - started:.1f} s ({cpu:.1f} CPU s in the runs)", file=sys.stderr)
         return 0
     except (UsageError, LabError) as e:
         print(f"momctl bench: {e}", file=sys.stderr)

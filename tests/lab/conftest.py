@@ -50,4 +50,4 @@ def json_lines(path: Path) -> list[dict]:
 
 # What is measured, not what it cost: equal for equal seeds.
 def figures(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("wall_s", "sim_s_per_s")}
+    return {k: v for k, v in row.items() if k not in ("wall_s", "cpu_s", "sim_s_per_s")}
