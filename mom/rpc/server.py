@@ -72,8 +72,9 @@ WORKERS = 4
 RPC_PATH = "/RPC2"
 LOG_PERIOD = 60.0
 # The share of the time serving RPC and metrics clients may take (see ClientTime).
-CLIENT_TIME_SHARE = float(os.environ.get("MOM_SHARE", "0.25"))
+CLIENT_TIME_SHARE = 0.25
 CLIENT_TIME_BURST = 0.05  # seconds a quiet server may work at once
+MAX_PAUSE = 0.5  # seconds one turn waits at most
 MAX_BODY_HEADER = "X-Mom-Max-Body"  # tells clients the limit in a 413 answer
 
 # Fault codes (the original used the stdlib's: 1 for any exception in a method).
@@ -147,7 +148,9 @@ class ClientTime:
             t0 = time.monotonic()
             self._refill(t0)
             if self._tokens < 0:
-                pause = -self._tokens / self.share
+                # A long piece (a big policy compiled) is paid for over several turns,
+                # so that a stop is never held up for long.
+                pause = min(-self._tokens / self.share, MAX_PAUSE)
                 time.sleep(pause)  # the interpreter lock is the scheduler's meanwhile
                 self.paused += pause
                 t0 = time.monotonic()
@@ -435,7 +438,6 @@ READING, DRAINING, WORKING, WRITING = "reading", "draining", "working", "writing
 @dataclass(eq=False)
 class _Conn:
     sock: socket.socket
-    accepted: float
     deadline: float
     state: str = READING
     buf: bytearray = field(default_factory=bytearray)
@@ -485,9 +487,6 @@ class HttpServer:
 
     # -- life --------------------------------------------------------------------------------
     def start(self) -> None:
-        import sys, os
-        if os.environ.get("MOM_SWITCH"):
-            sys.setswitchinterval(float(os.environ["MOM_SWITCH"]))
         # Daemon threads: a stuck worker never holds up momd's exit.
         if self._pool_size:
             self._pool = CallPool(self._pool_size, f"{self.name}-worker")
@@ -495,10 +494,12 @@ class HttpServer:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop within about a second: the threads are daemon threads, so one stuck in a
+        method is abandoned rather than waited for."""
         self._stopping = True
         self._wake()
         if self._thread is not None:
-            self._thread.join(5)
+            self._thread.join(1.0)
         if self._pool is not None:
             self._pool.shutdown()
         self.sock.close()
@@ -510,9 +511,6 @@ class HttpServer:
             self._wake_w.send(b"x")
         except OSError:
             pass  # full (the loop is awake anyway) or closed
-
-    def open_connections(self) -> int:
-        return len(self._conns)
 
     # -- the selector loop -------------------------------------------------------------------
     def _loop(self) -> None:
@@ -602,7 +600,7 @@ class HttpServer:
                 continue
             sock.setblocking(False)
             now = time.monotonic()
-            c = _Conn(sock, now, now + REQUEST_TIMEOUT)
+            c = _Conn(sock, now + REQUEST_TIMEOUT)
             self._conns[sock] = c
             self._watch(c, selectors.EVENT_READ)
 

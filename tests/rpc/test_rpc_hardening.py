@@ -13,7 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from .rpc_helpers import Momd, post, raw_request, thread_count, unix_client, write_config
+from .rpc_helpers import (Momd, free_port, post, raw_request, run_momctl, tcp_client, thread_count, unix_client,
+                          write_config)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,83 @@ def test_slow_clients_do_not_block_rpc_or_ticks(momd: tuple[Momd, str]) -> None:
         for s in slow:
             s.close()
     assert mom.ping() is True
+
+
+# -- refused requests: a clear answer on both transports, one log line per kind ----------
+
+@pytest.fixture(scope="module")
+def tcp_momd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Momd, int]]:
+    port = free_port()
+    m = Momd(write_config(tmp_path_factory.mktemp("hard-tcp"), rpc=str(port)))
+    try:
+        m.wait_listening(tcp_client(port))
+        yield m, port
+    finally:
+        m.close()
+
+
+def _nested(depth: int) -> bytes:
+    return (b"<?xml version='1.0'?><methodCall><methodName>setVerbosity</methodName><params><param>"
+            + b"<value><array><data>" * depth + b"</data></array></value>" * depth
+            + b"</param></params></methodCall>")
+
+
+def test_deeply_nested_request_is_one_fault_and_one_line(momd: tuple[Momd, str]) -> None:
+    m, sock = momd
+    for depth in (20_000, 65, 20_000):  # 860 KB: within the size limit
+        fault = _fault(raw_request(sock, post(_nested(depth)), timeout=5))
+        assert fault.faultCode == 3 and "nested deeper than 64 levels" in fault.faultString
+    # 64 levels are still parsed (and refused by the method, as any list would be).
+    fault = _fault(raw_request(sock, post(_nested(64))))
+    assert fault.faultCode == 3 and "verbosity" in fault.faultString
+    assert unix_client(sock).ping() is True
+    log = m.wait_log("nested deeper than 64 levels")
+    assert "Traceback" not in log and " ERROR " not in log
+    assert log.count("nested deeper than 64 levels") == 1  # a flood is one line (per minute)
+
+
+def _address(momd: tuple[Momd, str] | tuple[Momd, int]) -> list[str]:
+    m, where = momd
+    return ["--socket", where] if isinstance(where, str) else ["--port", str(where)]
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_oversized_push_is_one_line_and_exit_1(transport: str, momd: tuple[Momd, str],
+                                               tcp_momd: tuple[Momd, int], tmp_path: Path) -> None:
+    daemon = momd if transport == "unix" else tcp_momd
+    m = daemon[0]
+    big = tmp_path / "big.policy"
+    big.write_text("# padding\n" * 110_000 + "(defvar big 1)\n")  # 1.1 MB
+    r = run_momctl([*_address(daemon), "policy", "set-named", "zz-big", str(big)])
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "momctl: request too large (1.1 MB; momd accepts at most 1 MiB)\n"
+    r = run_momctl([*_address(daemon), "policy", "list"])
+    assert r.returncode == 0 and "zz-big" not in r.stdout  # not set
+    # Logged (once a minute per kind: an earlier oversized request may have said it).
+    m.wait_log("RPC: refused a request (HTTP 413): request too large (")
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_oversized_body_is_read_and_answered_not_reset(transport: str, momd: tuple[Momd, str],
+                                                       tcp_momd: tuple[Momd, int]) -> None:
+    address: str | tuple[str, int] = momd[1] if transport == "unix" else ("127.0.0.1", tcp_momd[1])
+    body = b"x" * (6 << 20)
+    # The whole body goes out (momd discards it) and the answer is there to read.
+    answer = raw_request(address, post(body), timeout=10)
+    assert answer.startswith(b"HTTP/1.0 413"), answer[:100]
+    assert b"X-Mom-Max-Body: 1048576" in answer and b"request too large (6.3 MB" in answer
+
+
+def test_momctl_at_the_metrics_port_says_what_is_wrong(tmp_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    m = Momd(write_config(tmp_path, rpc=str(port), metrics=f"127.0.0.1:{mport}"))
+    try:
+        m.wait_listening(tcp_client(port))
+        r = run_momctl(["--port", str(mport), "ping"])
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "not momd's RPC endpoint" in r.stderr and "metrics endpoint" in r.stderr and "rpc-port" in r.stderr
+        # The metrics endpoint answers what it is, too.
+        answer = raw_request(("127.0.0.1", mport), b"GET /nothing HTTP/1.0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 404") and b"/metrics" in answer
+    finally:
+        m.close()

@@ -26,7 +26,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import pytest
 
@@ -50,6 +50,15 @@ def _load_bench() -> ModuleType:
 
 
 bench = _load_bench()
+
+
+class Target(NamedTuple):
+    """A momd under test: its RPC address (port or socket), metrics port, idle tick intervals."""
+
+    momd: Momd
+    address: str | int
+    metrics: int
+    baseline: list[float]
 POLICY = "\n".join(p.read_text() for p in sorted((REPO / "doc" / "policies").glob("*.policy")))
 
 
@@ -81,16 +90,22 @@ def _p99(intervals: list[float]) -> float:
     return bench.percentile(intervals, 99)
 
 
-def _baseline(m: Momd) -> None:
-    """Skip when even the idle daemon misses the bound: the machine is too busy to measure."""
+def _baseline(m: Momd) -> list[float]:
+    """The idle daemon's tick intervals."""
     t0 = time.time()
     time.sleep(BASELINE_SECONDS)
-    idle = _intervals(m, t0, time.time())
-    if not idle or _p99(idle) > BOUND:
-        pytest.skip(f"the machine is too busy: idle tick intervals {idle}, load {os.getloadavg()}")
+    return _intervals(m, t0, time.time())
+
+
+def _measurable(baseline: list[float]) -> None:
+    """Skip when even the idle daemon misses the bound: the machine is too busy to measure."""
+    if not baseline or _p99(baseline) > BOUND:
+        pytest.skip(f"the machine is too busy: idle tick intervals {baseline}, load {os.getloadavg()}")
 
 
 def _check_ticks(m: Momd, start: float, end: float, what: str) -> None:
+    """The tick intervals' p99 is within the bound under load; skips when an idle stretch
+    right after misses it too (the machine got busy meanwhile)."""
     loaded = _intervals(m, start, end)
     assert len(loaded) >= (end - start) / INTERVAL * 0.6, (what, loaded)  # it kept ticking
     if _p99(loaded) <= BOUND:
@@ -166,23 +181,21 @@ def _hostile(m: Momd, address: str | int, mport: int, non_readers: int = 0) -> s
 
 
 @pytest.fixture(scope="class")  # torn down after its class
-def tcp_momd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Momd, int, int]]:
+def tcp_momd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     port, mport = free_port(), free_port()
     m = _start(tmp_path_factory.mktemp("load-tcp"), str(port), f"127.0.0.1:{mport}")
     try:
-        _baseline(m)
-        yield m, port, mport
+        yield Target(m, port, mport, _baseline(m))
     finally:
         m.close()
 
 
 @pytest.fixture(scope="class")  # torn down after its class
-def unix_momd(tmp_path_factory: pytest.TempPathFactory, sockdir: Path) -> Iterator[tuple[Momd, str, int]]:
+def unix_momd(tmp_path_factory: pytest.TempPathFactory, sockdir: Path) -> Iterator[Target]:
     sock, mport = str(sockdir / "load.sock"), free_port()
     m = _start(tmp_path_factory.mktemp("load-unix"), sock, f"127.0.0.1:{mport}")
     try:
-        _baseline(m)
-        yield m, sock, mport
+        yield Target(m, sock, mport, _baseline(m))
     finally:
         m.close()
 
@@ -190,8 +203,9 @@ def unix_momd(tmp_path_factory: pytest.TempPathFactory, sockdir: Path) -> Iterat
 class TestTcp:
     """One momd with its RPC on TCP and the metrics endpoint."""
 
-    def test_clients_do_not_delay_ticks(self, tcp_momd: tuple[Momd, int, int]) -> None:
-        m, port, _ = tcp_momd
+    def test_clients_do_not_delay_ticks(self, tcp_momd: Target) -> None:
+        m, port, _, baseline = tcp_momd
+        _measurable(baseline)
         threads = thread_count(m.pid)
         load = bench.Load(50, bench.rpc_step(port, POLICY), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
@@ -201,31 +215,33 @@ class TestTcp:
         # Calls are logged at debug level: at info, the log holds no line per call.
         assert "getStatistics" not in m.log() and "getActiveGuests" not in m.log()
 
-    def test_scrapers_do_not_delay_ticks(self, tcp_momd: tuple[Momd, int, int]) -> None:
-        m, _, mport = tcp_momd
+    def test_scrapers_do_not_delay_ticks(self, tcp_momd: Target) -> None:
+        m, _, mport, baseline = tcp_momd
+        _measurable(baseline)
         load = bench.Load(20, bench.scrape_step(mport), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
         _assert_all_answered(load, 20, "20 scrapers")
         _check_ticks(m, start, end, "20 scrapers")
         assert f"mom_guests {GUESTS}.0".encode() in bench.scrape(mport)
 
-    def test_hostile_clients_do_not_lock_out_a_normal_one(self, tcp_momd: tuple[Momd, int, int]) -> None:
-        m, port, mport = tcp_momd
+    def test_hostile_clients_do_not_lock_out_a_normal_one(self, tcp_momd: Target) -> None:
+        m, port, mport, _ = tcp_momd
         _hostile(m, port, mport)
 
 
 class TestUnix:
     """One momd with its RPC on a unix socket (and the metrics endpoint)."""
 
-    def test_clients_do_not_delay_ticks(self, unix_momd: tuple[Momd, str, int]) -> None:
-        m, sock, _ = unix_momd
+    def test_clients_do_not_delay_ticks(self, unix_momd: Target) -> None:
+        m, sock, _, baseline = unix_momd
+        _measurable(baseline)
         load = bench.Load(50, bench.rpc_step(sock, POLICY), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
         _assert_all_answered(load, 50, "50 unix-socket clients")
         _check_ticks(m, start, end, "50 unix-socket clients")
 
-    def test_hostile_clients_do_not_lock_out_a_normal_one(self, unix_momd: tuple[Momd, str, int]) -> None:
-        m, sock, mport = unix_momd
+    def test_hostile_clients_do_not_lock_out_a_normal_one(self, unix_momd: Target) -> None:
+        m, sock, mport, _ = unix_momd
         # An answer bigger than the socket's buffer (about 200 KB), as the statistics
         # of a few hundred guests: a client that does not read it holds up its write.
         mom = bench.client(sock)

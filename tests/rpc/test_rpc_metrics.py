@@ -3,8 +3,15 @@ prometheus_client's text parser."""
 
 from __future__ import annotations
 
+import gzip
+import select
+import socket
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -86,3 +93,51 @@ def test_metrics_endpoint(tmp_path: Path, sockdir: Path) -> None:
             assert name.startswith("mom_"), name
     finally:
         m.close()
+
+
+def test_slow_client_does_not_block_scrapes(tmp_path: Path) -> None:
+    """One connection sending a byte a second: scrapes go on, and it is cut within the
+    5 s request timeout. The endpoint answers HEAD and gzip, and refuses POST with 405."""
+    port = free_port()
+    m = Momd(write_config(tmp_path, rpc="-1", metrics=f"127.0.0.1:{port}"))
+    slow = None
+    try:
+        m.wait_for("the metrics endpoint", lambda: _answers(port))
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        t0 = time.monotonic()
+        cut = None
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 20:
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                cut = time.monotonic() - t0  # reset by momd
+                break
+            assert "mom_guests" in scrape(port)  # answered meanwhile
+            if select.select([slow], [], [], 1.0)[0]:  # a byte a second, listening for the cut
+                cut = time.monotonic() - t0  # momd answered 408 or closed it
+                break
+        assert cut is not None and cut < 7.0, cut
+        m.wait_log("metrics: cut a client that did not send its request within 5 s")
+
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/metrics", method="HEAD"),
+                                    timeout=5) as r:
+            assert r.status == 200 and r.read() == b"" and int(r.headers["Content-Length"]) > 1000
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert b"mom_guests 3.0" in gzip.decompress(r.read())
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/metrics", data=b"x"), timeout=5)
+        assert e.value.code == 405 and e.value.headers["Allow"] == "GET, HEAD"
+        assert "Traceback" not in m.log()
+    finally:
+        if slow is not None:
+            slow.close()
+        m.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return "mom_guests" in scrape(port)
+    except OSError:
+        return False
