@@ -144,7 +144,7 @@ class MomApi:
         else:
             log.info("%s: %s: %s", call, done, ", ".join(self.policies.names()) or "(no policy)")
             return True
-        log.warning("%s: rejected, the previous policy stays in force:\n%s", call, reason)
+        log.warning("%s: rejected, the previous policy stays in force: %s", call, reason)
         if explain is True:
             raise xmlrpc.client.Fault(FAULT_POLICY, reason)
         return False
