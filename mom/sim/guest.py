@@ -4,7 +4,7 @@ The guest's memory (``balloon_cur``, what it sees) splits into::
 
     reserve + hot_ram + cold_ram + cache + free_touched + untouched
 
-- ``reserve``: the kernel's own memory and watermarks (4% of max).
+- ``reserve``: the kernel's own memory and watermarks (64 MiB + 3% of max).
 - ``hot_ram``/``cold_ram``: the workload's anonymous memory in RAM; the hot part
   (the working set) is touched all the time, the cold part rarely.
   ``hot_swap``/``cold_swap`` is the rest, on the guest's own swap.
@@ -29,7 +29,8 @@ from mom.sim.scenario import GuestSpec
 from mom.sim.workloads import MIB, Workload
 
 PAGE = 4  # KiB
-RESERVE_SHARE = 0.04                 # guest kernel memory, slab, watermarks
+RESERVE_FIXED = 64 * MIB             # guest kernel: image, early allocations, slab (calibrated)
+RESERVE_SHARE = 0.03                 # ... plus struct pages, page tables, watermarks per GiB
 BALLOON_RATE = 1024 * MIB            # KiB/s the driver inflates into free memory or deflates
 GUEST_SWAP_OUT_RATE = 128 * MIB      # KiB/s the guest can write to its swap (virtual disk)
 GUEST_SWAP_IOPS = 20_000.0           # 4 KiB swap-ins the guest's disk serves per second
@@ -97,8 +98,9 @@ class SimGuest:
 
     @property
     def reserve(self) -> float:
-        """Memory the guest kernel keeps for itself."""
-        return RESERVE_SHARE * self.max_kib
+        """Memory the guest kernel keeps for itself (82 MiB of a 512 MiB guest
+        measured: see doc/sim-model.md, Calibration)."""
+        return RESERVE_FIXED + RESERVE_SHARE * self.max_kib
 
     @property
     def untouched(self) -> float:
@@ -258,7 +260,14 @@ class SimGuest:
             # "Out of puff": nothing more to reclaim now; retry on later steps.
             self.balloon_stalled = True
             space_left = self.spec.swap_mib * MIB - self.swap_used > 0 and self.anon_ram > 0
-            return (want - got) if space_left and budget[0] <= 0 else 0.0
+            if space_left and budget[0] <= 0:
+                return want - got  # only the swap's speed holds it back
+            # The balloon left the guest at its watermark with nothing to
+            # reclaim: the programs' next allocation fails and the guest's OOM
+            # killer fires (as the calibration guest did); the balloon then
+            # takes what the killed program held.
+            if self.anon_ram + self.swap_used > MIB:
+                self._oom_kill(t)
         return 0.0
 
     def _allocate(self, amount: float, budget: list[float]) -> float:

@@ -93,7 +93,7 @@ class KsmState:
     def stats(self) -> dict[str, int]:
         """The counters as sysfs shows them."""
         sharing = int(self.sharing)
-        shared = round(self.sharing / self.can_save * self.can_share) if sharing else 0
+        shared = int(self.sharing * (self.can_share / self.can_save)) if sharing else 0
         unshared = int(self._unshared)
         return {
             "pages_shared": shared,

@@ -48,7 +48,7 @@ def test_balloon_inflation_gives_the_host_back_touched_memory():
     assert db.balloon_cur == 1200 * MIB
     assert db.cache < cache_before  # the page cache goes first
     assert db.memory_stats()["mem_available"] == 1200 * MIB
-    assert idle_touched - idle.touched < 150 * MIB  # 1.7 GiB ballooned, little of it ever touched
+    assert idle_touched - idle.touched < 0.15 * (2048 - 300) * MIB  # 1.7 GiB ballooned, little of it ever touched
 
 
 def test_balloon_moves_over_seconds_and_is_clamped():
