@@ -96,16 +96,15 @@ class SimGuest:
     def max_kib(self) -> int:
         return self.spec.max_mib * MIB
 
-    @property
-    def reserve(self) -> float:
-        """Memory the guest kernel keeps for itself (82 MiB of a 512 MiB guest
-        measured: see doc/sim-model.md, Calibration)."""
-        return RESERVE_FIXED + RESERVE_SHARE * self.max_kib
+    def __post_init__(self) -> None:
+        # Memory the guest kernel keeps for itself (82 MiB of a 512 MiB guest
+        # measured: see doc/sim-model.md, Calibration). Fixed per guest.
+        self.reserve: float = RESERVE_FIXED + RESERVE_SHARE * self.max_kib
 
     @property
     def untouched(self) -> float:
-        return max(0.0, self.balloon_cur - self.reserve - self.hot_ram - self.cold_ram
-                   - self.cache - self.free_touched)
+        u = (self.balloon_cur - self.reserve - self.hot_ram - self.cold_ram - self.cache - self.free_touched)
+        return u if u > 0.0 else 0.0
 
     @property
     def touched(self) -> float:
