@@ -379,7 +379,8 @@ class SimModel:
             resident_kib=int(g.resident), host_swap_kib=int(g.host_swap) if on else 0,
             swap_kib=int(g.swap_used) if on else 0, page_cache_kib=int(g.cache) if on else 0,
             stall_seconds_total=g.stall_seconds, major_faults_total=int(g.major_fault),
-            swap_in_kib_total=int(g.swap_in), oom_kills_total=g.oom_kills, killed_by_host=g.killed_by_host)
+            swap_in_kib_total=int(g.swap_in), oom_kills_total=g.oom_kills, killed_by_host=g.killed_by_host,
+            host_stall_seconds_total=g.host_stall_seconds, shares=g.spec.shares)
 
     # -- the tree ------------------------------------------------------------------
     def tree_files(self) -> dict[str, str]:

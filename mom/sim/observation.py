@@ -33,6 +33,9 @@ class GuestObservation:
     swap_in_kib_total: int
     oom_kills_total: int          # its own OOM killer's kills
     killed_by_host: bool          # the host's OOM killer chose its QEMU
+    # Added by the model (defaults keep older constructors working):
+    host_stall_seconds_total: float = 0.0   # the part of stall_seconds_total due to host swap
+    shares: int = 1000            # its scenario weight (for share-based policies)
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,8 @@ def test_host_swap_slows_the_guests_whose_pages_it_holds():
         assert g.host_swap > 200 * MIB
         assert g.host_stall_seconds > 10
         assert g.stall_seconds >= g.host_stall_seconds
+        seen = next(o for o in heavy.observe().guests if o.name == name)
+        assert seen.host_stall_seconds_total == g.host_stall_seconds > 10
     assert heavy.psi_some.total_us > 10 * light.psi_some.total_us
     assert heavy.observe().host_processes_kib == 3000 * MIB
 
@@ -348,6 +350,7 @@ def test_observation_has_every_guest_and_the_host():
     assert obs.time == 10 and obs.ram_kib == 8192 * MIB
     a, b = obs.guests
     assert (a.name, a.running, a.min_kib, a.max_kib) == ("a", True, 256 * MIB, 2048 * MIB)
+    assert a.shares == 1000 and a.stall_seconds_total == a.host_stall_seconds_total == 0
     assert (b.name, b.running, b.resident_kib) == ("b", False, 0)
     assert a.balloon_kib == a.target_kib == 2048 * MIB
     assert 0 < a.resident_kib < a.balloon_kib
