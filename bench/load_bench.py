@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import re
 import selectors
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -384,6 +384,10 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
+def _limit(n: int) -> str:
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n >> 10} KiB" if n % 1024 == 0 else f"{n} bytes"
+
+
 class Refusal(Exception):
     """A request refused on its headers: the answer to send and the log line's kind."""
 
@@ -426,7 +430,7 @@ def body_length(req: Request, limit: int) -> int:
     length = int(value)
     if length > limit:
         raise Refusal("size", "413 Payload Too Large",
-                      f"request too large ({_size(length)}; momd accepts at most {limit >> 20} MiB)",
+                      f"request too large ({_size(length)}; momd accepts at most {_limit(limit)})",
                       {MAX_BODY_HEADER: str(limit)}, drain=length)
     return length
 
