@@ -11,7 +11,7 @@ MIB = 1024
 
 def snapshot(model):
     return (model.meminfo(), model.vmstat(), model.ksm.stats(),
-            {g.name: g.memory_stats() for g in model.running_guests()})
+            {g.name: g.memory_stats() for g in model.running_guests()}, model.observe(), model.events)
 
 
 def test_same_seed_same_numbers_other_seed_differs():
