@@ -3,7 +3,8 @@
 :class:`RunMetrics` is fed one :class:`~mom.sim.observation.HostObservation`
 per sample (every few simulated seconds) and sums up, for the whole run:
 
-- stall seconds per guest (the guests' own figure, from the simulator);
+- stall seconds per guest (the guests' own figure, from the simulator), and
+  the part of them spent on faults of pages in host swap;
 - host swap: peak MiB and MiB*s; host and guest OOM kills;
 - seconds with the host's MemAvailable below 10% of its RAM, and how long each
   such episode lasted (*relief time*: from the moment the host falls below until
@@ -56,6 +57,7 @@ class _Episodes:
 @dataclass
 class _GuestTally:
     stall_s: float = 0.0
+    host_stall_s: float = 0.0
     oom_kills: int = 0
     killed_by_host: bool = False
     target_changes: int = 0
@@ -119,6 +121,7 @@ class RunMetrics:
     def _guest(self, g: GuestObservation, dt: float) -> None:
         t = self._guests.setdefault(g.name, _GuestTally())
         t.stall_s = g.stall_seconds_total
+        t.host_stall_s = g.host_stall_seconds_total
         t.oom_kills = g.oom_kills_total
         t.killed_by_host = t.killed_by_host or g.killed_by_host
         if not g.running:
@@ -176,6 +179,7 @@ class RunMetrics:
             "stall_s": round(sum(t.stall_s for t in guests.values()), 3),
             "stall_s_worst_guest": round(max((t.stall_s for t in guests.values()), default=0.0), 3),
             "stall_s_per_guest": {n: round(t.stall_s, 3) for n, t in sorted(guests.items())},
+            "stall_s_host_swap": round(sum(t.host_stall_s for t in guests.values()), 3),
             "host_swap_peak_mib": round(self._swap_peak_kib / MIB, 1),
             "host_swap_mib_s": round(self._swap_kib_s / MIB, 1),
             "host_oom_kills": self._host_oom,

@@ -143,10 +143,12 @@ def plot_run(result: RunResult, directory: str) -> list[str]:
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
         for ax, name in zip(axes.flat, names):
             g = series["guests"][name]
-            for key, color in (("demand", "#c44e52"), ("balloon", "#4c72b0"), ("resident", "#55a868"),
-                               ("swap", "#8172b2"), ("host_swap", "#dd8452")):
+            # the balloon last and dashed: a guest that fills its balloon has resident == balloon
+            for key, color, style in (("demand", "#c44e52", "-"), ("resident", "#55a868", "-"),
+                                      ("swap", "#8172b2", "-"), ("host_swap", "#dd8452", "-"),
+                                      ("balloon", "#4c72b0", "--")):
                 ax.plot(minutes, [float("nan") if v is None else v for v in g[key]], color=color, label=key,
-                        linewidth=0.9)
+                        linewidth=0.9, linestyle=style)
             ax.set_title(name, fontsize=9)
             ax.tick_params(labelsize=7)
         for ax in list(axes.flat)[len(names):]:

@@ -56,14 +56,15 @@ def test_low_free_seconds_and_relief_episodes():
 
 def test_stall_and_oom_come_from_the_simulators_totals():
     f = figures([host(0, [guest(name="a"), guest(name="b")]),
-                 host(5, [guest(name="a", stall_seconds_total=2.5),
+                 host(5, [guest(name="a", stall_seconds_total=2.5, host_stall_seconds_total=1.0),
                           guest(name="b", stall_seconds_total=4.0, oom_kills_total=1)], oom_kills_total=1),
-                 host(10, [guest(name="a", stall_seconds_total=3.0),
+                 host(10, [guest(name="a", stall_seconds_total=3.0, host_stall_seconds_total=1.5),
                            guest(name="b", running=False, stall_seconds_total=4.0, oom_kills_total=1,
                                  killed_by_host=True)], oom_kills_total=1)])
     assert f["stall_s"] == 7.0
     assert f["stall_s_worst_guest"] == 4.0
     assert f["stall_s_per_guest"] == {"a": 3.0, "b": 4.0}
+    assert f["stall_s_host_swap"] == 1.5  # the part of a's stall spent on its pages in host swap
     assert (f["host_oom_kills"], f["guest_oom_kills"]) == (1, 1)
     assert f["guests_killed_by_host"] == ["b"]
 
