@@ -145,3 +145,18 @@ def test_progress_is_a_bar_on_a_terminal(tiny: Path, tmp_path: Path):
     assert "━" in text and "3/3" in text   # the bar and its count
     assert "bench: 1/3" not in text        # not the plain lines
     assert "| none |" in text
+
+
+def test_configuration_overrides_are_checked_like_momds(tiny: Path, tmp_path: Path):
+    out = tmp_path / "runs.jsonl"
+    rows = []
+    for interval in ("10", "30"):
+        r = momctl("bench", "--scenario", str(tiny), "--policy", "doc=doc/policies", "--hours", "0.1",
+                   "--set", f"main.policy-engine-interval={interval}", "--json", str(out), "-q")
+        assert r.returncode == 0, r.stderr
+        rows.append(json_lines(out)[0])
+    assert rows[1]["balloon_changes"] < rows[0]["balloon_changes"]  # fewer policy runs, fewer changes
+    for bad, said in (("main.polcy-dir=x", "polcy-dir"), ("main.hypervisor-interface=libvirt", "simulator")):
+        r = momctl("bench", "--scenario", str(tiny), "--policy", "none=", "--set", bad)
+        assert r.returncode == 2
+        assert len(r.stderr.strip().splitlines()) == 1 and said in r.stderr, r.stderr
