@@ -22,7 +22,7 @@ from mom.daemon.config import Config, ConfigError, load_config
 from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.lab.metrics import RunMetrics
 from mom.policy.errors import PolicyError
-from mom.policy.policy import PolicySet, policy_name, read_policy_paths
+from mom.policy.policy import DEFAULT_POLICY_NAME, PolicySet, policy_name, read_policy_paths
 from mom.sim.scenario import Scenario
 
 CLOCK_START = 1_000_000.0  # the clock's epoch; runs report time since the scenario's start
@@ -135,7 +135,6 @@ def load_policy_spec(name: str, paths: list[str], config: Config) -> PolicySpec:
         for src in sources:
             key = policy_name(src.name)
             if len(paths) == 1 and not os.path.isdir(path):
-                from mom.policy.policy import DEFAULT_POLICY_NAME
                 key = DEFAULT_POLICY_NAME
             texts[key] = src.text
             origins[key] = src.name
