@@ -279,31 +279,41 @@ class SimGuest:
         self.minor_fault += (got - from_touched) / PAGE
         return got
 
-    def _free_anon(self, part: str, amount: float) -> None:
-        """The programs free amount of hot or cold memory (RAM and swap alike)."""
-        ram_name, swap_name = f"{part}_ram", f"{part}_swap"
-        ram, swap = getattr(self, ram_name), getattr(self, swap_name)
+    @staticmethod
+    def _split_free(ram: float, swap: float, amount: float) -> tuple[float, float, float]:
+        """Free amount of memory held as ram + swap, in proportion; returns
+        (ram left, swap left, ram freed)."""
         total = ram + swap
         if total <= 0:
-            return
+            return ram, swap, 0.0
         from_ram = amount * ram / total
-        setattr(self, ram_name, ram - from_ram)
-        setattr(self, swap_name, max(0.0, swap - (amount - from_ram)))
-        self.free_touched += from_ram
+        return ram - from_ram, max(0.0, swap - (amount - from_ram)), from_ram
+
+    def _free_anon(self, hot: float, cold: float) -> None:
+        """The programs free hot and cold memory (RAM and swap alike)."""
+        if hot > 0:
+            self.hot_ram, self.hot_swap, freed = self._split_free(self.hot_ram, self.hot_swap, hot)
+            self.free_touched += freed
+        if cold > 0:
+            self.cold_ram, self.cold_swap, freed = self._split_free(self.cold_ram, self.cold_swap, cold)
+            self.free_touched += freed
 
     def _follow_demand(self, t: float, budget: list[float]) -> float:
         """Grow or shrink hot and cold memory toward what the workload wants;
         returns growth left waiting on swap writes. Past RAM plus swap the
         guest's OOM killer fires."""
         waiting = 0.0
-        for part, want in (("hot", self.working_set), ("cold", self.demand - self.working_set)):
-            have = getattr(self, f"{part}_ram") + getattr(self, f"{part}_swap")
-            if want < have:
-                self._free_anon(part, have - want)
-            elif want > have:
-                got = self._allocate(want - have, budget)
-                setattr(self, f"{part}_ram", getattr(self, f"{part}_ram") + got)
-                waiting += want - have - got
+        want_hot, want_cold = self.working_set, self.demand - self.working_set
+        have_hot, have_cold = self.hot_ram + self.hot_swap, self.cold_ram + self.cold_swap
+        self._free_anon(have_hot - want_hot, have_cold - want_cold)
+        if want_hot > have_hot:
+            got = self._allocate(want_hot - have_hot, budget)
+            self.hot_ram += got
+            waiting += want_hot - have_hot - got
+        if want_cold > have_cold:
+            got = self._allocate(want_cold - have_cold, budget)
+            self.cold_ram += got
+            waiting += want_cold - have_cold - got
         if waiting > 1.0 and self._out_of_memory():
             self._oom_kill(t)
             return 0.0
@@ -318,8 +328,7 @@ class SimGuest:
         """Kill the biggest program: model it as half the workload's memory going
         away; it comes back after OOM_RESTART_S (demand capped until then)."""
         self.oom_kills += 1
-        for part in ("hot", "cold"):
-            self._free_anon(part, 0.5 * (getattr(self, f"{part}_ram") + getattr(self, f"{part}_swap")))
+        self._free_anon(0.5 * (self.hot_ram + self.hot_swap), 0.5 * (self.cold_ram + self.cold_swap))
         self._oom_cap = self.hot_ram + self.cold_ram + self.swap_used
         self._oom_until = t + OOM_RESTART_S
         self.demand = min(self.demand, self._oom_cap)

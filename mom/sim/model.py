@@ -214,9 +214,8 @@ class SimModel:
         """Back the guests and processes: page cache first, then swap at a
         bounded rate (coldest guest memory first), then the OOM killer; serve
         the faults on host swap; account stall time and PSI."""
-        self._host_oom()
         limit = self.mem_total - self.min_free
-        deficit = self.host_need() - limit  # what must be on swap now
+        deficit = self._host_oom() - limit  # what must be on swap now
         swapped = self.host_swap
         budget = HOST_SWAP_OUT_RATE * dt
         if deficit > swapped:
@@ -271,16 +270,20 @@ class SimModel:
                     done += g.host_swap_out(x * k, hot_too)
         return done
 
-    def _host_oom(self) -> None:
-        """Past RAM plus swap the host's OOM killer takes the largest QEMU."""
+    def _host_oom(self) -> float:
+        """Past RAM plus swap the host's OOM killer takes the largest QEMU.
+        Returns the host's need (host_need()) after it."""
         limit = self.mem_total - self.min_free + self.swap_total
-        while self._running and self.host_need() > limit:
+        need = self.host_need()
+        while self._running and need > limit:
             victim = max(self._running, key=lambda g: g.touched)
             victim.killed_by_host = True
             victim.stop()
             self.oom_kills += 1
             self._event("host_oom", victim.name)
             self._running = [g for g in self._running if g is not victim]
+            need = self.host_need()
+        return need
 
     # -- derived figures ---------------------------------------------------------
     def running_guests(self) -> list[SimGuest]:
