@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mom.sim.guest import PAGE, SimGuest
-from mom.sim.ksm import CLK_TCK, KsmState
+from mom.sim.ksm import KsmState
 from mom.sim.observation import GuestObservation, HostObservation
 from mom.sim.proctree import KSM_DIR, KSM_STATS, ProcTree, render_cpuinfo, render_meminfo, \
     render_pid_stat, render_pid_status, render_pressure, render_vmstat
