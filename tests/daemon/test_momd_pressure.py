@@ -118,8 +118,10 @@ def test_guests_ballooned_down_under_pressure_and_given_memory_back(pressure_run
         assert lowest <= 0.9 * MAX_MIB * 1024, f"{name} balloon only went down to {lowest} KiB"
         low_at = series.index(lowest)
         assert series[0] == MAX_MIB * 1024
-        assert series[-1] == MAX_MIB * 1024, f"{name} ended at {series[-1]} KiB"
-        assert MAX_MIB * 1024 in series[low_at:]
+        # balloon.policy skips changes under 0.5% of the balloon (min_step), so a
+        # guest grown by 5% steps may stop just short of its maximum.
+        assert series[-1] >= (1 - 0.005) * MAX_MIB * 1024, f"{name} ended at {series[-1]} KiB"
+        assert max(series[low_at:]) >= (1 - 0.005) * MAX_MIB * 1024
 
 
 def test_balloons_stay_between_guarantee_and_max(pressure_run: dict[str, Any]) -> None:
