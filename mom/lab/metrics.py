@@ -8,14 +8,15 @@ per sample (every few simulated seconds) and sums up, for the whole run:
 - host swap: peak MiB and MiB*s; host and guest OOM kills;
 - seconds with the host's MemAvailable below 10% of its RAM, and how long each
   such episode lasted (*relief time*: from the moment the host falls below until
-  it is back above; an episode still open at the end counts up to the end);
+  it is back above for a minute; an episode still open at the end counts up to
+  the end);
 - memory reclaimed: what balloons hold below the guests' maximum plus what KSM
   saves (time-weighted mean, peak);
 - balloon activity: target changes, MiB moved, direction reversals;
 - seconds a guest's balloon was below its guarantee (min) or above its maximum;
 - *give-back time*: how long a guest whose workload wants more than its balloon
   gives (and whose balloon is below its maximum) waits until the balloon covers
-  the demand again or reaches the maximum.
+  the demand, or reaches the maximum, for a minute.
 
 Levels (swap, free memory, balloons) are sampled, so their integrals are sums
 of sample value x interval; totals the simulator keeps (stall seconds, OOM
@@ -33,25 +34,37 @@ MIB = 1024
 LOW_FREE_SHARE = 0.10     # "host free below 10%": MemAvailable / MemTotal
 MOVE_NOISE_KIB = 1024     # balloon moves smaller than this are not a direction
 VIOLATION_SLACK_KIB = 1024  # rounding of targets in KiB is not a violation
+EPISODE_GAP_S = 60.0      # a condition back within this is the same episode
 
 
 @dataclass
 class _Episodes:
-    """Durations of intervals during which a condition held."""
+    """Durations of intervals during which a condition held. A condition that holds
+    again within EPISODE_GAP_S of ending continues the same episode: a guest whose
+    OOM killer freed memory for a moment, or a host back over the line for one
+    sample, has not been relieved."""
 
     started: float | None = None
+    ended: float | None = None     # the last episode's end, while it may still resume
     durations: list[float] = field(default_factory=list)
 
     def update(self, holds: bool, now: float) -> None:
-        if holds and self.started is None:
-            self.started = now
-        elif not holds and self.started is not None:
-            self.durations.append(now - self.started)
-            self.started = None
+        if holds:
+            if self.started is None:
+                self.started = now
+            self.ended = None
+        elif self.started is not None:
+            if self.ended is None:
+                self.ended = now
+            elif now - self.ended >= EPISODE_GAP_S:
+                self.durations.append(self.ended - self.started)
+                self.started = self.ended = None
 
     def close(self, now: float) -> list[float]:
-        """Every duration, an open episode counted up to now."""
-        return self.durations + ([now - self.started] if self.started is not None else [])
+        """Every duration, an open episode counted up to now (or its end)."""
+        if self.started is None:
+            return list(self.durations)
+        return self.durations + [(self.ended if self.ended is not None else now) - self.started]
 
 
 @dataclass
