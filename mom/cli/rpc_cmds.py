@@ -1,6 +1,6 @@
 """momctl commands that talk to a running momd over its XML-RPC API.
 
-    momctl [--socket PATH | --port N] ping|stats [--json]|guests|verbosity LEVEL|actions [N]|health [--json]
+    momctl [--socket PATH | --port N] ping|stats [--json]|guests [--json]|verbosity LEVEL|actions [N]|health [--json]
     momctl [--socket PATH | --port N] policy get|set FILE|set-named NAME FILE|-|delete NAME|list|reset
 
 Without --socket and --port, momctl uses DEFAULT_SOCKET, where the packaged
@@ -240,7 +240,11 @@ def cmd_stats(mom: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_guests(mom: Any, args: argparse.Namespace) -> int:
-    for name in mom.getActiveGuests():
+    names = mom.getActiveGuests()
+    if args.json:
+        print(json.dumps(names))
+        return EXIT_OK
+    for name in names:
         print(name)
     return EXIT_OK
 
@@ -320,7 +324,11 @@ def cmd_policy_delete(mom: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_policy_list(mom: Any, args: argparse.Namespace) -> int:
-    for name, text in sorted(mom.getNamedPolicies().items()):
+    policies = mom.getNamedPolicies()
+    if args.json:  # name -> text, as the RPC gives it
+        print(json.dumps(policies, indent=2, sort_keys=True))
+        return EXIT_OK
+    for name, text in sorted(policies.items()):
         print(f"{name}\t{len(text.splitlines())} lines")
     return EXIT_OK
 
@@ -361,7 +369,8 @@ def add_parsers(sub: Any) -> None:
     _rpc(sub, "ping", cmd_ping, "check that momd answers")
     p = _rpc(sub, "stats", cmd_stats, "the newest host and guest statistics")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _rpc(sub, "guests", cmd_guests, "the guests momd manages")
+    p = _rpc(sub, "guests", cmd_guests, "the guests momd manages")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = _rpc(sub, "verbosity", cmd_verbosity, "set momd's log level")
     p.add_argument("level", metavar="LEVEL", help="debug, info, warn, error, critical or 5-1")
     p = _rpc(sub, "actions", cmd_actions, "the controls momd applied last")
@@ -381,7 +390,8 @@ def add_policy_parsers(sub: Any) -> None:
     p.add_argument("file", metavar="FILE|-")
     p = _rpc(sub, "delete", cmd_policy_delete, "delete one named policy")
     p.add_argument("name", metavar="NAME")
-    _rpc(sub, "list", cmd_policy_list, "list the named policies")
+    p = _rpc(sub, "list", cmd_policy_list, "list the named policies")
+    p.add_argument("--json", action="store_true", help="print JSON: name -> text")
     _rpc(sub, "reset", cmd_policy_reset, "reload the configured policy file or directory")
 
 

@@ -42,6 +42,8 @@ def test_ping_stats_guests(momd: tuple[Momd, str, Path]) -> None:
     assert sorted(stats["guests"]) == ["vm1", "vm2", "vm3"] and "ksm_run" in stats["host"]
     r = run_momctl(["--socket", sock, "guests"])
     assert (r.returncode, r.stdout.split()) == (0, ["vm1", "vm2", "vm3"])
+    r = run_momctl(["--socket", sock, "guests", "--json"])
+    assert (r.returncode, json.loads(r.stdout)) == (0, ["vm1", "vm2", "vm3"])
 
 
 def test_policy_commands(momd: tuple[Momd, str, Path]) -> None:
@@ -49,6 +51,9 @@ def test_policy_commands(momd: tuple[Momd, str, Path]) -> None:
     ctl = ["--socket", sock, "policy"]
     r = run_momctl(ctl + ["list"])
     assert r.returncode == 0 and [line.split("\t")[0] for line in r.stdout.splitlines()] == ["balloon", "ksm"]
+    r = run_momctl(ctl + ["list", "--json"])
+    policies = json.loads(r.stdout)
+    assert sorted(policies) == ["balloon", "ksm"] and "(Host.Control" in policies["ksm"]
     r = run_momctl(ctl + ["get"])
     assert r.returncode == 0 and "(Host.Control" in r.stdout
 
