@@ -12,6 +12,7 @@ import dataclasses
 import os
 import uuid as uuidlib
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -81,7 +82,12 @@ def run_many(specs: list[RunSpec], jobs: int | None = None, progress: Progress |
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     i = pending.pop(future)
-                    results[i] = future.result()
+                    try:
+                        results[i] = future.result()
+                    except BrokenProcessPool:
+                        spec = specs[i]
+                        raise RunFailed(f"{spec.scenario_label} / {spec.policy.name} / seed {spec.seed}: "
+                                        "its worker process died (out of memory?)") from None
                     if progress:
                         progress(results[i])
         finally:

@@ -66,3 +66,22 @@ def test_capacity_needs_a_budget(tmp_path: Path):
     scenario.write_text(ROOMY)
     r = momctl("bench", "--capacity", "--scenario", str(scenario), "--policy", "none=")
     assert r.returncode == 2 and "--stall-budget" in r.stderr
+
+
+def _die(spec) -> None:
+    import os
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_that_dies_is_a_failed_run_not_a_traceback(tmp_path: Path, monkeypatch):
+    """A run whose process is killed (the OOM killer, a crash) fails the bench with one line."""
+    from mom.lab import bench
+    from mom.lab.bench import RunFailed, plan_runs, run_many
+    from mom.lab.runner import PolicySpec
+
+    monkeypatch.setattr(bench, "_run_one", _die)  # the workers fork with it
+    specs = plan_runs([bench.ScenarioEntry("roomy", loads_scenario(ROOMY, "roomy.toml"))], [PolicySpec("none")],
+                      2, 0.01)
+    with pytest.raises(RunFailed, match="worker process died"):
+        run_many(specs, jobs=2)
