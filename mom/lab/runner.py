@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from concurrent.futures import Future
@@ -23,6 +22,7 @@ from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.lab.metrics import RunMetrics
 from mom.policy.errors import PolicyError
 from mom.policy.policy import DEFAULT_POLICY_NAME, PolicySet, policy_name, read_policy_paths
+from mom.sim.proctree import ProcTree
 from mom.sim.scenario import Scenario
 
 CLOCK_START = 1_000_000.0  # the clock's epoch; runs report time since the scenario's start
@@ -174,12 +174,17 @@ def run(spec: RunSpec) -> RunResult:
     config = lab_config(spec.config_file, dict(spec.settings))
     policies = policy_set(config, spec.policy)
     clock = ManualClock(CLOCK_START)
-    with tempfile.TemporaryDirectory(prefix="mom-lab-", dir=tree_base()) as tree_dir:
-        hv = SimHypervisor(spec.scenario, seed=spec.seed, clock=clock, tree_dir=tree_dir)
+    # A temporary tree owned here: removed after the run, or by a later run when this
+    # process was killed (its marker is no longer locked).
+    owner = ProcTree.temporary(tree_base())
+    try:
+        hv = SimHypervisor(spec.scenario, seed=spec.seed, clock=clock, tree_dir=owner.root)
         try:
             return _run(spec, config, policies, clock, hv, started)
         finally:
             hv.close()
+    finally:
+        owner.close()
 
 
 def tree_base() -> str | None:
