@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lab.conftest import REPO, figures, json_lines, momctl
 from shared_policies import SHARED_POLICIES
 
@@ -76,6 +78,7 @@ def test_bad_policy_is_one_line_and_exit_2(tiny: Path, tmp_path: Path):
         assert "Traceback" not in r.stderr
 
 
+@pytest.mark.skipif(not (SHARED_POLICIES / "vdsm").is_dir(), reason=f"{SHARED_POLICIES / 'vdsm'} is not available")
 def test_named_parameter_policies_load_with_a_set(tiny: Path, tmp_path: Path):
     """vdsm's set balloons only once its 01-parameters policy turns ballooning on."""
     vdsm = SHARED_POLICIES / "vdsm"
