@@ -56,3 +56,11 @@ def test_policy_tool_examples_run(tmp_path: Path) -> None:
         command = line.replace("/tmp/snap.jsonl", str(tmp_path / "snap.jsonl"))
         proc = subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
+
+
+def test_bench_example_runs() -> None:
+    block = next(b for b in code_blocks("### Comparing policies") if "momctl bench" in b)
+    for line in commands(block):
+        proc = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
+        assert "| proxmox |" in proc.stdout and "| none |" in proc.stdout, proc.stdout
