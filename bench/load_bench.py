@@ -44,6 +44,9 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_INTERVAL = 2.0
+# Seconds after the first ticks before measuring: the first rounds, every guest new,
+# are not a steady state.
+SETTLE = 10.0
 
 
 # -- the daemon ------------------------------------------------------------------------------
@@ -534,6 +537,7 @@ def main() -> None:
             daemon = Daemon(directory, args.guests, rpc, f"127.0.0.1:{mport}")
             try:
                 daemon.wait_ticks(3)
+                time.sleep(SETTLE)
                 for name in names:
                     run_one(name, daemon, address, mport, policy, args)
             finally:

@@ -10,8 +10,10 @@ answered. With 300 idle connections, 16 clients that never read their answers
 and a 1 byte/s client, a normal ping and a scrape are still answered within 1 s.
 
 The machine is shared: before each load, the ticks of the idle daemon are
-measured, and if even those miss the bound (or an idle stretch after a failing
-load does), the test is skipped as unmeasurable rather than failed. The load
+measured, and if even those miss the bound the test is skipped as unmeasurable;
+if the loaded ticks miss it, the load is blamed (the test fails) only when the
+idle ticks before and right after it were regular (p99 within 1.25 times the
+interval), else the test is skipped with the numbers. The load
 generators are the benchmark's (bench/load_bench.py); they run at nice 10, so
 that what is measured is momd's own handling of its clients, not the two CPUs
 they share with it (the starvation this guards against came from within momd:
@@ -38,6 +40,8 @@ GUESTS = 100
 NICE = 10  # the load generators' priority: they share the machine's two CPUs with momd
 LOAD_SECONDS = 60.0
 BASELINE_SECONDS = 12.0
+QUIET = 1.25 * INTERVAL  # idle ticks this regular: the machine is quiet enough to blame the load
+QUIET_SECONDS = 20.0
 
 
 def _load_bench() -> ModuleType:
@@ -71,6 +75,7 @@ def _start(tmp: Path, rpc: str, metrics: str = "") -> Momd:
         assert m.alive(), m.log()[-3000:]
         assert time.monotonic() < deadline, f"no ticks:\n{m.log()[-3000:]}"
         time.sleep(0.2)
+    time.sleep(bench.SETTLE / 2)  # the first rounds, every guest new, are not a steady state
     return m
 
 
@@ -103,21 +108,22 @@ def _measurable(baseline: list[float]) -> None:
         pytest.skip(f"the machine is too busy: idle tick intervals {baseline}, load {os.getloadavg()}")
 
 
-def _check_ticks(m: Momd, start: float, end: float, what: str) -> None:
-    """The tick intervals' p99 is within the bound under load; skips when an idle stretch
-    right after misses it too (the machine got busy meanwhile)."""
+def _check_ticks(m: Momd, baseline: list[float], start: float, end: float, what: str) -> None:
+    """The tick intervals' p99 is within the bound under load. When it is not, the load
+    is blamed only if the idle daemon ticks cleanly (p99 within QUIET) before and right
+    after it; otherwise the machine's own noise is too loud to tell, and the test skips."""
     loaded = _intervals(m, start, end)
     assert len(loaded) >= (end - start) / INTERVAL * 0.6, (what, loaded)  # it kept ticking
     if _p99(loaded) <= BOUND:
         return
-    # Was it the load or the machine? An idle stretch right after tells.
     t0 = time.time()
-    time.sleep(BASELINE_SECONDS)
-    idle = _intervals(m, t0, time.time())
-    if _p99(idle) > BOUND:
-        pytest.skip(f"the machine is too busy: idle tick intervals {idle} after {what}")
-    pytest.fail(f"under {what}, tick intervals p99 {_p99(loaded):.2f} s > {BOUND:g} s "
-                f"(idle after: {idle}):\n{sorted(loaded)}\nload average {os.getloadavg()}")
+    time.sleep(QUIET_SECONDS)
+    after = _intervals(m, t0, time.time())
+    report = (f"under {what}, tick intervals p99 {_p99(loaded):.2f} s > {BOUND:g} s: {sorted(loaded)}\n"
+              f"idle before: {baseline}\nidle after: {after}\nload average {os.getloadavg()}")
+    if max(_p99(baseline), _p99(after)) > QUIET:
+        pytest.skip(f"the machine is too busy to tell: {report}")
+    pytest.fail(report)
 
 
 def _run_load(load: Any, seconds: float) -> tuple[float, float]:
@@ -210,7 +216,7 @@ class TestTcp:
         load = bench.Load(50, bench.rpc_step(port, POLICY), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
         _assert_all_answered(load, 50, "50 TCP clients")
-        _check_ticks(m, start, end, "50 TCP clients")
+        _check_ticks(m, baseline, start, end, "50 TCP clients")
         assert thread_count(m.pid) <= threads + 4  # the RPC workers, started by the first call
         # Calls are logged at debug level: at info, the log holds no line per call.
         assert "getStatistics" not in m.log() and "getActiveGuests" not in m.log()
@@ -221,7 +227,7 @@ class TestTcp:
         load = bench.Load(20, bench.scrape_step(mport), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
         _assert_all_answered(load, 20, "20 scrapers")
-        _check_ticks(m, start, end, "20 scrapers")
+        _check_ticks(m, baseline, start, end, "20 scrapers")
         assert f"mom_guests {GUESTS}.0".encode() in bench.scrape(mport)
 
     def test_hostile_clients_do_not_lock_out_a_normal_one(self, tcp_momd: Target) -> None:
@@ -238,7 +244,7 @@ class TestUnix:
         load = bench.Load(50, bench.rpc_step(sock, POLICY), nice=NICE)
         start, end = _run_load(load, LOAD_SECONDS)
         _assert_all_answered(load, 50, "50 unix-socket clients")
-        _check_ticks(m, start, end, "50 unix-socket clients")
+        _check_ticks(m, baseline, start, end, "50 unix-socket clients")
 
     def test_hostile_clients_do_not_lock_out_a_normal_one(self, unix_momd: Target) -> None:
         m, sock, mport, _ = unix_momd
