@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from mom import __version__
 from mom.daemon import sdnotify
@@ -114,12 +115,12 @@ def make_daemon(config: Config) -> tuple[Any, list[str]]:
         raise StartupError(str(e)) from None
 
 
-def check(config: Config, daemonize: bool) -> int:
+def check(config: Config, daemonize: bool, pid_file: str | None = None) -> int:
     """momd --check: everything a start runs, short of starting. Exit status 0 or 2."""
     from mom.daemon.clock import Clock
     from mom.daemon.daemon import DaemonError, make_hypervisor
 
-    found = check_outputs(config, daemonize=daemonize)
+    found = check_outputs(config, daemonize=daemonize, pid_file=pid_file)
     try:
         found.warnings.extend(load_policies(config)[1])
     except StartupError as e:
@@ -138,16 +139,35 @@ def check(config: Config, daemonize: bool) -> int:
     return 0
 
 
-def _daemonize() -> None:
+def _daemonize(pid_file: str | None) -> Callable[[int], None]:
+    """Detach (double fork, new session, stdio to /dev/null). The first process
+    waits until the detached one says it started (its pid file written), so
+    `momd -d` returns only then, with the detached process's status: 0, or 2
+    when it could not start. Returns the function the detached process calls
+    with that status."""
+    read_end, write_end = os.pipe()
     if os.fork() > 0:
-        os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 1)
+        os._exit(answer[0] if answer else 1)
+    os.close(read_end)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
     # No chdir("/"): relative paths in the configuration stay valid for reloads.
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+    for fd in (0, 1):
         os.dup2(devnull, fd)
+
+    def started(status: int) -> None:
+        os.dup2(devnull, 2)  # stderr stays the terminal's until the start is told
+        try:
+            os.write(write_end, bytes([status]))
+        except OSError:
+            pass
+        os.close(write_end)
+
+    return started
 
 
 def _write_pid_file(path: str) -> None:
@@ -163,6 +183,13 @@ def _write_pid_file(path: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -210,41 +237,57 @@ def serve(daemon: Any, notifier: sdnotify.Notifier | None = None) -> int:
 
     notifier = notifier or sdnotify.Notifier(None)
     watchdog = make_watchdog(daemon, notifier)
-    runner = threading.Thread(target=run, name="mom-engine")
+    # A daemon thread: a stop that gives up on a stuck engine must not then wait for it.
+    runner = threading.Thread(target=run, name="mom-engine", daemon=True)
     runner.start()
     # The RPC socket is bound and listening since the Daemon was built: ready now.
     notifier.send("READY=1", f"STATUS=running: interface {daemon.config.main.hypervisor_interface}")
     stopping = False
+    stop_by = math.inf
     while runner.is_alive():
         if watchdog is not None and not stopping:
             watchdog.poll()
         info = signal.sigtimedwait(HANDLED_SIGNALS, 0.5)
         if info is None:
-            continue
-        if info.si_signo == signal.SIGHUP:
+            pass
+        elif info.si_signo == signal.SIGHUP:
             if not stopping:
                 daemon.reload_policies()
         elif not stopping:  # Ctrl-C in a terminal may deliver SIGINT twice (process and group)
             stopping = True
+            stop_by = time.monotonic() + stop_deadline(daemon)
             notifier.send("STOPPING=1")
             log.info("%s received, stopping", signal.Signals(info.si_signo).name)
             daemon.stop()
+        if stopping and time.monotonic() > stop_by:
+            # The engine is stuck in a call that does not return (a hung mount, a
+            # blocked read): give up on it rather than ignore SIGTERM.
+            log.error("the engine did not stop within %g s; exiting without it", stop_deadline(daemon))
+            return STUCK
     runner.join()
     return 1 if failed else 0
 
 
+STUCK = -1  # serve(): the engine did not stop in time
+
+
+def stop_deadline(daemon: Any) -> float:
+    """Seconds a stop may take: a round of calls under their deadline, and some."""
+    return 2 * daemon.config.main.hypervisor_call_timeout + 5
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Before any thread exists, so every thread inherits the mask: only serve()
-    # takes these signals, synchronously.
-    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
         config = read_config(args)
     except ConfigError as e:
         return _fail(str(e))
     if args.check:
-        return check(config, args.daemonize)
-    found = check_outputs(config, daemonize=args.daemonize)
+        return check(config, args.daemonize, args.pid_file)
+    # Before any thread exists, so every thread inherits the mask: only serve()
+    # takes these signals, synchronously.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    found = check_outputs(config, daemonize=args.daemonize, pid_file=args.pid_file)
     if found.errors:
         return _fail(found.errors[0])
     try:
@@ -265,26 +308,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.daemonize:  # the log may be going nowhere after detaching: say it on the terminal too
             print(f"momd: warning: {warning}", file=sys.stderr)
 
+    started: Callable[[int], None] = lambda status: None
     if args.daemonize:
-        _daemonize()
+        started = _daemonize(args.pid_file)
     if args.pid_file:
         try:
             _write_pid_file(args.pid_file)
         except OSError as e:
             daemon.close()
             log.error("cannot write the pid file %s: %s", args.pid_file, e.strerror)
+            print(f"momd: cannot write the pid file {args.pid_file}: {e.strerror}", file=sys.stderr)
+            started(2)
             return 2
+    started(0)
     notifier = sdnotify.Notifier.from_environment()
     try:
         status = serve(daemon, notifier)
+        if status == STUCK:  # closing might hang on what the engine hangs on: leave now
+            if args.pid_file:
+                _unlink(args.pid_file)
+            logging.shutdown()
+            os._exit(1)
     finally:
         notifier.close()
         daemon.close()
         if args.pid_file:
-            try:
-                os.unlink(args.pid_file)
-            except OSError:
-                pass
+            _unlink(args.pid_file)
     log.info("momd stopped")
     logging.shutdown()
     return status

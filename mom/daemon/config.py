@@ -293,9 +293,11 @@ def load_config(path: str | None, overrides: Mapping[str, str] | None = None) ->
     if path is not None:
         source = path
         lines = _read_file(parser, path)
-    _check_names(parser, source, lines)
+    warnings = _check_names(parser, source, lines)
     overridden = _apply_overrides(parser, dict(overrides or {}))
-    return _Builder(parser, source or "<defaults>", overridden).build()
+    builder = _Builder(parser, source or "<defaults>", overridden)
+    builder.warnings.extend(warnings)
+    return builder.build()
 
 
 def suggest(name: str, candidates: list[str], template: str = "{}") -> str:
@@ -307,15 +309,19 @@ def suggest(name: str, candidates: list[str], template: str = "{}") -> str:
     return f" (did you mean {template.format(original)}?)"
 
 
-def _check_names(parser: configparser.ConfigParser, source: str, lines: dict[tuple[str, str], int]) -> None:
+def _check_names(parser: configparser.ConfigParser, source: str, lines: dict[tuple[str, str], int]) -> list[str]:
     """Unknown sections and keys are errors: a typo must not silently run momd
-    on defaults (no policy, the wrong hypervisor). Raises ConfigError."""
+    on defaults (no policy, the wrong hypervisor). Returns warnings. Raises ConfigError."""
     def where(section: str, key: str = "") -> str:
         line = lines.get((section, key))
         return f"{source}:{line}" if line else source
 
+    warnings: list[str] = []
     for section in parser.sections():
         if section.startswith((COLLECTOR_PREFIX, CONTROLLER_PREFIX)):
+            warning = _check_plugin_section(section, where(section))
+            if warning:
+                warnings.append(warning)
             continue
         known = DEFAULTS.get(section)
         if known is None:
@@ -325,6 +331,7 @@ def _check_names(parser: configparser.ConfigParser, source: str, lines: dict[tup
         for key in parser.options(section):
             if key not in known:
                 raise ConfigError(f"{where(section, key)}: [{section}] {key}: unknown key{suggest(key, list(known))}")
+    return warnings
 
 
 def _new_parser() -> configparser.ConfigParser:
@@ -351,6 +358,29 @@ def _key_lines(text: str) -> dict[tuple[str, str], int]:
         key = re.split(r"[:=]", stripped, maxsplit=1)[0].strip().lower()
         out.setdefault((section, key), number)
     return out
+
+
+def _check_plugin_section(section: str, where: str) -> str | None:
+    """[Collector: NAME] and [Controller: NAME] must name a collector or
+    controller that exists: settings for a misspelled one would be ignored.
+    A name close to a known one is a typo (ConfigError); any other unknown name
+    (a plugin of the original MOM's that this one does not have, such as
+    GuestNetworkDaemon in its sample configurations) is a warning."""
+    import mom.collectors  # noqa: F401  (fill the registries)
+    import mom.controllers  # noqa: F401
+    from mom.collectors.base import REGISTRY as COLLECTORS
+    from mom.controllers.base import REGISTRY as CONTROLLERS
+
+    prefix, registry = ((COLLECTOR_PREFIX, COLLECTORS) if section.startswith(COLLECTOR_PREFIX)
+                        else (CONTROLLER_PREFIX, CONTROLLERS))
+    name = section[len(prefix):].strip()
+    if name in registry:
+        return None
+    what = prefix.rstrip(":").lower()
+    hint = suggest(name, sorted(registry), "[" + prefix + " {}]")
+    if hint:
+        raise ConfigError(f"{where}: [{section}]: unknown {what} {name!r}{hint}")
+    return f"{where}: [{section}]: no {what} {name!r} here; its settings are ignored"
 
 
 def _read_file(parser: configparser.ConfigParser, path: str) -> dict[tuple[str, str], int]:

@@ -177,10 +177,8 @@ class Engine:
         """Run ``action`` on the scheduler thread soon (a reload): requests made
         before it runs replace each other, and it runs at most once per
         RELOAD_MIN_INTERVAL."""
-        waiting = self._reload is not None
         self._reload = action
-        if not waiting:  # the scheduler already knows; do not wake it once per request
-            self._event.set()
+        self._event.set()  # cheap; the scheduler runs the reload when its turn comes
 
     # -- the scheduler ---------------------------------------------------------------
     def run(self) -> None:

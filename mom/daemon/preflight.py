@@ -86,9 +86,13 @@ def _unix_socket(path: str) -> str | None:
     return f"{path}: another process is listening on this socket"
 
 
-def check_outputs(config: Config, *, daemonize: bool = False) -> Findings:
-    """Logging, RPC, metrics, recorder and plots."""
+def check_outputs(config: Config, *, daemonize: bool = False, pid_file: str | None = None) -> Findings:
+    """Logging, RPC, metrics, recorder and plots, and the pid file."""
     found = Findings()
+    if pid_file:
+        problem = _writable_file(pid_file)
+        if problem:
+            found.errors.append(f"--pid-file: cannot write {problem}")
     main, logcfg = config.main, config.logging
     if not logcfg.to_stdio:
         problem = _writable_file(logcfg.log)

@@ -131,9 +131,7 @@ def test_daemonize_with_stdio_log_warns_on_the_terminal(tmp_path: Path) -> None:
     try:
         assert proc.returncode == 0
         assert "log is discarded" in proc.stderr, proc.stderr
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # momd -d returns once the detached momd has written its pid file: no race for the caller.
         pid = int(pid_file.read_text())
     finally:
         if pid_file.exists():
@@ -205,5 +203,34 @@ def test_policy_that_cannot_run_is_refused_over_rpc_and_ballooning_goes_on(tmp_p
         assert all(r["ok"] for r in later)
         assert any(a["control"] == "balloon_target" and a["applied"] for r in later for a in r["actions"]), later
         assert "01-parameters" not in run_momctl(["--socket", str(sock), "policy", "list"]).stdout
+    finally:
+        m.close()
+
+
+def test_daemonize_with_an_unwritable_pid_file_fails_on_the_terminal(tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path)
+    proc = run_momd(["--check", "-c", str(cfg), "--pid-file", str(tmp_path / "no" / "momd.pid")])
+    assert proc.returncode == 2 and "--pid-file: cannot write" in proc.stderr, proc.stderr
+    proc = run_momd(["-c", str(cfg), "-d", "--pid-file", str(tmp_path / "no" / "momd.pid")])
+    assert proc.returncode == 2 and "--pid-file: cannot write" in proc.stderr, proc.stderr
+
+
+def test_sigterm_stops_momd_even_when_a_collector_hangs(tmp_path: Path) -> None:
+    # The host's meminfo is a FIFO nobody writes: reading it blocks the engine for good.
+    proc_root = tmp_path / "proc"
+    proc_root.mkdir()
+    os.mkfifo(proc_root / "meminfo")
+    cfg = sim_config(tmp_path, extra_main=f"proc-root: {proc_root}", record=False)
+    cfg.write_text(cfg.read_text().replace("hypervisor-call-timeout: 5", "hypervisor-call-timeout: 1"))
+    pid_file = tmp_path / "momd.pid"
+    m = Momd(cfg, ["--pid-file", str(pid_file)])
+    try:
+        m.wait_log("momd running")
+        time.sleep(1)  # the engine is in the blocked read by now
+        rc, took = m.stop(signal.SIGTERM, timeout=15)
+        assert rc == 1
+        assert took < 10  # 2 x the call timeout + 5 s at most
+        assert "the engine did not stop within 7 s; exiting without it" in m.log()
+        assert not pid_file.exists()
     finally:
         m.close()
