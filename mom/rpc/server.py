@@ -603,17 +603,23 @@ class HttpServer:
                                      "refusing new connections until one is answered", logging.WARNING)
                 continue
             sock.setblocking(False)
-            now = time.monotonic()
-            c = _Conn(sock, now + REQUEST_TIMEOUT)
+            c = _Conn(sock, time.monotonic() + REQUEST_TIMEOUT)
             self._conns[sock] = c
             self._watch(c, selectors.EVENT_READ)
+            # A client's request is usually there already: read it now, before more
+            # accepts (of a flood of idle connections) could close this one.
+            self._read(c)
 
     def _evict(self) -> bool:
-        """Close the oldest connection still sending its request, else the oldest one
-        not reading its answer; False if all are being worked on."""
-        for state in (READING, DRAINING, WRITING):
+        """Close the oldest connection that has sent nothing, else the oldest one still
+        sending its request, else the oldest not reading its answer; False if all are
+        being worked on."""
+        kinds: list[Callable[[_Conn], bool]] = [
+            lambda c: c.state == READING and not c.buf, lambda c: c.state in (READING, DRAINING),
+            lambda c: c.state == WRITING]
+        for kind in kinds:
             for c in self._conns.values():
-                if c.state == state:
+                if kind(c):
                     self._close(c)
                     self.problems.report("evict", f"{self.label}: {self.max_connections} connections open, the "
                                          "most kept; closing the oldest idle ones to let new clients in")
