@@ -248,7 +248,7 @@ def serve(daemon: Any, notifier: sdnotify.Notifier | None = None) -> int:
         if watchdog is not None and not stopping:
             watchdog.poll()
         info = signal.sigtimedwait(HANDLED_SIGNALS, 0.5)
-        if info is None:
+        if info is None or info.si_signo not in HANDLED_SIGNALS:  # (0 was seen with a debugger attached)
             pass
         elif info.si_signo == signal.SIGHUP:
             if not stopping:

@@ -135,6 +135,7 @@ class MomApi:
         """Run a policy change. A rejected one leaves the old policy in force and is
         logged with the rendered error; the original's clients get False, callers
         that pass explain=True (momctl) a Fault carrying the rendered error."""
+        before = self.policies.texts()
         try:
             change()
         except PolicyError as e:
@@ -142,7 +143,10 @@ class MomApi:
         except OSError as e:
             reason = f"cannot read {e.filename}: {e.strerror}"
         else:
-            log.info("%s: %s: %s", call, done, ", ".join(self.policies.names()) or "(no policy)")
+            # vdsm pushes the same parameters again and again: a change is news, a repeat is not.
+            level = logging.INFO if self.policies.texts() != before else logging.DEBUG
+            log.log(level, "%s: %s: %s", call, done if level == logging.INFO else "unchanged",
+                    ", ".join(self.policies.names()) or "(no policy)")
             return True
         log.warning("%s: rejected, the previous policy stays in force: %s", call, reason)
         if explain is True:

@@ -887,7 +887,26 @@ class RpcServer:
         paths = (RPC_PATH, "/") if self.path else (RPC_PATH,)
         if req.path not in paths:
             raise Refusal("http", "404 Not Found", f"no {req.path} here: momd's XML-RPC endpoint is {RPC_PATH}")
+        if not self.path:
+            self._check_local_client(req)
         return MAX_BODY
+
+    @staticmethod
+    def _check_local_client(req: Request) -> None:
+        """TCP only: refuse what a web browser on this host could send. The API
+        has no authentication, and a page may POST text/plain to 127.0.0.1
+        without asking (or reach it under another name by DNS rebinding).
+        XML-RPC clients send text/xml, no Origin, and a loopback Host."""
+        if "origin" in req.headers:
+            raise Refusal("browser", "403 Forbidden", "requests from web pages (with an Origin header) are refused")
+        host = req.headers.get("host", "127.0.0.1").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name not in ("127.0.0.1", "localhost", "[::1]", "::1"):
+            raise Refusal("browser", "403 Forbidden", f"Host {host!r} is not this host's loopback address")
+        content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in ("text/xml", "application/xml"):
+            raise Refusal("http", "415 Unsupported Media Type",
+                          f"XML-RPC requests are text/xml, not {content_type or 'untyped'}")
 
     def _answer(self, req: Request) -> bytes:
         return http_response("200 OK", self.dispatcher.dispatch(req.body))

@@ -249,3 +249,23 @@ def test_momctl_at_the_metrics_port_says_what_is_wrong(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.0 404") and b"/metrics" in answer
     finally:
         m.close()
+
+
+SET_POLICY = (b"<?xml version='1.0'?><methodCall><methodName>setPolicy</methodName><params><param>"
+              b"<value><string>(Host.Control \"ksm_run\" 0)</string></value></param></params></methodCall>")
+
+
+@pytest.mark.parametrize("headers, status", [
+    # What a web page's fetch() or form may send to 127.0.0.1 without a CORS preflight.
+    ("Host: 127.0.0.1\r\nContent-Type: text/plain\r\nOrigin: http://evil.example\r\n", b"403"),
+    ("Host: 127.0.0.1\r\nContent-Type: text/plain\r\n", b"415"),
+    # DNS rebinding: a page's own name resolving to 127.0.0.1.
+    ("Host: evil.example:8888\r\nContent-Type: text/xml\r\n", b"403"),
+])
+def test_tcp_refuses_what_a_browser_could_send(tcp_momd: tuple[Momd, int], headers: str, status: bytes) -> None:
+    m, port = tcp_momd
+    before = tcp_client(port).getPolicy()
+    request = (f"POST /RPC2 HTTP/1.1\r\n{headers}Content-Length: {len(SET_POLICY)}\r\n\r\n").encode() + SET_POLICY
+    answer = raw_request(("127.0.0.1", port), request)
+    assert answer.startswith(b"HTTP/1.0 " + status), answer[:200]
+    assert tcp_client(port).getPolicy() == before  # nothing changed
