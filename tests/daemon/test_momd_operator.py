@@ -181,6 +181,8 @@ def test_log_to_stdout_or_stderr_by_name_creates_no_file(tmp_path: Path, target:
     ('(defvar x 1)\n(with Guests g (g.Control "balloon_targt" 1000))\n',
      "01-parameters:2:27: error: unknown control 'balloon_targt': no controller acts on it "
      "(did you mean 'balloon_target'?)"),
+    # A memory-hungry policy (a 1 MB string built at every step) is stopped by the budget in its trial run.
+    ('(defvar many (* Guests 500))\n(with many g (* "x" 1048576))\n', "error: policy budget exceeded: "),
 ])
 def test_policy_that_cannot_run_is_refused_over_rpc_and_ballooning_goes_on(tmp_path: Path, text: str,
                                                                               where: str) -> None:
