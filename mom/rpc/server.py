@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -66,6 +67,7 @@ MAX_CONNECTIONS = 128
 LISTEN_BACKLOG = 1024
 MAX_NESTING = 64
 REQUEST_TIMEOUT = 5.0
+ACCEPT_PAUSE = 0.2  # seconds without accepting after running out of file descriptors
 WRITE_TIMEOUT = 5.0
 DRAIN_IDLE = 1.0  # a refused body is discarded while it keeps coming, with pauses up to this long
 WORKERS = 4
@@ -522,9 +524,11 @@ class HttpServer:
         sel.register(self.sock, selectors.EVENT_READ, None)
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._next_sweep = time.monotonic() + 0.1
+        self._accept_paused_until = 0.0  # out of file descriptors: accept again after this
         try:
             while not self._stopping:
-                timeout = max(0.0, self._next_sweep - time.monotonic()) if self._conns else None
+                busy = self._conns or self._accept_paused_until
+                timeout = max(0.0, self._next_sweep - time.monotonic()) if busy else None
                 events = sel.select(timeout)
                 with self.budget.turn():
                     self._handle_events(events)
@@ -556,6 +560,10 @@ class HttpServer:
         if now >= self._next_sweep:
             self._sweep(now)
             self._next_sweep = now + 0.1
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            assert self._sel is not None
+            self._accept_paused_until = 0.0
+            self._sel.register(self.sock, selectors.EVENT_READ, None)
 
     def _drain_wake(self) -> None:
         try:
@@ -596,6 +604,12 @@ class HttpServer:
                 return
             except OSError as e:
                 self.problems.report("accept", f"{self.label}: cannot accept: {e.strerror or e}", logging.WARNING)
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # The pending connection stays pending: stop watching the listener a
+                    # moment, or the selector reports it again at once and the loop spins.
+                    assert self._sel is not None
+                    self._sel.unregister(self.sock)
+                    self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
                 return
             if len(self._conns) >= self.max_connections and not self._evict():
                 sock.close()  # every connection is in a worker: nothing to give up

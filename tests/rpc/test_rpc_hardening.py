@@ -13,6 +13,8 @@ from typing import Iterator
 
 import pytest
 
+from daemon.momd_helpers import MOMD
+
 from .rpc_helpers import (Momd, free_port, post, raw_request, run_momctl, tcp_client, thread_count, unix_client,
                           write_config)
 
@@ -269,3 +271,36 @@ def test_tcp_refuses_what_a_browser_could_send(tcp_momd: tuple[Momd, int], heade
     answer = raw_request(("127.0.0.1", port), request)
     assert answer.startswith(b"HTTP/1.0 " + status), answer[:200]
     assert tcp_client(port).getPolicy() == before  # nothing changed
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_running_out_of_file_descriptors_does_not_spin(tmp_path: Path, sockdir: Path) -> None:
+    sock = str(sockdir / "fd.sock")
+    m = Momd(write_config(tmp_path, rpc=sock, speed=1, interval=5, policy_interval=10),
+             command=["prlimit", "--nofile=64:64", *MOMD])
+    clients: list[socket.socket] = []
+    try:
+        m.wait_listening(unix_client(sock))
+        for _ in range(100):  # more than momd has descriptors for: accept fails with EMFILE
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(sock)
+            clients.append(c)
+        time.sleep(0.5)
+        before = _cpu_ticks(m.pid)
+        time.sleep(3)
+        used = _cpu_ticks(m.pid) - before
+        assert used < 100, f"{used} CPU ticks in 3 s: accept is spinning"
+        for c in clients:
+            c.close()
+        clients.clear()
+        time.sleep(1)  # the idle ones are cut; the listener is watched again
+        assert unix_client(sock).ping() is True
+        assert "cannot accept: Too many open files" in m.log()
+    finally:
+        for c in clients:
+            c.close()
+        m.close()
