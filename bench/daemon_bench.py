@@ -34,9 +34,10 @@ from mom.daemon.daemon import Daemon  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
 
 
-def scenario(guests: int) -> str:
-    """An overcommitted host: guests of 1-4 GiB on a ten-minute cycle."""
-    lines = ['name = "bench"', "seed = 3", "", "[host]",
+def scenario(guests: int, name: str = "bench") -> str:
+    """An overcommitted host: guests of 1-4 GiB on a ten-minute cycle (also the
+    load and lab benchmarks' host)."""
+    lines = [f'name = "{name}"', "seed = 3", "", "[host]",
              f"memory = {max(8192, guests * 1400)}", "swap = 4096", "cpus = 32", ""]
     kinds = ['{ type = "daily", mean = 700, amplitude = 400, period = 600 }',
              '{ type = "steady", level = 900 }',

@@ -21,20 +21,12 @@ sys.path.insert(0, ROOT)
 
 from mom.lab.runner import RunSpec, lab_config, load_policy_spec, quiet_logging, run  # noqa: E402
 from mom.sim.scenario import default_scenario, loads_scenario  # noqa: E402
+from daemon_bench import scenario  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def many_guests(guests: int) -> str:
-    """An overcommitted host of guests of 1-4 GiB on ten-minute cycles (as bench/daemon_bench.py)."""
-    lines = ['name = "host100"', "seed = 3", "", "[host]", f"memory = {guests * 1400}", "swap = 4096",
-             "cpus = 32", ""]
-    kinds = ['{ type = "daily", mean = 700, amplitude = 400, period = 600 }',
-             '{ type = "steady", level = 900 }',
-             '{ type = "ramp", low = 300, high = 1500, period = 600 }',
-             '{ type = "burst", base = 400, peak = 1600, rate = 0.01, duration = 30 }']
-    for i in range(guests):
-        lines += ["[[guest]]", f'name = "vm{i:03d}"', f"max = {(1 + i % 4) * 1024}", f"min = {256 + 128 * (i % 3)}",
-                  f"workload = {kinds[i % 4]}", ""]
-    return "\n".join(lines)
+    """An overcommitted host of guests of 1-4 GiB on ten-minute cycles (bench/daemon_bench.py's)."""
+    return scenario(guests, name="host100")
 
 
 def measure(scenario, policy, hours: float) -> tuple[float, float]:

@@ -42,6 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # daemon_bench, beside this file
+
+from daemon_bench import scenario as mixed_scenario  # noqa: E402  (the benchmarks' one host)
+from mom.cli.rpc_cmds import connect  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_INTERVAL = 2.0
 # Seconds after the first ticks before measuring: the first rounds, every guest new,
@@ -53,16 +58,7 @@ SETTLE = 10.0
 
 def scenario(guests: int) -> str:
     """A host with `guests` guests of 1-4 GiB on varied workloads (enough memory: no thrashing)."""
-    lines = ['name = "load"', "seed = 3", "step = 1.0", "", "[host]",
-             f"memory = {max(8192, guests * 1400)}", "swap = 4096", "cpus = 32", ""]
-    kinds = ['{ type = "daily", mean = 700, amplitude = 400, period = 600 }',
-             '{ type = "steady", level = 900 }',
-             '{ type = "ramp", low = 300, high = 1500, period = 600 }',
-             '{ type = "burst", base = 400, peak = 1600, rate = 0.01, duration = 30 }']
-    for i in range(guests):
-        lines += ["[[guest]]", f'name = "vm{i:03d}"', f"max = {(1 + i % 4) * 1024}", f"min = {256 + 128 * (i % 3)}",
-                  f"workload = {kinds[i % 4]}", ""]
-    return "\n".join(lines)
+    return mixed_scenario(guests, name="load")
 
 
 def config_text(directory: Path, rpc: str, metrics: str, policy_interval: float = POLICY_INTERVAL) -> str:
@@ -168,44 +164,11 @@ class Daemon:
 
 # -- clients ---------------------------------------------------------------------------------
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__()
-        self._path, self._timeout = path, timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        return _UnixConnection(self._path, self._timeout)
-
-
-class _TcpTransport(xmlrpc.client.Transport):
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        conn = super().make_connection(host)
-        conn.timeout = self._timeout
-        return conn
-
-
 def client(address: str | int, timeout: float = 10.0) -> xmlrpc.client.ServerProxy:
-    """An XML-RPC client for a unix socket path or a TCP port on 127.0.0.1."""
+    """An XML-RPC client for a unix socket path or a TCP port on 127.0.0.1 (momctl's)."""
     if isinstance(address, str):
-        return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(address, timeout),
-                                         allow_none=True)
-    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{address}/RPC2", transport=_TcpTransport(timeout),
-                                     allow_none=True)
+        return connect(address, None, timeout)
+    return connect(None, address, timeout)
 
 
 def scrape(port: int, timeout: float = 10.0) -> bytes:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mom.cli import rpc_cmds
+from mom.daemon.status import number
 
 EXIT_OK, EXIT_USAGE = 0, 2
 SORT_COLUMNS = ("name", "balloon", "max", "guarantee", "used", "free", "swap_in", "faults", "last")
@@ -30,12 +31,8 @@ RECENT = 8  # actions shown
 PAGE_KIB = 4
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def mib(kib: Any) -> str:
-    value = _num(kib)
+    value = number(kib)
     return "-" if value is None else f"{value / 1024:.0f}"
 
 
@@ -79,15 +76,15 @@ class Frame:
 
 def host_memory(host: dict[str, Any]) -> dict[str, float | None]:
     """The bar's parts in KiB: used, cache (buffers and page cache), free; swap and KSM's savings."""
-    total, free, unused = (_num(host.get(k)) for k in ("mem_available", "mem_free", "mem_unused"))
-    sharing = _num(host.get("ksm_pages_sharing"))
+    total, free, unused = (number(host.get(k)) for k in ("mem_available", "mem_free", "mem_unused"))
+    sharing = number(host.get("ksm_pages_sharing"))
     return {
         "total": total,
         "used": total - free if total is not None and free is not None else None,
         "cache": free - unused if free is not None and unused is not None else None,
         "free": unused,
-        "swap_used": _num(host.get("swap_usage")),
-        "swap_total": _num(host.get("swap_total")),
+        "swap_used": number(host.get("swap_usage")),
+        "swap_total": number(host.get("swap_total")),
         "ksm_saved": sharing * PAGE_KIB if sharing is not None else None,
     }
 
@@ -109,16 +106,16 @@ class Poller:
         stats = self.mom.getStatistics()
         health = self.mom.getHealth()
         actions = self.mom.getRecentActions(200)
-        now = _num(health.get("time")) or time.time()  # the daemon's clock: the counters' own time
+        now = number(health.get("time")) or time.time()  # the daemon's clock: the counters' own time
         last: dict[str, dict[str, Any]] = {}
         for a in actions:
             last[a["guest"]] = a
         rows = []
         for name, g in sorted((stats.get("guests") or {}).items()):
-            balloon, unused = _num(g.get("balloon_cur")), _num(g.get("mem_unused"))
-            swap_in, faults = self._rates(name, now, _num(g.get("swap_in")), _num(g.get("major_fault")))
+            balloon, unused = number(g.get("balloon_cur")), number(g.get("mem_unused"))
+            swap_in, faults = self._rates(name, now, number(g.get("swap_in")), number(g.get("major_fault")))
             a = last.get(name)
-            rows.append(GuestRow(name, balloon, _num(g.get("balloon_max")), _num(g.get("balloon_min")),
+            rows.append(GuestRow(name, balloon, number(g.get("balloon_max")), number(g.get("balloon_min")),
                                  balloon - unused if balloon is not None and unused is not None else None,
                                  unused, swap_in, faults, _action_text(a) if a else "",
                                  a.get("time") if a else None))
@@ -165,7 +162,7 @@ def guest_cells(frame: Frame, g: GuestRow) -> list[str]:
 
 
 def _psi(host: dict[str, Any]) -> str:
-    some, full = _num(host.get("mem_pressure_some_avg10")), _num(host.get("mem_pressure_full_avg10"))
+    some, full = number(host.get("mem_pressure_some_avg10")), number(host.get("mem_pressure_full_avg10"))
     if some is None and full is None:
         return ""
     return f"  PSI some {some if some is not None else '-'}% full {full if full is not None else '-'}% (avg10)"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import stat
 from dataclasses import dataclass, field
 
 from mom.daemon.config import Config, TcpPort, UnixSocket
@@ -66,24 +65,13 @@ def _tcp_bindable(host: str, port: int) -> str | None:
 
 def _unix_socket(path: str) -> str | None:
     """Why an RPC socket cannot be created at path, or None."""
+    from mom.rpc.server import existing_socket_problem
+
     problem = _writable_dir(os.path.dirname(os.path.abspath(path)))
     if problem:
         return problem
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISSOCK(st.st_mode):
-        return f"{path} exists and is not a socket"
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return None  # stale: momd replaces it
-    finally:
-        probe.close()
-    return f"{path}: another process is listening on this socket"
+    problem = existing_socket_problem(path)
+    return f"{path}: {problem}" if problem else None
 
 
 def check_outputs(config: Config, *, daemonize: bool = False, pid_file: str | None = None) -> Findings:

@@ -28,14 +28,15 @@ QUIET_SECONDS = 60.0  # clock seconds between two summaries of quiet ticks
 MAX_LISTED = 8  # guest actions listed one by one; more are counted
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A statistic's value as a float; None when it is missing or not a number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
 
 
 def _mib(kib: Any) -> str:
-    value = _number(kib)
+    value = number(kib)
     return "?" if value is None else f"{value / 1024:.0f}"
 
 
@@ -45,7 +46,7 @@ def _signed_mib(kib: float) -> str:
 
 def free_share(host: dict[str, Any]) -> float | None:
     """The host's free share (mem_free over mem_available, as the sample policies), or None."""
-    free, total = _number(host.get("mem_free")), _number(host.get("mem_available"))
+    free, total = number(host.get("mem_free")), number(host.get("mem_available"))
     if free is None or not total:
         return None
     return free / total
@@ -75,7 +76,7 @@ def _balloon_delta(actions: list[Action]) -> float:
     """The applied balloon change in KiB (negative: memory taken from guests)."""
     total = 0.0
     for a in actions:
-        old, new = _number(a.old), _number(a.new)
+        old, new = number(a.old), number(a.new)
         if a.applied and old is not None and new is not None:
             total += new - old
     return total
@@ -101,7 +102,7 @@ def _counted(control: str, actions: list[Action]) -> str:
     refused = sum(1 for a in actions if not a.applied)
     applied = [a for a in actions if a.applied]
     if control == "balloon_target":
-        down = [a for a in applied if (_number(a.new) or 0) < (_number(a.old) or 0)]
+        down = [a for a in applied if (number(a.new) or 0) < (number(a.old) or 0)]
         up = [a for a in applied if a not in down]
         parts = [f"{_signed_mib(_balloon_delta(group))} on {len(group)} guest{'s' if len(group) != 1 else ''}"
                  for group in (down, up) if group]

@@ -90,6 +90,28 @@ class RpcServerError(Exception):
     """The server cannot listen where it is told to (one line)."""
 
 
+def existing_socket_problem(path: str) -> str | None:
+    """Why momd cannot put its socket at path, given what is there now, or None:
+    nothing there, or a stale socket nobody listens on (it is replaced)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    if not stat.S_ISSOCK(st.st_mode):
+        return "exists and is not a socket; not replacing it"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return None  # stale: nobody listens there
+    finally:
+        probe.close()
+    return "another process is listening on this socket"
+
+
 # -- shared helpers ---------------------------------------------------------------------
 
 class OncePerKind:
@@ -849,25 +871,9 @@ class RpcServer:
 
     def _listen_unix(self, path: str) -> socket.socket:
         directory = os.path.dirname(path) or "."
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            st = None
-        except OSError as e:
-            raise RpcServerError(f"rpc-port {path}: {e.strerror}") from None
-        if st is not None:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise RpcServerError(f"rpc-port {path}: exists and is not a socket; not replacing it")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.settimeout(1.0)
-            try:
-                probe.connect(path)
-            except OSError:
-                pass  # stale: nobody listens there; it is replaced below
-            else:
-                raise RpcServerError(f"rpc-port {path}: another process is listening on this socket")
-            finally:
-                probe.close()
+        problem = existing_socket_problem(path)
+        if problem:
+            raise RpcServerError(f"rpc-port {path}: {problem}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # Bind in a private directory, make the socket 0600, then move it into

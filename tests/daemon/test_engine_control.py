@@ -23,17 +23,9 @@ from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
 
 from .momd_helpers import read_records
+from .test_engine_hang import SCENARIO  # six idle 1 GiB guests on an 8 GiB host
 
 MIB = 1024
-SCENARIO = """
-[host]
-memory = 8192
-""" + "".join(f"""
-[[guest]]
-name = "vm{i}"
-max = 1024
-workload = {{ type = "steady", level = 300 }}
-""" for i in range(6))
 SHRINK = '(with Guests g (g.Control "balloon_target" (- g.balloon_cur 10240)))'
 
 
