@@ -6,38 +6,12 @@ the command line, checks everything and returns a frozen :class:`Config`. Code
 below the CLI only ever sees typed values. Any problem raises
 :class:`ConfigError` whose message is one line naming the file, section and key.
 
-Sections and keys (defaults in :data:`DEFAULTS`)::
-
-    [main]
-    main-loop-interval 5, host-monitor-interval 5, guest-monitor-interval 5,
-    guest-manager-interval 5, policy-engine-interval 10   seconds, > 0
-    sample-history-length 10        integer >= 1
-    hypervisor-interface libvirt    libvirt | sim | vdsm (aliases vdsmjsonrpcbulk,
-                                    vdsmjsonrpc, vdsmjsonrpcclient)
-    libvirt-hypervisor-uri ''       '' = libvirt's default URI
-    controllers Balloon             comma-separated
-    plot-dir ''                     '' = no plotting
-    rpc-port -1                     -1 off; N = TCP port on 127.0.0.1; path = unix socket
-    policy '' / policy-dir ''       a policy file or a directory of *.policy (not both)
-    guest-manager-multi-thread true accepted and ignored
-    record-file ''                  flight recorder (JSON lines); '' = off
-    record-max-bytes 10485760       rotate the record file at this size
-    record-backup-count 3           rotated record files kept
-    metrics-address ''              HOST:PORT for the metrics endpoint; '' = off
-    proc-root /proc, sys-root /sys  where host collectors and controllers look
-    hypervisor-call-timeout 10      seconds, > 0
-
-    [logging]  log stdio (stderr; also stdout, stderr; or a file), verbosity info (name or 1-5),
-               max-bytes 2097152, backup-count 5
-    [host]     collectors HostMemory
-    [guest]    collectors GuestQemuProc, GuestMemory
-    [vdsm]     pki-dir /etc/pki/vdsm, key-file keys/vdsmkey.pem,
-               cert-file certs/vdsmcert.pem, ca-cert-file certs/cacert.pem,
-               host 127.0.0.1, port 54321, request-timeout 10
-    [sim]      scenario '' (file; '' = built-in default), seed '' ('' = the scenario's own),
-               speed 1 (clock speed factor), tree-dir '' ('' = temporary dir)
-    [Collector: NAME]   free-form settings handed to collector NAME
-    [Controller: NAME]  free-form settings handed to controller NAME
+Every section and key, with its parser, default and help, is in
+:data:`mom.daemon.config_schema.SCHEMA` (``momd --help-config`` prints it;
+doc/configuration.md's tables are generated from it). This module turns a file
+into the dataclasses below along that table; the dataclasses' defaults are the
+table's. Besides the table's sections, ``[Collector: NAME]`` and
+``[Controller: NAME]`` hold free-form settings handed to that plugin.
 
 An unknown section or key is an error with a "did you mean" suggestion: a typo
 such as ``polcy-dir`` or ``[loging]`` must not leave momd running without a
@@ -51,21 +25,25 @@ import argparse
 import ast
 import configparser
 import difflib
-import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
+from mom.core.errors import MomError
+from mom.daemon.config_schema import (
+    DEFAULTS, KNOWN_INTERFACES, RPC_DISABLED, SECTIONS, HostPort, Invalid, RpcDisabled, RpcEndpoint,
+    TcpPort, UnixSocket, default_factory, help_text, parse_verbosity, settings_of,
+)
+
 __all__ = [
     "Config", "ConfigError", "DEFAULTS", "HostPort", "KNOWN_INTERFACES", "LoggingConfig",
     "MainConfig", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint", "SimConfig", "TcpPort",
-    "UnixSocket", "VdsmConfig", "add_cli_arguments", "cli_overrides", "load_config",
+    "UnixSocket", "VdsmConfig", "add_cli_arguments", "cli_overrides", "load_config", "parse_verbosity",
 ]
 
 
-class ConfigError(Exception):
+class ConfigError(MomError):
     """The configuration is unusable; the message is one line for the user."""
 
     def __init__(self, message: str) -> None:
@@ -73,77 +51,46 @@ class ConfigError(Exception):
         super().__init__(" ".join(message.split("\n")))
 
 
-# --- typed values ------------------------------------------------------------
+# --- typed configuration (field defaults: the schema's, parsed) -----------------
 
-@dataclass(frozen=True)
-class RpcDisabled:
-    """rpc-port -1: no RPC server."""
-
-
-@dataclass(frozen=True)
-class TcpPort:
-    """RPC over TCP on the loopback address."""
-
-    port: int
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class UnixSocket:
-    """RPC over a unix socket at ``path``."""
-
-    path: str
-
-
-RpcEndpoint = RpcDisabled | TcpPort | UnixSocket
-RPC_DISABLED = RpcDisabled()
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """A listening address (port 0 lets the OS pick a free port)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+def _default(section: str, key: str) -> Any:
+    return field(default_factory=default_factory(section, key))
 
 
 @dataclass(frozen=True)
 class MainConfig:
     """The [main] section."""
 
-    main_loop_interval: float = 5.0
-    host_monitor_interval: float = 5.0
-    guest_monitor_interval: float = 5.0
-    guest_manager_interval: float = 5.0
-    policy_engine_interval: float = 10.0
-    sample_history_length: int = 10
-    hypervisor_interface: str = "libvirt"
-    libvirt_hypervisor_uri: str = ""
-    controllers: tuple[str, ...] = ("Balloon",)
-    plot_dir: str = ""
-    rpc: RpcEndpoint = RPC_DISABLED
-    policy: str = ""
-    policy_dir: str = ""
-    record_file: str = ""
-    record_max_bytes: int = 10485760
-    record_backup_count: int = 3
-    metrics_address: HostPort | None = None
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
-    hypervisor_call_timeout: float = 10.0
+    main_loop_interval: float = _default("main", "main-loop-interval")
+    host_monitor_interval: float = _default("main", "host-monitor-interval")
+    guest_monitor_interval: float = _default("main", "guest-monitor-interval")
+    guest_manager_interval: float = _default("main", "guest-manager-interval")
+    policy_engine_interval: float = _default("main", "policy-engine-interval")
+    sample_history_length: int = _default("main", "sample-history-length")
+    hypervisor_interface: str = _default("main", "hypervisor-interface")
+    libvirt_hypervisor_uri: str = _default("main", "libvirt-hypervisor-uri")
+    controllers: tuple[str, ...] = _default("main", "controllers")
+    plot_dir: str = _default("main", "plot-dir")
+    rpc: RpcEndpoint = _default("main", "rpc-port")
+    policy: str = _default("main", "policy")
+    policy_dir: str = _default("main", "policy-dir")
+    record_file: str = _default("main", "record-file")
+    record_max_bytes: int = _default("main", "record-max-bytes")
+    record_backup_count: int = _default("main", "record-backup-count")
+    metrics_address: HostPort | None = _default("main", "metrics-address")
+    proc_root: str = _default("main", "proc-root")
+    sys_root: str = _default("main", "sys-root")
+    hypervisor_call_timeout: float = _default("main", "hypervisor-call-timeout")
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     """The [logging] section; ``level`` is a Python logging level."""
 
-    log: str = "stdio"
-    level: int = logging.INFO
-    max_bytes: int = 2097152
-    backup_count: int = 5
+    log: str = _default("logging", "log")
+    level: int = _default("logging", "verbosity")
+    max_bytes: int = _default("logging", "max-bytes")
+    backup_count: int = _default("logging", "backup-count")
 
     @property
     def to_stdio(self) -> bool:
@@ -154,13 +101,13 @@ class LoggingConfig:
 class VdsmConfig:
     """The [vdsm] section: how to reach vdsm's JSON-RPC server."""
 
-    pki_dir: str = "/etc/pki/vdsm"
-    key_file: str = "keys/vdsmkey.pem"
-    cert_file: str = "certs/vdsmcert.pem"
-    ca_cert_file: str = "certs/cacert.pem"
-    host: str = "127.0.0.1"
-    port: int = 54321
-    request_timeout: float = 10.0
+    pki_dir: str = _default("vdsm", "pki-dir")
+    key_file: str = _default("vdsm", "key-file")
+    cert_file: str = _default("vdsm", "cert-file")
+    ca_cert_file: str = _default("vdsm", "ca-cert-file")
+    host: str = _default("vdsm", "host")
+    port: int = _default("vdsm", "port")
+    request_timeout: float = _default("vdsm", "request-timeout")
 
     # Relative file names are relative to pki-dir (an absolute one stays as is).
     @property
@@ -180,10 +127,10 @@ class VdsmConfig:
 class SimConfig:
     """The [sim] section: the simulated host."""
 
-    scenario: str = ""
-    seed: int | None = None  # None: the scenario's own seed
-    speed: float = 1.0
-    tree_dir: str = ""
+    scenario: str = _default("sim", "scenario")
+    seed: int | None = _default("sim", "seed")  # None: the scenario's own seed
+    speed: float = _default("sim", "speed")
+    tree_dir: str = _default("sim", "tree-dir")
 
 
 @dataclass(frozen=True)
@@ -192,8 +139,8 @@ class Config:
 
     main: MainConfig = field(default_factory=MainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    host_collectors: tuple[str, ...] = ("HostMemory",)
-    guest_collectors: tuple[str, ...] = ("GuestQemuProc", "GuestMemory")
+    host_collectors: tuple[str, ...] = _default("host", "collectors")
+    guest_collectors: tuple[str, ...] = _default("guest", "collectors")
     # name -> settings of every [Collector: NAME] section, enabled or not.
     collector_settings: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
     controller_settings: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
@@ -207,74 +154,16 @@ class Config:
         return self.main.controllers
 
 
-# --- vocabulary --------------------------------------------------------------
-
-VDSM_ALIASES = ("vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
-KNOWN_INTERFACES = ("libvirt", "sim") + VDSM_ALIASES
-
-VERBOSITY_NAMES = {
-    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-    "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
-}
-VERBOSITY_NUMBERS = {
-    5: logging.DEBUG, 4: logging.INFO, 3: logging.WARNING, 2: logging.ERROR, 1: logging.CRITICAL,
-}
-
-# Raw defaults, parsed by the same code as file values so they cannot disagree.
-DEFAULTS: dict[str, dict[str, str]] = {
-    "main": {
-        "main-loop-interval": "5",
-        "host-monitor-interval": "5",
-        "guest-monitor-interval": "5",
-        "guest-manager-interval": "5",
-        "policy-engine-interval": "10",
-        "sample-history-length": "10",
-        "hypervisor-interface": "libvirt",
-        "libvirt-hypervisor-uri": "",
-        "controllers": "Balloon",
-        "plot-dir": "",
-        "rpc-port": "-1",
-        "policy": "",
-        "policy-dir": "",
-        "guest-manager-multi-thread": "true",
-        "record-file": "",
-        "record-max-bytes": "10485760",
-        "record-backup-count": "3",
-        "metrics-address": "",
-        "proc-root": "/proc",
-        "sys-root": "/sys",
-        "hypervisor-call-timeout": "10",
-    },
-    "logging": {
-        "log": "stdio",
-        "verbosity": "info",
-        "max-bytes": "2097152",
-        "backup-count": "5",
-    },
-    "host": {"collectors": "HostMemory"},
-    "guest": {"collectors": "GuestQemuProc, GuestMemory"},
-    "vdsm": {
-        "pki-dir": "/etc/pki/vdsm",
-        "key-file": "keys/vdsmkey.pem",
-        "cert-file": "certs/vdsmcert.pem",
-        "ca-cert-file": "certs/cacert.pem",
-        "host": "127.0.0.1",
-        "port": "54321",
-        "request-timeout": "10",
-    },
-    "sim": {
-        "scenario": "",
-        "seed": "",
-        "speed": "1",
-        "tree-dir": "",
-    },
+# The sections whose values fill a dataclass of their own; the others' ([host],
+# [guest]) fill fields of Config itself.
+SECTION_TYPES: dict[str, type] = {
+    "main": MainConfig, "logging": LoggingConfig, "vdsm": VdsmConfig, "sim": SimConfig,
 }
 
 COLLECTOR_PREFIX = "Collector:"
 CONTROLLER_PREFIX = "Controller:"
 OVERRIDE_ORIGIN = "command line"
 
-_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 T = TypeVar("T")
 
 
@@ -439,7 +328,7 @@ def _apply_overrides(parser: configparser.ConfigParser, overrides: dict[str, str
 
 
 class _Builder:
-    """Turns the raw parser contents into a Config, failing on the first error."""
+    """Turns the raw parser contents into a Config along the schema, failing on the first error."""
 
     def __init__(self, parser: configparser.ConfigParser, source: str,
                  overridden: set[tuple[str, str]]) -> None:
@@ -464,36 +353,43 @@ class _Builder:
         value = self.raw(section, key)
         try:
             return convert(value)
-        except _Invalid as e:
+        except Invalid as e:
             raise self.fail(section, key, str(e)) from None
 
     # building ------------------------------------------------------------
     def build(self) -> Config:
-        main = self.build_main()
-        cfg = Config(
-            main=main,
-            logging=self.build_logging(),
-            host_collectors=self.build_collectors("host"),
-            guest_collectors=self.build_collectors("guest"),
+        parts: dict[str, Any] = {}
+        for section in SECTIONS:
+            values = self.parse_section(section)
+            section_type = SECTION_TYPES.get(section)
+            if section_type is None:
+                parts.update(values)
+            else:
+                parts[section] = section_type(**values)
+        return Config(
+            **parts,
             collector_settings=self.settings_sections(COLLECTOR_PREFIX),
             controller_settings=self.settings_sections(CONTROLLER_PREFIX),
-            vdsm=self.build_vdsm(),
-            sim=self.build_sim(),
             source="" if self.source == "<defaults>" else self.source,
             warnings=tuple(self.warnings),
         )
-        return cfg
 
-    def build_main(self) -> MainConfig:
+    def parse_section(self, section: str) -> dict[str, Any]:
+        """field -> value of every key of [section], then the section's checks
+        that span keys or look at files."""
+        values: dict[str, Any] = {}
+        for s in settings_of(section):
+            value = self.get(section, s.key, s.parse)
+            if s.field is not None:
+                values[s.field] = value
+        if section == "main":
+            self.check_policy(values["policy"], values["policy_dir"])
+        elif section == "sim" and values["scenario"]:
+            self.get(section, "scenario", _readable_file)
+        return values
+
+    def check_policy(self, policy: str, policy_dir: str) -> None:
         s = "main"
-        positive = _number(positive=True)
-        intervals = {
-            name.replace("-", "_"): self.get(s, name, positive)
-            for name in ("main-loop-interval", "host-monitor-interval", "guest-monitor-interval",
-                         "guest-manager-interval", "policy-engine-interval", "hypervisor-call-timeout")
-        }
-        policy = self.get(s, "policy", str)
-        policy_dir = self.get(s, "policy-dir", str)
         if policy and policy_dir:
             key = "policy" if (s, "policy") in self.overridden else "policy-dir"
             raise self.fail(s, key, "only one of policy and policy-dir may be set")
@@ -501,49 +397,6 @@ class _Builder:
             self.get(s, "policy", _readable_file)
         if policy_dir:
             self.get(s, "policy-dir", _directory)
-        return MainConfig(
-            **intervals,
-            sample_history_length=self.get(s, "sample-history-length", _integer(minimum=1)),
-            hypervisor_interface=self.get(s, "hypervisor-interface", _interface),
-            libvirt_hypervisor_uri=self.get(s, "libvirt-hypervisor-uri", str),
-            controllers=self.get(s, "controllers", _controllers),
-            plot_dir=self.get(s, "plot-dir", str),
-            rpc=self.get(s, "rpc-port", _rpc_port),
-            policy=policy,
-            policy_dir=policy_dir,
-            record_file=self.get(s, "record-file", str),
-            record_max_bytes=self.get(s, "record-max-bytes", _integer(minimum=1)),
-            record_backup_count=self.get(s, "record-backup-count", _integer(minimum=0)),
-            metrics_address=self.get(s, "metrics-address", _host_port),
-            proc_root=self.get(s, "proc-root", _non_empty),
-            sys_root=self.get(s, "sys-root", _non_empty),
-        )
-
-    def build_logging(self) -> LoggingConfig:
-        s = "logging"
-        return LoggingConfig(
-            log=self.get(s, "log", _non_empty),
-            level=self.get(s, "verbosity", _verbosity),
-            max_bytes=self.get(s, "max-bytes", _integer(minimum=0)),
-            backup_count=self.get(s, "backup-count", _integer(minimum=0)),
-        )
-
-    def build_collectors(self, scope: str) -> tuple[str, ...]:
-        import mom.collectors  # noqa: F401  (fills the registry)
-        from mom.collectors.base import REGISTRY
-
-        def check(value: str) -> tuple[str, ...]:
-            names = _name_list(value)
-            for name in names:
-                cls = REGISTRY.get(name)
-                if cls is None:
-                    known = ", ".join(sorted(n for n, c in REGISTRY.items() if c.scope == scope))
-                    raise _Invalid(f"unknown collector {name!r} (known {scope} collectors: {known})")
-                if cls.scope != scope:
-                    raise _Invalid(f"{name} is a {cls.scope} collector, not a {scope} collector")
-            return names
-
-        return self.get(scope, "collectors", check)
 
     def settings_sections(self, prefix: str) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -554,181 +407,49 @@ class _Builder:
                     out[name] = {k: v.strip() for k, v in self.parser.items(section)}
         return out
 
-    def build_vdsm(self) -> VdsmConfig:
-        s = "vdsm"
-        return VdsmConfig(
-            pki_dir=self.get(s, "pki-dir", str),
-            key_file=self.get(s, "key-file", str),
-            cert_file=self.get(s, "cert-file", str),
-            ca_cert_file=self.get(s, "ca-cert-file", str),
-            host=self.get(s, "host", _non_empty),
-            port=self.get(s, "port", _integer(minimum=1, maximum=65535)),
-            request_timeout=self.get(s, "request-timeout", _number(positive=True)),
-        )
 
-    def build_sim(self) -> SimConfig:
-        s = "sim"
-        scenario = self.get(s, "scenario", str)
-        if scenario:
-            self.get(s, "scenario", _readable_file)
-        return SimConfig(
-            scenario=scenario,
-            seed=self.get(s, "seed", _optional(_integer())),
-            speed=self.get(s, "speed", _number(positive=True)),
-            tree_dir=self.get(s, "tree-dir", str),
-        )
-
-
-# --- value converters (raise _Invalid with the problem; the builder adds where) ---
-
-class _Invalid(Exception):
-    pass
-
-
-def _number(positive: bool = False) -> Callable[[str], float]:
-    def convert(value: str) -> float:
-        try:
-            x = float(value)
-        except ValueError:
-            x = math.nan
-        if not math.isfinite(x):
-            raise _Invalid(f"expected a number, got {value!r}")
-        if positive and x <= 0:
-            raise _Invalid(f"expected a positive number, got {value!r}")
-        return x
-    return convert
-
-
-def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        if not _INT_RE.match(value):
-            raise _Invalid(f"expected an integer, got {value!r}")
-        x = int(value)
-        if minimum is not None and x < minimum:
-            raise _Invalid(f"expected an integer >= {minimum}, got {value!r}")
-        if maximum is not None and x > maximum:
-            raise _Invalid(f"expected an integer <= {maximum}, got {value!r}")
-        return x
-    return convert
-
-
-def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An empty value means "not given" (None); anything else is converted."""
-    def optional(value: str) -> Any:
-        return None if value == "" else convert(value)
-    return optional
-
-
-def _non_empty(value: str) -> str:
-    if not value:
-        raise _Invalid("must not be empty")
-    return value
-
+# --- checks on the filesystem (raise Invalid; the builder adds where) ------------
+# Here rather than in the schema: whether a file is readable is checked after the
+# values parse, and tests stand in for open() in this module.
 
 def _readable_file(value: str) -> str:
     if os.path.isdir(value):
-        raise _Invalid(f"{value!r} is a directory, not a file")
+        raise Invalid(f"{value!r} is a directory, not a file")
     try:
         with open(value, "rb") as f:
             f.read(1)
     except OSError as e:
-        raise _Invalid(f"cannot read {value!r}: {e.strerror or e}") from None
+        raise Invalid(f"cannot read {value!r}: {e.strerror or e}") from None
     return value
 
 
 def _directory(value: str) -> str:
     if not os.path.isdir(value):
         what = "does not exist" if not os.path.exists(value) else "is not a directory"
-        raise _Invalid(f"{value!r} {what}")
+        raise Invalid(f"{value!r} {what}")
     try:
         os.listdir(value)
     except OSError as e:
-        raise _Invalid(f"cannot read directory {value!r}: {e.strerror or e}") from None
+        raise Invalid(f"cannot read directory {value!r}: {e.strerror or e}") from None
     return value
-
-
-def _name_list(value: str) -> tuple[str, ...]:
-    names: list[str] = []
-    for part in value.split(","):
-        name = part.strip()
-        if name and name not in names:
-            names.append(name)
-    return tuple(names)
-
-
-def _interface(value: str) -> str:
-    name = value.lower()
-    if name in VDSM_ALIASES:
-        return "vdsm"
-    if name not in KNOWN_INTERFACES:
-        raise _Invalid(f"unknown hypervisor interface {value!r} (known: {', '.join(KNOWN_INTERFACES)})")
-    return name
-
-
-def _controllers(value: str) -> tuple[str, ...]:
-    import mom.controllers  # noqa: F401  (fills the registry)
-    from mom.controllers.base import REGISTRY
-
-    known = set(REGISTRY)
-    names = _name_list(value)
-    for name in names:
-        if name not in known:
-            raise _Invalid(f"unknown controller {name!r} (known: {', '.join(sorted(known))})")
-    return names
-
-
-def parse_verbosity(value: str | int) -> int | None:
-    """A Python logging level from MOM's verbosity (a name or 1-5); None when invalid."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return VERBOSITY_NUMBERS.get(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    level = VERBOSITY_NAMES.get(value.lower())
-    if level is None and _INT_RE.match(value):
-        level = VERBOSITY_NUMBERS.get(int(value))
-    return level
-
-
-def _verbosity(value: str) -> int:
-    level = parse_verbosity(value)
-    if level is None:
-        raise _Invalid(f"expected debug, info, warn, error, critical or 1-5, got {value!r}")
-    return level
-
-
-def _rpc_port(value: str) -> RpcEndpoint:
-    if value in ("", "-1"):
-        return RPC_DISABLED
-    if _INT_RE.match(value):
-        port = int(value)
-        if 1 <= port <= 65535:
-            return TcpPort(port)
-        raise _Invalid(f"expected -1, a TCP port 1-65535 or a socket path, got {value!r}")
-    if "/" in value:
-        return UnixSocket(value)
-    # A bare word is more likely a typo than a socket in the current directory.
-    raise _Invalid(f"expected -1, a TCP port 1-65535 or a socket path containing '/', got {value!r}")
-
-
-def _host_port(value: str) -> HostPort | None:
-    if not value:
-        return None
-    bad = _Invalid(f"expected HOST:PORT (e.g. 127.0.0.1:9100), got {value!r}")
-    m = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)|([^:\[\]\s]+):([0-9]+)", value)
-    if not m:
-        raise bad
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4))
-    if port > 65535:
-        raise _Invalid(f"port must be 0-65535, got {value!r}")
-    return HostPort(host, port)
 
 
 # --- command line --------------------------------------------------------------
 
+class _HelpConfigAction(argparse.Action):
+    """--help-config: print every mom.conf key (the schema) and exit, as --help does."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(help_text(), end="")  # on stdout, as --help and --version
+        parser.exit()
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add momd's configuration options (-c, -r, -P, -p, -l, -v, -d, --pid-file)."""
+    """Add momd's configuration options (-c, -r, -P, -p, -l, -v, -d, --pid-file, --help-config)."""
     parser.add_argument("-c", "--config-file", dest="config_file", metavar="FILE",
                         help="configuration file (default: the first of /etc/mom/mom.conf, /etc/mom.conf, "
                              "/etc/momd.conf that exists, else built-in defaults)")
@@ -746,6 +467,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="detach and run in the background")
     parser.add_argument("--pid-file", dest="pid_file", metavar="FILE",
                         help="write momd's pid here (removed on exit); with -d, the detached process's")
+    parser.add_argument("--help-config", action=_HelpConfigAction,
+                        help="list every configuration key with its type, default and meaning, then exit")
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
