@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from mom.policy.errors import Finding, PolicyError
 from mom.policy.parser import Node
-from mom.policy.runtime import ALL_METHODS, BUILTINS, IO_ENTRY_FIELDS, IO_KEYS, SPECIAL_FORMS
+from mom.policy.compiler import builtin_arity_error
+from mom.policy.runtime import ALL_METHODS, BUILTINS, IO_ENTRY_FIELDS, IO_KEYS, LATER_BUILTINS, SPECIAL_FORMS
 
 if TYPE_CHECKING:
     from mom.policy.validate import PolicyChecks
@@ -194,7 +195,9 @@ class StaticChecker:
             if head != "defvar" and not self.is_bound(args[0].value):
                 self.unbound(args[0], args[0].value, f"{head} of undefined variable")
             self.walk(args[1])
-        elif head == "if" or head in BUILTINS:
+        elif head in LATER_BUILTINS:
+            self.later_builtin(node, head, args)
+        elif head in ("if", "and", "or") or head in BUILTINS:
             for a in args:
                 self.walk(a)
         elif "." in head:
@@ -244,6 +247,18 @@ class StaticChecker:
             self.field(args[0], args[0].value, self.kind_of(obj))
         elif method in ("Control", "GetControl") and args and args[0].kind == "str":
             self.control(args[0], args[0].value, self.kind_of(obj), method == "Control")
+        for a in args:
+            self.walk(a)
+
+    def later_builtin(self, node: Node, head: str, args: tuple[Node, ...]) -> None:
+        """A built-in the policy may replace with its own function (see
+        runtime.LATER_BUILTINS); its arity is checked here, not by the compiler."""
+        if head in self.functions:
+            self.call(node, head, args)
+            return
+        wrong = builtin_arity_error(head, len(args))
+        if wrong:
+            self.add(node, "error", wrong)
         for a in args:
             self.walk(a)
 
@@ -328,7 +343,7 @@ class StaticChecker:
             if key == "variables":
                 names = self.globals
             elif key == "functions":
-                names = list(self.functions) + [n for n in BUILTINS if n.isalpha()] + list(SPECIAL_FORMS)
+                names = list(self.functions) + [n for n in BUILTINS if n[0].isalpha()] + list(SPECIAL_FORMS)
             s = self._suggesters[key] = Suggester(names or ())
         return s
 

@@ -22,8 +22,8 @@ from typing import Any, Callable
 from mom.policy.errors import Pos, PolicyError
 from mom.policy.parser import Node
 from mom.policy.runtime import (
-    ALL_METHODS, BUILTINS, ENTITY_METHODS, MAX_INT_BITS, SPECIAL_FORMS, Entity, IoTuneEntry,
-    RuntimeFault, read_field, type_name,
+    ALL_METHODS, BUILTINS, ENTITY_METHODS, LATER_BUILTINS, LIST_BUILTINS, MAX_INT_BITS, SPECIAL_FORMS,
+    Entity, IoTuneEntry, RuntimeFault, read_field, sort_numbers, type_name,
 )
 
 Closure = Callable[[dict, dict], Any]
@@ -47,6 +47,9 @@ ENTRY_BYTES = 100
 _LIST_BYTES = sys.getsizeof([])
 _STR_BYTES = sys.getsizeof("")
 _SMALL_INT_BITS = 64  # larger results of integer arithmetic are charged by size
+# A built-in reading through a list longer than this reads the clock first, so a
+# loop of calls over a huge list stops at the deadline.
+_LONG_LIST = 4096
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,17 @@ class Machine:
     def abs(self, x: Any) -> Any:
         r = abs(x)
         return self.big_int(r) if type(r) is int else r
+
+    def sort(self, seq: Any) -> list:
+        """(sort LIST): the new list is charged (length and bytes) before it is built."""
+        if type(seq) is list:
+            self.charge_sequence(len(seq), list, _LIST_BYTES + 8 * len(seq))
+        return sort_numbers(seq)
+
+    def read_list(self, seq: Any) -> None:
+        """Before a built-in reads through a long list: the deadline."""
+        if type(seq) is list and len(seq) > _LONG_LIST and time.monotonic() > self.deadline:
+            raise BudgetExceeded(self._late()[len("policy budget exceeded: "):])
 
 
 def _size(nbytes: int) -> str:
@@ -403,6 +417,54 @@ class Compiler:
         cond, then, other = (self.compile(a) for a in args)
         return lambda V, S: then(V, S) if cond(V, S) else other(V, S)
 
+    def form_and(self, node: Node, args: tuple[Node, ...]) -> Closure:
+        """(and A B ...): the first false argument, else the last; the rest are not
+        evaluated. The original MOM evaluated every argument."""
+        fs = self.operands(node, args)
+        if len(fs) == 1:
+            return fs[0]
+        if len(fs) == 2:
+            a, b = fs
+            return lambda V, S: a(V, S) and b(V, S)
+        if len(fs) == 3:
+            a, b, c = fs
+            return lambda V, S: a(V, S) and b(V, S) and c(V, S)
+        head, last = fs[:-1], fs[-1]
+
+        def and_(V: dict, S: dict) -> Any:
+            for f in head:
+                v = f(V, S)
+                if not v:
+                    return v
+            return last(V, S)
+        return and_
+
+    def form_or(self, node: Node, args: tuple[Node, ...]) -> Closure:
+        """(or A B ...): the first true argument, else the last; the rest are not evaluated."""
+        fs = self.operands(node, args)
+        if len(fs) == 1:
+            return fs[0]
+        if len(fs) == 2:
+            a, b = fs
+            return lambda V, S: a(V, S) or b(V, S)
+        if len(fs) == 3:
+            a, b, c = fs
+            return lambda V, S: a(V, S) or b(V, S) or c(V, S)
+        head, last = fs[:-1], fs[-1]
+
+        def or_(V: dict, S: dict) -> Any:
+            for f in head:
+                v = f(V, S)
+                if v:
+                    return v
+            return last(V, S)
+        return or_
+
+    def operands(self, node: Node, args: tuple[Node, ...]) -> list[Closure]:
+        if not args:
+            raise PolicyError(f"{node.head} takes at least 1 argument, got 0", node.pos)
+        return [self.compile(a) for a in args]
+
     def form_with(self, node: Node, args: tuple[Node, ...]) -> Closure:
         self.arity(node, args, 3, "(with LIST VAR EXPR)")
         items = self.compile(args[0])
@@ -435,14 +497,36 @@ class Compiler:
 
     # -- calls -------------------------------------------------------------------------
     def builtin(self, node: Node, name: str, args: tuple[Node, ...]) -> Closure:
-        fn, least, most = BUILTINS[name]
-        if len(args) < least or (most is not None and len(args) > most):
-            want = f"{least}" if least == most else f"at least {least}"
-            raise PolicyError(f"{name} takes {want} argument{'s' if least != 1 else ''}, got {len(args)}", node.pos)
+        wrong = builtin_arity_error(name, len(args))
+        if name in LATER_BUILTINS:
+            return self.later_builtin(node, name, args, wrong)
+        if wrong:
+            raise PolicyError(wrong, node.pos)
+        return self.builtin_call(node, name, [self.compile(a) for a in args])
+
+    def later_builtin(self, node: Node, name: str, args: tuple[Node, ...], wrong: str | None) -> Closure:
+        """A built-in the original MOM lacked: the policy's own function of that
+        name, when it defined one, else the built-in (see LATER_BUILTINS)."""
         fs = [self.compile(a) for a in args]
+        own = self.call_compiled(node, name, fs)
+        if wrong:
+            def native(V: dict, S: dict) -> Any:
+                raise PolicyError(wrong, node.pos)
+        else:
+            native = self.builtin_call(node, name, fs)
+        m = self.m
+
+        def builtin_or_own(V: dict, S: dict) -> Any:
+            return own(V, S) if name in m.defs else native(V, S)
+        return builtin_or_own
+
+    def builtin_call(self, node: Node, name: str, fs: list[Closure]) -> Closure:
+        fn = BUILTINS[name][0]
         at = node.items[0]
         if name in _BUDGETED:  # the machine's versions, which charge what they build
             fn = getattr(self.m, _BUDGETED[name])
+        if name in LIST_BUILTINS:
+            fn = _reading_list(fn, self.m)
         if len(fs) == 1:
             (a,) = fs
 
@@ -529,7 +613,9 @@ class Compiler:
         return store
 
     def call(self, node: Node, name: str, args: tuple[Node, ...]) -> Closure:
-        fs = [self.compile(a) for a in args]
+        return self.call_compiled(node, name, [self.compile(a) for a in args])
+
+    def call_compiled(self, node: Node, name: str, fs: list[Closure]) -> Closure:
         nargs, m, at = len(fs), self.m, node
 
         def ucall(V: dict, S: dict) -> Any:
@@ -563,6 +649,22 @@ class Compiler:
             m.depth -= 1
             return result
         return ucall
+
+
+def builtin_arity_error(name: str, nargs: int) -> str | None:
+    """The message for a call of built-in ``name`` with ``nargs`` arguments, or None if right."""
+    _, least, most = BUILTINS[name]
+    if least <= nargs and (most is None or nargs <= most):
+        return None
+    want = f"{least}" if least == most else f"at least {least}"
+    return f"{name} takes {want} argument{'s' if least != 1 else ''}, got {nargs}"
+
+
+def _reading_list(fn: Callable[..., Any], m: Machine) -> Callable[..., Any]:
+    def read_through(seq: Any, *rest: Any) -> Any:
+        m.read_list(seq)
+        return fn(seq, *rest)
+    return read_through
 
 
 def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closure, at: Node, m: Machine) -> Closure:
@@ -604,7 +706,7 @@ def make(fn, name, a, b, at, m):
 
 
 # Built-ins that may build something large: the Machine method that replaces each.
-_BUDGETED = {"+": "add", "-": "sub", "*": "mul", "<<": "shl", "abs": "abs"}
+_BUDGETED = {"+": "add", "-": "sub", "*": "mul", "<<": "shl", "abs": "abs", "sort": "sort"}
 
 # Operators that cannot blow up in size are inlined; + - * are inlined for floats.
 _BINARY = {op: _make_inline(op) for op in ("/", "<", ">", "<=", ">=", "==", "!=", ">>")}

@@ -8,6 +8,7 @@ functions (BUILTINS); it never reaches a Python attribute.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from typing import Any, Callable
 
@@ -214,20 +215,6 @@ def read_field(obj: Any, name: str) -> Any:
 MAX_INT_BITS = 4096
 
 
-def _and(*args: Any) -> Any:
-    for a in args:
-        if not a:
-            return a
-    return args[-1]
-
-
-def _or(*args: Any) -> Any:
-    for a in args:
-        if a:
-            return a
-    return args[-1]
-
-
 def _null(*args: Any) -> bool:
     return all(a is None or (isinstance(a, (str, list, dict)) and len(a) == 0) for a in args)
 
@@ -250,6 +237,109 @@ def _debug(*args: Any) -> Any:
     return args[-1]
 
 
+# -- over lists: what (with Guests vm EXPR) returns -------------------------------
+def _list(what: str, seq: Any) -> list:
+    if type(seq) is not list:
+        raise RuntimeFault(f"{what} needs a list, got {type_name(seq)}")
+    return seq
+
+
+def numbers_of(what: str, seq: Any) -> list:
+    """The non-nil items of a list, each checked to be a number (booleans count
+    as 0 and 1, as they do for +)."""
+    out = []
+    for i, v in enumerate(_list(what, seq)):
+        t = type(v)
+        if t is float or t is int or t is bool:
+            out.append(v)
+        elif v is not None:
+            raise RuntimeFault(f"{what}: item {i} of the list is {_a(type_name(v))}, not a number")
+    return out
+
+
+def _a(kind: str) -> str:
+    return kind if kind == "nil" else ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _sum(seq: Any) -> Any:
+    return sum(numbers_of("sum", seq))  # 0 for an empty list
+
+
+def _count(seq: Any) -> int:
+    items = _list("count", seq)
+    return len(items) - items.count(None)
+
+
+def sort_numbers(seq: Any) -> list:
+    """A new list of the non-nil items, ascending (the machine charges it first)."""
+    items = numbers_of("sort", seq)
+    items.sort()
+    return items
+
+
+def _min_of(seq: Any) -> Any:
+    items = numbers_of("min-of", seq)
+    return min(items) if items else None  # the first smallest item, itself
+
+
+def _max_of(seq: Any) -> Any:
+    items = numbers_of("max-of", seq)
+    return max(items) if items else None
+
+
+def _nth(seq: Any, index: Any) -> Any:
+    items = _list("nth", seq)
+    if type(index) is not int:
+        raise RuntimeFault(f"nth: the index must be an integer, not {_a(type_name(index))} (use floor or round)")
+    if index < 0:
+        raise RuntimeFault(f"nth: index {index} is negative")
+    return items[index] if index < len(items) else None
+
+
+# -- rounding ----------------------------------------------------------------------
+def number_of(what: str, x: Any) -> int | float:
+    """``x`` if it is a finite number (a boolean as 0 or 1); else a fault naming ``what``."""
+    t = type(x)
+    if t is int:
+        return x
+    if t is float:
+        if not math.isfinite(x):
+            raise RuntimeFault(f"{what} of {x!r}: not a finite number")
+        return x
+    if t is bool:
+        return int(x)
+    raise RuntimeFault(f"{what} needs a number, got {type_name(x)}")
+
+
+def _round(x: Any) -> int:
+    """The nearest integer, halves away from zero (2.5 is 3, -2.5 is -3): what an
+    operator expects, not Python's round to even."""
+    x = number_of("round", x)
+    if type(x) is int:
+        return x
+    below = math.floor(x)
+    fraction = x - below  # exact for floats: no 0.49999999999999994 + 0.5 == 1.0 trap
+    return below + 1 if fraction > 0.5 or (fraction == 0.5 and x > 0) else below
+
+
+def _floor(x: Any) -> int:
+    return math.floor(number_of("floor", x))
+
+
+def _ceil(x: Any) -> int:
+    return math.ceil(number_of("ceil", x))
+
+
+def _clamp(x: Any, low: Any, high: Any) -> Any:
+    """X limited to [LOW, HIGH], one of the three unchanged; LOW wins when LOW > HIGH.
+    The same as (max LOW (min HIGH X)), which policies wrote before."""
+    for what, v in (("X", x), ("LO", low), ("HI", high)):
+        t = type(v)
+        if t is not int and t is not float and t is not bool:
+            raise RuntimeFault(f"clamp: {what} is {_a(type_name(v))}, not a number")
+    return max(low, min(high, x))
+
+
 # name -> (function, minimum arity, maximum arity or None for any). The compiler
 # runs + - * << abs through the evaluation's Machine instead, which bounds and
 # charges what they build (mom.policy.compiler.Budget).
@@ -266,8 +356,6 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
     "!=": (operator.ne, 2, 2),
     "<<": (operator.lshift, 2, 2),
     ">>": (operator.rshift, 2, 2),
-    "and": (_and, 1, None),
-    "or": (_or, 1, None),
     "not": (operator.not_, 1, 1),
     "min": (_min, 1, None),
     "max": (_max, 1, None),
@@ -275,6 +363,27 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
     "null": (_null, 0, None),
     "valid": (_valid, 0, None),
     "debug": (_debug, 1, None),
+    "sum": (_sum, 1, 1),
+    "count": (_count, 1, 1),
+    "sort": (sort_numbers, 1, 1),
+    "min-of": (_min_of, 1, 1),
+    "max-of": (_max_of, 1, 1),
+    "nth": (_nth, 2, 2),
+    "round": (_round, 1, 1),
+    "floor": (_floor, 1, 1),
+    "ceil": (_ceil, 1, 1),
+    "clamp": (_clamp, 3, 3),
 }
 
-SPECIAL_FORMS = ("defvar", "set", "setq", "def", "defun", "let", "if", "with")
+# Built-ins the original MOM did not have. A policy's own function of the same
+# name takes their place (doc/policies/ksm.policy defines clamp), so a policy
+# written before they existed keeps its meaning; for the same reason a call with
+# the wrong number of arguments is an error of the static checks (checker.py)
+# and of the run, not of compiling.
+LATER_BUILTINS = frozenset(("sum", "count", "sort", "min-of", "max-of", "nth", "round", "floor", "ceil", "clamp"))
+
+# Built-ins whose first argument is a list they read through.
+LIST_BUILTINS = frozenset(("sum", "count", "sort", "min-of", "max-of", "nth"))
+
+# and/or are forms: they stop at the first false (and) or true (or) argument.
+SPECIAL_FORMS = ("defvar", "set", "setq", "def", "defun", "let", "if", "with", "and", "or")
