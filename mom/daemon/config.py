@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from mom.core.errors import MomError
 from mom.daemon.config_schema import (
     DEFAULTS, KNOWN_INTERFACES, RPC_DISABLED, SECTIONS, HostPort, Invalid, RpcDisabled, RpcEndpoint,
-    TcpPort, UnixSocket, default_factory, help_text, parse_verbosity, settings_of,
+    TcpPort, UnixSocket, default_factory, help_text, parse_verbosity, setting, settings_of,
 )
 
 __all__ = [
@@ -347,7 +347,7 @@ class _Builder:
     def raw(self, section: str, key: str) -> str:
         if self.parser.has_option(section, key):
             return self.parser.get(section, key).strip()
-        return DEFAULTS[section][key]
+        return setting(section, key).default
 
     def get(self, section: str, key: str, convert: Callable[[str], T]) -> T:
         value = self.raw(section, key)
