@@ -11,9 +11,10 @@ import sys
 STREAMS = ("", "stdio", "stdout", "stderr")
 
 
-def setup_logging(target: str, level: int, max_bytes: int = 2097152, backup_count: int = 5) -> None:
+def setup_logging(target: str, level: int, max_bytes: int, backup_count: int) -> None:
     """Send MOM's logs to stdio (stderr; or "stdout"/"stderr" by name) or to a
-    size-rotated file. Raises OSError."""
+    size-rotated file ([logging] max-bytes, backup-count: no defaults here, the
+    configuration schema has them). Raises OSError."""
     if target in STREAMS:
         handler: logging.Handler = logging.StreamHandler(sys.stdout if target == "stdout" else sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
