@@ -27,14 +27,11 @@ from mom.sim.scenario import Scenario
 
 CLOCK_START = 1_000_000.0  # the clock's epoch; runs report time since the scenario's start
 
-# What the lab host runs unless a --config says otherwise: MOM's usual intervals, every
-# collector the policies of MOM, vdsm and the peers read, every controller they set.
+# What the lab host runs unless a --config says otherwise: MOM's default intervals (the
+# configuration schema's, not repeated here), every collector the policies of MOM, vdsm
+# and the peers read, every controller they set.
 LAB_SETTINGS: dict[str, str] = {
     "main.hypervisor-interface": "sim",
-    "main.host-monitor-interval": "5",
-    "main.guest-monitor-interval": "5",
-    "main.guest-manager-interval": "5",
-    "main.policy-engine-interval": "10",
     "main.controllers": "Balloon, KSM, CpuTune, IoTune",
     "host.collectors": "HostMemory, HostKSM, HostCpu, HostPressure",
     "guest.collectors": "GuestQemuProc, GuestMemory, GuestBalloon, GuestCpuTune, GuestIoTune",
