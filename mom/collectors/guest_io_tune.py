@@ -6,8 +6,8 @@ it is missing or an entry lacks a key.
 Fields:
 
 - io_tune: list with one dict per disk, {name, path, guaranteed, maximum,
-  current}; the last three map total/read/write_bytes_sec and
-  total/read/write_iops_sec to numbers (bytes or operations per second,
+  current}; the last three map mom.core.disks.IO_KEYS (total/read/write_bytes_sec,
+  total/read/write_iops_sec) to numbers (bytes or operations per second,
   0 = unlimited). The dicts are deep copies, so the policy may change
   ``current`` in place to ask for new limits.
 - io_tune_current: list of {name, path, current} per disk: a separate deep
@@ -22,9 +22,10 @@ from typing import Any
 
 from mom.collectors._common import guest_section
 from mom.collectors.base import CollectionError, Collector, GuestSubject, register
+from mom.core.disks import DISK_ENTRY_FIELDS
 
 IO_TUNE_FIELDS = frozenset({"io_tune", "io_tune_current"})
-ENTRY_KEYS = ("name", "path", "guaranteed", "maximum", "current")
+ENTRY_KEYS = DISK_ENTRY_FIELDS
 
 
 def io_tune_fields(entries: Any, where: str) -> dict[str, Any]:

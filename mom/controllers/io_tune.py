@@ -3,7 +3,8 @@
 The control is a list of disk entries ``{name, path, current: {limit: value}}``
 (``ioTune`` is accepted for ``current``, as vdsm names it). Each entry is
 compared with the disk's present limits from the guest's stats
-(``io_tune_current``, else ``io_tune``), matched by path, else by name; the
+(``io_tune_current``, else ``io_tune``), matched by the one disk rule of
+:mod:`mom.core.disks` (path, else name), which the interfaces apply too; the
 entries that differ are sent in one planned set_io_tune call per guest; the
 engine makes the guests' calls in parallel under one deadline.
 """
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 from mom.controllers._common import refused
 from mom.controllers.base import Change, Controller, GuestView, Plan, PlannedCall, TickView, register
+from mom.core.disks import entry_ident, find_disk
 
 log = logging.getLogger("mom.Controllers.IoTune")
 
@@ -31,22 +33,10 @@ def _limits(entry: Any) -> dict[str, Any] | None:
     return dict(values) if isinstance(values, dict) else None
 
 
-def _ident(entry: Any) -> tuple[Any, Any]:
-    if isinstance(entry, dict):
-        return entry.get("name"), entry.get("path")
-    return getattr(entry, "name", None), getattr(entry, "path", None)
-
-
 def _find(present: list[Any], name: Any, path: Any) -> dict[str, Any] | None:
-    for entry in present:
-        e_name, e_path = _ident(entry)
-        if path is not None and e_path == path:
-            return _limits(entry)
-    for entry in present:
-        e_name, e_path = _ident(entry)
-        if (path is None or e_path is None) and name is not None and e_name == name:
-            return _limits(entry)
-    return None
+    """The present limits of the disk (name, path) means, by the one disk rule."""
+    entry = find_disk(present, name, path, entry_ident)
+    return None if entry is None else _limits(entry)
 
 
 @register
@@ -72,7 +62,7 @@ class IoTune(Controller):
             changed: list[dict[str, Any]] = []
             before: list[dict[str, Any] | None] = []
             for entry in wanted:
-                d_name, d_path = _ident(entry)
+                d_name, d_path = entry_ident(entry)
                 limits = _limits(entry)
                 if limits is None:
                     continue

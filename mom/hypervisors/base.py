@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping
 
-# Data sections a guest collector may ask for.
-SECTIONS = ("memory", "balloon", "cpu_tune", "io_tune")
+from mom.core.disks import DiskLimitError, DiskLimits, find_disk
+from mom.core.errors import MomError
+from mom.core.guests import SECTIONS, GuestData, GuestInfo
+
+__all__ = ["SECTIONS", "KSM_TUNABLES", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
+           "HypervisorInterface", "HypervisorUnavailable", "InterfaceUnavailable", "NotSupported",
+           "checked_io_tunes", "disk_for"]
 
 
-class HypervisorError(Exception):
+class HypervisorError(MomError):
     """A hypervisor call failed."""
 
 
@@ -45,37 +49,24 @@ class InterfaceUnavailable(HypervisorError):
     """The configured interface exists in MOM's vocabulary but is not built yet."""
 
 
-@dataclass(frozen=True)
-class GuestInfo:
-    """What discovery knows about a running guest."""
-
-    uuid: str
-    name: str
-    pid: int | None = None
-
-
-@dataclass
-class GuestData:
-    """One guest's data from one bulk collection; a section is None when unavailable.
-
-    - memory: mem_available (guest total), mem_unused, mem_free, major_fault,
-      minor_fault, swap_in, swap_out, swap_total, swap_usage, and where known
-      mem_usable, disk_caches (KiB or counts).
-    - balloon: balloon_cur, balloon_max, balloon_min (KiB).
-    - cpu_tune: vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count.
-    - io_tune: list of {name, path, guaranteed, maximum, current}, the value maps
-      keyed total/read/write_bytes_sec and total/read/write_iops_sec.
-    - errors: section -> message for sections that failed.
-    """
-
-    memory: dict[str, Any] | None = None
-    balloon: dict[str, Any] | None = None
-    cpu_tune: dict[str, Any] | None = None
-    io_tune: list[dict[str, Any]] | None = None
-    errors: dict[str, str] = field(default_factory=dict)
-
-
 KSM_TUNABLES = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes")
+
+
+def checked_io_tunes(guest: GuestInfo, tunes: Iterable[Any]) -> list[DiskLimits]:
+    """set_io_tune's entries checked by the one rule (mom.core.disks), all before
+    any is applied. Raises HypervisorError naming the guest."""
+    try:
+        return [DiskLimits.from_entry(tune) for tune in tunes]
+    except DiskLimitError as e:
+        raise HypervisorError(f"guest {guest.name}: {e}") from None
+
+
+def disk_for(guest: GuestInfo, tune: DiskLimits, disks: Iterable[Any], ident: Any) -> Any:
+    """The guest's disk a checked entry means (mom.core.disks.find_disk). Raises HypervisorError."""
+    disk = find_disk(disks, tune.name, tune.path, ident)
+    if disk is None:
+        raise HypervisorError(f"guest {guest.name}: no disk {tune.name!r} ({tune.path!r})")
+    return disk
 
 
 class HypervisorInterface(ABC):

@@ -73,8 +73,11 @@ from mom.hypervisors.base import (
     HypervisorInterface,
     HypervisorUnavailable,
     NotSupported,
+    checked_io_tunes,
+    disk_for,
 )
-from mom.hypervisors.libvirt_xml import IO_KEYS, DomainXml, parse_domain_xml
+from mom.core.disks import IO_KEYS
+from mom.hypervisors.libvirt_xml import DomainXml, parse_domain_xml
 
 log = logging.getLogger("mom.libvirt")
 
@@ -99,6 +102,10 @@ _CONNECTION_CODES = {libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_INVALID_CONN,
                      libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_AUTH_FAILED}
 _CONNECTION_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
 _INACTIVE_STATES = {libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED}
+
+
+def _disk_ident(disk: Any) -> tuple[str, str | None]:
+    return disk.dev, disk.path
 
 
 def _quiet_errors(ctx: Any, err: Any) -> None:
@@ -736,20 +743,8 @@ class LibvirtHypervisor(HypervisorInterface):
         a bad value (checked for all tunes before any is applied)."""
         conn = self._ensure()
         xml = self._domain_xml(conn, guest)
-        plan = []
-        for tune in tunes:
-            disk = next((d for d in xml.disks if tune.get("path") is not None and d.path == tune["path"]), None)
-            if disk is None:
-                disk = next((d for d in xml.disks if d.dev == tune.get("name")), None)
-            if disk is None:
-                raise HypervisorError(f"guest {guest.name}: no disk {tune.get('name')!r} ({tune.get('path')!r})")
-            values = tune.get("current", tune.get("ioTune")) or {}
-            for key, value in values.items():
-                if key not in IO_KEYS:
-                    raise HypervisorError(f"guest {guest.name}: unknown IO limit {key}")
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise HypervisorError(f"guest {guest.name}: bad IO limit {key}={value!r}")
-            plan.append((disk, values))
+        checked = checked_io_tunes(guest, tunes)
+        plan = [(disk_for(guest, tune, xml.disks, _disk_ident), tune.limits) for tune in checked]
         for disk, values in plan:
             def apply(d: Any, disk: Any = disk, values: Mapping[str, int] = values) -> None:
                 params = {k: int(v) for k, v in values.items()}

@@ -14,9 +14,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+from mom.core.disks import IO_KEYS, find_disk
+
 OVIRT_TUNE_NS = "http://ovirt.org/vm/tune/1.0"
-IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
-           "total_iops_sec", "read_iops_sec", "write_iops_sec")
 
 _UNITS = {  # libvirt memory units -> KiB factor
     "b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
@@ -37,13 +37,13 @@ class DomainXml:
     vcpus: int | None = None
     vcpu_user_limit: int = 100
     disks: list[Disk] = field(default_factory=list)
-    # (name or path) -> {"guaranteed": {...}, "maximum": {...}}
-    io_policy: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    # the oVirt tune metadata's devices: (name, path, {"guaranteed": {...}, "maximum": {...}})
+    io_policy: list[tuple[str | None, str | None, dict[str, dict[str, int]]]] = field(default_factory=list)
 
     def io_limits(self, disk: Disk) -> dict[str, dict[str, int]]:
-        found = (self.io_policy.get(f"path:{disk.path}") if disk.path else None) or \
-            self.io_policy.get(f"name:{disk.dev}")
-        return found or {"guaranteed": {}, "maximum": {}}
+        """The policy bounds of a disk: its metadata entry found by the one disk rule."""
+        found = find_disk(self.io_policy, disk.dev, disk.path, lambda entry: (entry[0], entry[1]))
+        return found[2] if found is not None else {"guaranteed": {}, "maximum": {}}
 
 
 def _kib(elem: ET.Element | None) -> int:
@@ -102,8 +102,5 @@ def parse_domain_xml(text: str) -> DomainXml:
                     value = _int(child.text)
                     if _local(child.tag) in IO_KEYS and value is not None:
                         entry[kind][_local(child.tag)] = value
-            if device.get("path"):
-                out.io_policy[f"path:{device.get('path')}"] = entry
-            if device.get("name"):
-                out.io_policy[f"name:{device.get('name')}"] = entry
+            out.io_policy.append((device.get("name") or None, device.get("path") or None, entry))
     return out

@@ -17,16 +17,28 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from mom.daemon.clock import Clock
-from mom.hypervisors.base import GuestData, GuestGone, GuestInfo, HypervisorError, HypervisorInterface
+from mom.core.clock import Clock
+from mom.hypervisors.base import (
+    GuestData,
+    GuestGone,
+    GuestInfo,
+    HypervisorError,
+    HypervisorInterface,
+    checked_io_tunes,
+    disk_for,
+)
 from mom.sim.model import SimGuest, SimModel
 from mom.sim.proctree import ProcTree, TreeClosed
-from mom.sim.scenario import IO_KEYS, Scenario, default_scenario, load_scenario
+from mom.sim.scenario import Scenario, default_scenario, load_scenario
 
 # Limits libvirt enforces for the CFS bandwidth of a vCPU (µs).
 QUOTA_MIN, QUOTA_MAX = 1000, 18446744073709551
 PERIOD_MIN, PERIOD_MAX = 1000, 1000000
 KSM_LIMITS = {"run": 3, "merge_across_nodes": 2, "sleep_millisecs": 2**32, "pages_to_scan": 2**32}
+
+
+def _disk_ident(disk: Any) -> tuple[str, str | None]:
+    return disk.name, disk.path
 
 
 @dataclass
@@ -188,23 +200,11 @@ class SimHypervisor(HypervisorInterface):
         disk with that path (or name). Raises HypervisorError for an unknown
         disk or a bad value; nothing is applied then."""
         g = self._guest(guest)
+        checked = checked_io_tunes(guest, tunes)
         with self.model.lock:
-            updates = []
-            for tune in tunes:
-                disk = next((d for d in g.disks if tune.get("path") is not None and d.path == tune["path"]), None)
-                if disk is None:
-                    disk = next((d for d in g.disks if d.name == tune.get("name")), None)
-                if disk is None:
-                    raise HypervisorError(f"guest {g.name}: no disk {tune.get('name')!r} ({tune.get('path')!r})")
-                values = tune.get("current", tune.get("ioTune")) or {}
-                for key, value in values.items():
-                    if key not in IO_KEYS:
-                        raise HypervisorError(f"guest {g.name}: unknown IO limit {key}")
-                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                        raise HypervisorError(f"guest {g.name}: bad IO limit {key}={value!r}")
-                updates.append((disk, values))
-            for disk, values in updates:
-                disk.current.update(values)
+            updates = [(disk_for(guest, tune, g.disks, _disk_ident), tune.limits) for tune in checked]
+            for disk, limits in updates:
+                disk.current.update(limits)
 
     def set_ksm_tune(self, params: Mapping[str, int]) -> None:
         """Check values like vdsm's supervdsm does, then write sysfs in the tree."""

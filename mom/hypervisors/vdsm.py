@@ -43,11 +43,11 @@ raises HypervisorUnavailable: the client drops that connection and reopens it.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
+from mom.core.disks import entry_ident, find_disk
 from mom.hypervisors.base import (
     KSM_TUNABLES,
     GuestData,
@@ -56,6 +56,7 @@ from mom.hypervisors.base import (
     HypervisorError,
     HypervisorInterface,
     HypervisorUnavailable,
+    checked_io_tunes,
 )
 from mom.hypervisors.vdsm_client import (
     FIRST_WAIT,
@@ -88,17 +89,6 @@ def _int(value: Any, what: str) -> int:
             return int(float(value))
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{what} is not a number: {value!r}") from None
-
-
-def _io_limit(guest: GuestInfo, disk: Any, key: Any, value: Any) -> int:
-    """An IO limit as vdsm takes it: a whole number >= 0 (a float policies
-    computed is fine when it is whole). Raises HypervisorError."""
-    ok = (isinstance(value, int) and not isinstance(value, bool)) or \
-        (isinstance(value, float) and math.isfinite(value) and value.is_integer())
-    if not ok or value < 0:
-        raise HypervisorError(f"guest {guest.name}: IO limit {key} of disk {disk} must be a whole number >= 0, "
-                              f"not {value!r}")
-    return int(value)
 
 
 def memory_section(vm: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,9 +130,10 @@ def cpu_tune_section(vm: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def io_tune_section(entry: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
     """GuestData.io_tune from one getAllVmIoTunePolicies entry: each policy
-    matched with its device's current limits by path (else by name when a path
-    is missing); devices without current limits are left out. None when the
-    guest has no policy or no current limits."""
+    matched with its device's current limits by the one disk rule
+    (mom.core.disks.find_disk: path, else name); policies without a device's
+    current limits are left out. None when the guest has no policy or no
+    current limits."""
     if not entry or not isinstance(entry, Mapping):
         return None
     policies = entry.get("policy") or []
@@ -150,18 +141,9 @@ def io_tune_section(entry: Mapping[str, Any] | None) -> list[dict[str, Any]] | N
     if not policies or not states:
         return None
 
-    def find(name: Any, path: Any) -> Mapping[str, Any] | None:
-        for state in states:
-            s_path = state.get("path")
-            if path == s_path:
-                return state
-            if (path is None or s_path is None) and name == state.get("name"):
-                return state
-        return None
-
     out = []
     for policy in policies:
-        state = find(policy.get("name"), policy.get("path"))
+        state = find_disk(states, policy.get("name"), policy.get("path"), entry_ident)
         if state is None:
             continue
         out.append({
@@ -365,16 +347,11 @@ class VdsmInterface(HypervisorInterface):
     def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
         """Send the disks' new limits as vdsm's tunables [{name, path, ioTune}].
 
-        Each limit is a whole number >= 0 (0: no limit) or None (left out);
-        anything else raises HypervisorError before vdsm is asked."""
-        tunables = []
-        for tune in tunes:
-            values = tune.get("current", tune.get("ioTune")) if isinstance(tune, Mapping) else None
-            if not isinstance(values, Mapping):
-                raise HypervisorError(f"guest {guest.name}: IO tune entry without limits: {tune!r}")
-            tunables.append({"name": tune.get("name"), "path": tune.get("path"),
-                             "ioTune": {str(k): _io_limit(guest, tune.get("name"), k, v)
-                                        for k, v in values.items() if v is not None}})
+        Each limit is a whole number >= 0 (0: no limit) or None (left out): the
+        one rule of mom.core.disks; anything else raises HypervisorError before
+        vdsm is asked."""
+        tunables = [{"name": t.name, "path": t.path, "ioTune": dict(t.limits)}
+                    for t in checked_io_tunes(guest, tunes)]
         self._call("VM.setIoTune", {"vmID": guest.uuid, "tunables": tunables})
         self._note_io_tune(guest.uuid, tunables)
 
@@ -386,11 +363,11 @@ class VdsmInterface(HypervisorInterface):
             if not isinstance(entry, dict):
                 return
             entry = copy.deepcopy(entry)
+            states = [s for s in entry.get("current_values") or [] if isinstance(s, dict)]
             for tune in tunables:
-                for state in entry.get("current_values") or []:
-                    if (tune["path"] is not None and state.get("path") == tune["path"]) or \
-                            ((tune["path"] is None or state.get("path") is None) and state.get("name") == tune["name"]):
-                        state.setdefault("ioTune", {}).update(tune["ioTune"])
+                state = find_disk(states, tune["name"], tune["path"], entry_ident)
+                if state is not None:
+                    state.setdefault("ioTune", {}).update(tune["ioTune"])
             self._io = {**self._io, uuid: entry}
 
     def set_ksm_tune(self, params: Mapping[str, int]) -> None:

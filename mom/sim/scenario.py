@@ -66,10 +66,9 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from mom.core.disks import IO_KEYS
 from mom.sim.workloads import WorkloadSpec, check_workload, read_trace
 
-IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
-           "total_iops_sec", "read_iops_sec", "write_iops_sec")
 _UUID_NS = uuidlib.UUID("5c0e7a1e-3b1d-4d38-9a55-6d6f6d73696d")
 
 

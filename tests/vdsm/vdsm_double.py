@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mom.core.disks import IO_KEYS
+
 REQUESTS = "jms.topic.vdsm_requests"
-IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
-           "total_iops_sec", "read_iops_sec", "write_iops_sec")
 
 # vdsm's code for a VM it does not know.
 NO_VM = (1, "Virtual machine does not exist")
