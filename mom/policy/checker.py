@@ -2,7 +2,8 @@
 `momctl policy check` reports).
 
 Finds, as errors:
-- unknown variables and functions, wrong arity of user functions;
+- unknown variables and functions, wrong arity of user functions and of the
+  built-ins a policy may replace with its own (runtime.LATER_BUILTINS);
 - statistic names that no collector provides (likely typos such as
   ``guest.ballon_cur``), with a suggestion, when the known fields are given;
 - control names that no controller acts on (``"balloon_targt"``), with a

@@ -86,7 +86,7 @@ class Machine:
     language has no other loops, so this bounds the work of any policy; the
     clock is read every CHECK_EVERY steps and whenever something is built.
     Bytes are charged for every string, list and large integer an operator
-    builds, every list a ``with`` builds, and every Control and SetVar.
+    builds, every list a ``with`` or ``sort`` builds, and every Control and SetVar.
     """
 
     __slots__ = ("defs", "steps", "depth", "alloc", "check_at", "deadline",
