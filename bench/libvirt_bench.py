@@ -9,7 +9,7 @@ step with the GuestMemory and GuestBalloon collectors), and prints a table:
   the call pool + collectors), median of the repetitions; "libvirt ms" is the
   interface's part (refresh + collect_all called directly).
 - calls: libvirt API calls in one tick, counted by wrapping the connection
-  (mom.hypervisors.libvirt_count; client-side accessors such as name() and
+  (mom.hypervisors.libvirt.count; client-side accessors such as name() and
   UUIDString() are not calls).
 - threads: the process's threads after the ticks (/proc/self/task): the main
   thread, the engine's call pool and libvirt's event-loop thread.
@@ -44,7 +44,7 @@ import libvirt  # noqa: E402
 
 from mom.daemon.engine import Engine, EngineSettings  # noqa: E402
 from mom.hypervisors.libvirt import LibvirtHypervisor  # noqa: E402
-from mom.hypervisors.libvirt_count import BalloonStatsFiller, CountingConnection  # noqa: E402
+from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
 
 SECTIONS = ["memory", "balloon"]

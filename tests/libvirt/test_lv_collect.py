@@ -13,8 +13,8 @@ from conftest import NO_BINDING
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
 from lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
-from mom.hypervisors.libvirt_count import BalloonStatsFiller, CountingConnection  # noqa: E402
-from mom.hypervisors.libvirt_xml import parse_domain_xml  # noqa: E402
+from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
+from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 
 MEMORY_KEYS = {"mem_available", "mem_unused", "mem_free", "mem_usable", "disk_caches",
                "major_fault", "minor_fault", "swap_in", "swap_out"}

@@ -16,7 +16,7 @@ libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 from lvtest import domain_uuid, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors import interface_class  # noqa: E402
 from mom.hypervisors.libvirt import LibvirtHypervisor, default_pid_dir  # noqa: E402
-from mom.hypervisors.libvirt_count import CountingConnection  # noqa: E402
+from mom.hypervisors.libvirt.count import CountingConnection  # noqa: E402
 
 
 def test_interface_is_registered() -> None:
@@ -117,15 +117,15 @@ def test_from_config_connects_lazily(monkeypatch, tmp_path: Path) -> None:
     """momd -d forks after building the interface: building it opens no connection
     and starts no event thread; the first call does, in the process that makes it."""
     from mom.daemon.config import load_config
-    from mom.hypervisors import libvirt as lv
+    from mom.hypervisors.libvirt.events import EventLoop
 
     uri = node_file(tmp_path / "node.xml", 1)
     cfg = load_config(None, {"main.libvirt-hypervisor-uri": uri})
     opened: list[str] = []
     loops: list[int] = []
-    real_open, real_ensure = libvirt.open, lv._EventLoop.ensure
+    real_open, real_ensure = libvirt.open, EventLoop.ensure
     monkeypatch.setattr(libvirt, "open", lambda u: opened.append(u) or real_open(u))
-    monkeypatch.setattr(lv._EventLoop, "ensure", classmethod(lambda cls: loops.append(1) or real_ensure()))
+    monkeypatch.setattr(EventLoop, "ensure", classmethod(lambda cls: loops.append(1) or real_ensure()))
     threads_before = event_threads()
     h = LibvirtHypervisor.from_config(cfg)
     try:
@@ -142,7 +142,7 @@ def test_from_config_connects_lazily(monkeypatch, tmp_path: Path) -> None:
 def test_event_loop_is_started_again_in_a_forked_process(monkeypatch) -> None:
     """A loop started by another process (the parent before a fork) does not run here:
     ensure() starts one in this process."""
-    from mom.hypervisors.libvirt import _EventLoop
+    from mom.hypervisors.libvirt.events import EventLoop as _EventLoop
 
     ran, release = threading.Event(), threading.Event()
 

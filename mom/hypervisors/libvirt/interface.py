@@ -2,7 +2,10 @@
 
 Configuration: ``hypervisor-interface: libvirt`` and ``libvirt-hypervisor-uri``
 ('' = libvirt's default URI). Needs the ``libvirt`` extra (``pip install
-'mom-kvm[libvirt]'``).
+'mom-kvm[libvirt]'``). The connection, its run state and back-off are in
+:mod:`.connection`, the event loop and callbacks in :mod:`.events`, the
+mapping of libvirt's statistics in :mod:`.stats`, the domain XML in
+:mod:`.domain_xml`; this module holds the per-domain caches and the calls.
 
 How it talks to libvirt, per tick and per guest:
 
@@ -12,8 +15,7 @@ How it talks to libvirt, per tick and per guest:
   against ``/proc/PID/cmdline`` holding the domain's UUID; no ``ps`` scan.
   When the connection delivers domain lifecycle events, a started or stopped
   domain makes the engine run discovery at once (see
-  :meth:`set_change_listener`). One process-wide thread runs libvirt's event
-  loop, whatever the number of guests.
+  :meth:`set_change_listener`).
 - Collection (``bulk``): one ``getAllDomainStats(STATE | BALLOON)`` call for
   all guests. When the driver leaves a domain's ``balloon.*`` statistics empty
   (libvirt's test driver does; so does a guest without a balloon device),
@@ -25,30 +27,21 @@ How it talks to libvirt, per tick and per guest:
   statistics period (the guest monitor interval) is set in :meth:`refresh`
   on each domain that lacks it on the current connection.
 - Control: ``setMemory`` (KiB) for balloon targets; scheduler parameters
-  ``vcpu_quota``/``vcpu_period``; ``setBlockIoTune`` per disk; KSM through
-  sysfs under ``sys_root`` (the base class); the QEMU guest agent through
-  ``qemuAgentCommand`` (:meth:`qemu_agent_command`, used by GuestQemuAgent).
+  ``vcpu_quota``/``vcpu_period``; ``setBlockIoTune`` per disk (the disk found
+  and the limits checked by the one rule of :mod:`mom.core.disks`); KSM
+  through sysfs under ``sys_root`` (the base class); the QEMU guest agent
+  through ``qemuAgentCommand`` (:meth:`qemu_agent_command`, used by
+  GuestQemuAgent).
 
-Faults: while libvirtd cannot be reached (at start, or after it went away),
-every call raises :class:`ConnectionLost` (a HypervisorUnavailable) with one
-constant message per outage; the interface logs one warning when the outage
-starts and one line when it is connected again, and reconnects on later calls
-with exponential back-off between failed attempts. The engine keeps its guests
-meanwhile. The connection is opened outside the interface's lock, so close()
-never waits for a libvirtd that does not answer; the daemon connects lazily (on
-the first call, after ``momd -d`` forked). A domain that disappears mid-tick is
-normal under churn: it is left out quietly (GuestGone, which the engine logs at
-debug level), also when a call fails with another error and the domain then
-turns out not to be running (QEMU exited during the call). An error in one
-guest's section is recorded in its GuestData and never spoils the other
-guests. A per-guest problem the interface reports itself (the statistics
-period cannot be set) is one warning per kind, naming how many guests it hit,
-not one per guest.
-
-Memory statistics fields (KiB unless said): mem_available (guest total,
-virtio "available"), mem_unused ("unused"), mem_free (unused + disk_caches),
-mem_usable ("usable"), disk_caches ("disk_caches"), major_fault, minor_fault
-(counts), swap_in, swap_out.
+Faults: see :mod:`.connection` for outages (ConnectionLost, one message per
+outage, back-off). The daemon connects lazily (on the first call, after
+``momd -d`` forked). A domain that disappears mid-tick is normal under churn:
+it is left out quietly (GuestGone, which the engine logs at debug level), also
+when a call fails with another error and the domain then turns out not to be
+running (QEMU exited during the call). An error in one guest's section is
+recorded in its GuestData and never spoils the other guests. A per-guest
+problem the interface reports itself (the statistics period cannot be set) is
+one warning per kind, naming how many guests it hit, not one per guest.
 """
 
 from __future__ import annotations
@@ -57,9 +50,7 @@ import json
 import logging
 import os
 import random
-import threading
 import time
-import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
 import libvirt
@@ -71,156 +62,26 @@ from mom.hypervisors.base import (
     GuestInfo,
     HypervisorError,
     HypervisorInterface,
-    HypervisorUnavailable,
     NotSupported,
     checked_io_tunes,
     disk_for,
 )
-from mom.core.disks import IO_KEYS
-from mom.hypervisors.libvirt_xml import DomainXml, parse_domain_xml
+from mom.hypervisors.libvirt import events as events_module
+from mom.hypervisors.libvirt import stats
+from mom.hypervisors.libvirt.connection import (
+    GONE_CODES,
+    ConnectionLost,
+    LibvirtConnection,
+    RunState,
+    default_pid_dir,
+)
+from mom.hypervisors.libvirt.domain_xml import DomainXml, parse_domain_xml
 
 log = logging.getLogger("mom.libvirt")
-
-# memoryStats() / balloon.* key -> MOM field
-MEMORY_FIELDS = {
-    "available": "mem_available",
-    "unused": "mem_unused",
-    "usable": "mem_usable",
-    "disk_caches": "disk_caches",
-    "major_fault": "major_fault",
-    "minor_fault": "minor_fault",
-    "swap_in": "swap_in",
-    "swap_out": "swap_out",
-}
-# The keys that say the guest's balloon driver really reports statistics.
-_GUEST_STAT_KEYS = ("available", "unused", "usable")
-
-_GONE_CODES = {libvirt.VIR_ERR_NO_DOMAIN}
-_UNSUPPORTED_CODES = {libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
-                      libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED}
-_CONNECTION_CODES = {libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_NO_CONNECT,
-                     libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_AUTH_FAILED}
-_CONNECTION_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
-_INACTIVE_STATES = {libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED}
 
 
 def _disk_ident(disk: Any) -> tuple[str, str | None]:
     return disk.dev, disk.path
-
-
-def _quiet_errors(ctx: Any, err: Any) -> None:
-    """libvirt prints every error on stderr by default; MOM reports them itself."""
-
-
-libvirt.registerErrorHandler(_quiet_errors, None)
-
-
-class ConnectionLost(HypervisorUnavailable):
-    """libvirtd cannot be reached (it went away or is restarting).
-
-    The interface reconnects on later calls, with back-off. Every error of one
-    outage carries the same message, so the engine records one fault."""
-
-
-# --- the process-wide event loop -----------------------------------------------------
-
-class _EventLoop:
-    """libvirt's default event loop on one daemon thread per process.
-
-    The implementation is registered once (the registration survives a fork);
-    the thread runs in the process that uses it: a process forked after its
-    parent started the loop (``momd -d``) starts its own."""
-
-    _lock = threading.Lock()
-    _registered = False
-    _pid: int | None = None  # the process whose thread runs the loop
-
-    @classmethod
-    def ensure(cls) -> bool:
-        """Start the loop in this process if needed; False when this libvirt cannot run one."""
-        with cls._lock:
-            if cls._pid == os.getpid():
-                return True
-            if not cls._registered:
-                try:
-                    libvirt.virEventRegisterDefaultImpl()
-                except libvirt.libvirtError as e:  # pragma: no cover - very old libvirt
-                    log.warning("libvirt events unavailable: %s", e.get_error_message())
-                    return False
-                cls._registered = True
-            threading.Thread(target=cls._run, name="mom-libvirt-events", daemon=True).start()
-            cls._pid = os.getpid()
-            return True
-
-    @staticmethod
-    def _run() -> None:
-        while True:
-            try:
-                libvirt.virEventRunDefaultImpl()
-            except Exception:  # noqa: BLE001 - the loop must survive anything
-                time.sleep(0.5)
-
-
-# --- the interface ----------------------------------------------------------------------
-
-def default_pid_dir(uri: str) -> str | None:
-    """Where libvirt's QEMU driver keeps NAME.pid for ``uri`` (None: no local pid file).
-
-    A ``socket=DIR/libvirt-sock`` parameter names libvirtd's run directory: DIR/qemu."""
-    parsed = urllib.parse.urlsplit(uri)
-    socket_path = urllib.parse.parse_qs(parsed.query).get("socket")
-    if parsed.scheme in ("qemu", "qemu+unix") and not parsed.hostname and socket_path:
-        return os.path.join(os.path.dirname(socket_path[0]), "qemu")
-    if uri.startswith("qemu:///system") or uri.startswith("qemu+unix:///system"):
-        return "/run/libvirt/qemu"
-    if uri.startswith("qemu:///session") or uri.startswith("qemu+unix:///session"):
-        runtime = os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.cache")
-        return os.path.join(runtime, "libvirt", "qemu", "run")
-    return None
-
-
-class _Once:
-    """Log each distinct message per key once, and once when the key clears."""
-
-    def __init__(self) -> None:
-        self._active: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def report(self, key: str, message: str, level: int = logging.WARNING) -> None:
-        with self._lock:
-            if self._active.get(key) == message:
-                return
-            self._active[key] = message
-        log.log(level, "%s: %s", key, message)
-
-    def clear(self, key: str, note: str | None = None) -> None:
-        with self._lock:
-            if self._active.pop(key, None) is None:
-                return
-        log.info("%s: %s", key, note or "recovered")
-
-
-class _PerKind:
-    """One warning per kind of per-guest problem, not one per guest: the first time
-    a kind (a libvirt error code) is seen, one warning says for how many guests and
-    why (the first guest's message); later rounds of the same kind are debug lines."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._warned: set[int] = set()
-        self._lock = threading.Lock()
-
-    def report(self, failed: Mapping[int, list[tuple[str, str]]]) -> None:
-        """failed: kind -> [(guest name, message)] of one round."""
-        for kind, hits in failed.items():
-            with self._lock:
-                new = kind not in self._warned
-                self._warned.add(kind)
-            names = sorted(name for name, _ in hits)
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            count = f"{len(names)} guest{'s' if len(names) != 1 else ''}"
-            log.log(logging.WARNING if new else logging.DEBUG, "libvirt: %s for %s (%s): %s%s", self.what, count,
-                    shown, hits[0][1], "; later guests with this error are logged at debug level" if new else "")
 
 
 class LibvirtHypervisor(HypervisorInterface):
@@ -228,6 +89,7 @@ class LibvirtHypervisor(HypervisorInterface):
 
     names = ("libvirt",)
     bulk = True
+    guest_agent = True
 
     def __init__(self, uri: str = "", *, sys_root: str = "/sys", proc_root: str = "/proc",
                  pid_dir: str | None = None, events: bool = True,
@@ -251,29 +113,24 @@ class LibvirtHypervisor(HypervisorInterface):
         self._pid_dir_setting = pid_dir
         self.pid_dir = pid_dir
         self._events_wanted = events
-        self._opener = opener or libvirt.open
-        self.retry_min, self.retry_max, self.xml_ttl = retry_min, retry_max, xml_ttl
+        self.xml_ttl = xml_ttl
         self._now = monotonic
-        self._name = f"libvirt {uri or '(default URI)'}"
-        # Guards the connection state; never held while talking to libvirtd.
-        self._lock = threading.RLock()
-        self.conn: Any = None
-        self.connected_uri = ""
-        self.connections = 0  # successful opens (1 = first connection; more = reconnections)
-        self._connecting = False  # a thread is opening a connection (outside the lock)
-        self._closed = False
-        self._outage: str | None = None  # the message of every error of the current outage
-        self._callback_ids: list[int] = []
-        self._backoff = retry_min
-        self._next_attempt = 0.0
+        handlers = events_module.Handlers(closed=self._on_close, lifecycle=self._on_lifecycle,
+                                          changed=self._on_change)
+        self.connection = LibvirtConnection(
+            uri, opener=opener, retry_min=retry_min, retry_max=retry_max, monotonic=monotonic,
+            prepare=lambda: self._events_wanted and events_module.EventLoop.ensure(),
+            register=lambda conn, uri: events_module.register(conn, uri, handlers),
+            attached=self._attached, release=events_module.release)
+        self._lock = self.connection.lock  # the caches below belong to the current connection
         self._doms: dict[str, Any] = {}        # uuid -> virDomain of the current connection
         self._pids: dict[str, tuple[int, int | None]] = {}  # uuid -> (domain id, pid)
         self._xml: dict[str, tuple[float, DomainXml]] = {}  # uuid -> (expiry, parsed XML)
         self._stats_period = None if stats_period is None else max(1, int(round(stats_period)))
         self._period_set: set[str] = set()   # uuids whose stats period is set on this connection
         self._listener: Callable[[], None] | None = None
-        self._once = _Once()
-        self._period_faults = _PerKind("cannot set the balloon statistics period")
+        self._once = stats.OnceLog()
+        self._period_faults = stats.PerKindLog("cannot set the balloon statistics period")
         self.events_active = False
         if connect_now:
             try:
@@ -287,144 +144,52 @@ class LibvirtHypervisor(HypervisorInterface):
         return cls(main.libvirt_hypervisor_uri, sys_root=main.sys_root, proc_root=main.proc_root,
                    stats_period=main.guest_monitor_interval, connect_now=False)
 
-    # -- connection ---------------------------------------------------------------------
+    # -- the connection ---------------------------------------------------------------------
+    @property
+    def conn(self) -> Any:
+        """The live libvirt connection, None while there is none."""
+        return self.connection.conn
+
+    @property
+    def connections(self) -> int:
+        """Successful opens so far (1 = the first connection; more = reconnections)."""
+        return self.connection.connections
+
+    @property
+    def connected_uri(self) -> str:
+        return self.connection.connected_uri
+
+    @property
+    def run_state(self) -> RunState:
+        return self.connection.state
+
     def _ensure(self) -> Any:
-        """The live connection, opening one when needed. Raises ConnectionLost.
+        """The live connection, opening one when needed. Raises ConnectionLost."""
+        return self.connection.ensure()
 
-        The connection is opened outside the lock, so close() and the event
-        thread never wait for a libvirtd that does not answer."""
-        with self._lock:
-            if self.conn is not None:
-                return self.conn
-            if self._closed:
-                raise ConnectionLost(f"{self._name}: the interface is closed")
-            if self._connecting or self._now() < self._next_attempt:
-                raise ConnectionLost(self._outage or f"{self._name}: connecting")
-            self._connecting = True
-        try:
-            events = self._events_wanted and _EventLoop.ensure()
-            conn = self._opener(self.uri or None)
-            if conn is None:  # old bindings returned None on failure
-                raise libvirt.libvirtError("cannot open connection")
-        except libvirt.libvirtError as e:
-            error = e.get_error_message() or str(e)
-            with self._lock:
-                self._connecting = False
-                self._next_attempt = self._now() + self._backoff
-                self._backoff = min(self._backoff * 2, self.retry_max)
-                message, new = self._begin_outage(f"cannot connect: {error}")
-            if new:
-                log.warning("%s", message)
-            else:
-                log.debug("libvirt: reconnection failed: %s", error)
-            raise ConnectionLost(message) from None
-        except BaseException:
-            with self._lock:
-                self._connecting = False
-            raise
-        try:
-            uri = conn.getURI()
-        except libvirt.libvirtError:
-            uri = self.uri
-        ids = self._register_callbacks(conn, uri) if events else None
-        with self._lock:
-            self._connecting = False
-            closed = self._closed
-            if not closed:
-                self.conn = conn
-                self.connections += 1
-                self._backoff = self.retry_min
-                self._next_attempt = 0.0
-                self._outage = None
-                self._doms.clear()
-                self._period_set.clear()
-                self._xml.clear()
-                self._callback_ids = ids or []
-                self.events_active = ids is not None
-                self.connected_uri = uri
-                if self._pid_dir_setting is None:
-                    self.pid_dir = default_pid_dir(uri)
-                first = self.connections == 1
-        if closed:  # close() was called while this connection was being opened
-            self._release(conn, ids or [])
-            raise ConnectionLost(f"{self._name}: the interface is closed")
-        log.info("libvirt: %s to %s (events %s)", "connected" if first else "reconnected", uri,
-                 "on" if ids is not None else "off")
-        return conn
-
-    def _begin_outage(self, reason: str) -> tuple[str, bool]:
-        """(The current outage's message, whether it starts now). Call with the lock held."""
-        if self._outage is not None:
-            return self._outage, False
-        self._outage = f"{self._name}: not connected ({reason}); reconnecting in the background"
-        return self._outage, True
-
-    def _register_callbacks(self, conn: Any, uri: str) -> list[int] | None:
-        """Register the event callbacks: their ids, None when there are no domain events."""
-        try:
-            conn.setKeepAlive(5, 3)
-        except (libvirt.libvirtError, AttributeError):
-            pass  # local drivers have no keepalive
-        try:
-            conn.registerCloseCallback(self._on_close, None)
-        except (libvirt.libvirtError, AttributeError):
-            pass
-        ids = []
-        try:
-            ids.append(conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                                   self._on_lifecycle, None))
-        except libvirt.libvirtError as e:
-            log.info("libvirt: no domain events on %s (%s); discovery polls", uri, e.get_error_message())
-            return None
-        for event_id in (getattr(libvirt, "VIR_DOMAIN_EVENT_ID_METADATA_CHANGE", None),
-                         getattr(libvirt, "VIR_DOMAIN_EVENT_ID_TUNABLE", None)):
-            if event_id is None:
-                continue
-            try:
-                ids.append(conn.domainEventRegisterAny(None, event_id, self._on_change, None))
-            except libvirt.libvirtError:
-                pass
-        return ids
-
-    @staticmethod
-    def _release(conn: Any, ids: list[int]) -> None:
-        """Deregister the callbacks and close a connection (errors ignored)."""
-        for cid in ids:
-            try:
-                conn.domainEventDeregisterAny(cid)
-            except libvirt.libvirtError:
-                pass
-        try:
-            conn.unregisterCloseCallback()
-        except (libvirt.libvirtError, AttributeError):
-            pass
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
-
-    def _on_close(self, conn: Any, reason: int, opaque: Any) -> None:
-        if reason == getattr(libvirt, "VIR_CONNECT_CLOSE_REASON_CLIENT", 3):
+    def _attached(self, conn: Any, uri: str, ids: list[int] | None) -> None:
+        """The connection changed (lock held): a new one (conn) or none (conn None).
+        A new connection starts with empty caches: libvirtd may have restarted."""
+        self._doms.clear()
+        if conn is None:
             return
-        self._drop(conn, f"connection closed (reason {reason})")
+        self._period_set.clear()
+        self._xml.clear()
+        self.events_active = ids is not None
+        if self._pid_dir_setting is None:
+            self.pid_dir = default_pid_dir(uri)
 
     def _drop(self, conn: Any, why: str) -> str:
-        """Forget a broken connection (the next call opens a new one); the outage's message."""
-        with self._lock:
-            if conn is None or self.conn is not conn:
-                return self._outage or f"{self._name}: connection lost; reconnecting in the background"
-            self.conn = None
-            self._callback_ids = []
-            self._doms.clear()
-            self._next_attempt = 0.0  # first reconnection at once, back-off after failures
-            message, new = self._begin_outage(f"connection lost: {why}")
-        if new:
-            log.warning("%s", message)
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - the connection is broken anyway
-            pass
-        return message
+        return self.connection.drop(conn, why)
+
+    def _error(self, e: libvirt.libvirtError, what: str, conn: Any) -> HypervisorError:
+        return self.connection.error(e, what, conn)
+
+    # -- events (called from libvirt's event thread) -----------------------------------------
+    def _on_close(self, conn: Any, reason: int, opaque: Any) -> None:
+        if reason == events_module.CLIENT_CLOSE:
+            return
+        self._drop(conn, f"connection closed (reason {reason})")
 
     def _on_lifecycle(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
         try:
@@ -433,11 +198,10 @@ class LibvirtHypervisor(HypervisorInterface):
             return
         with self._lock:
             self._xml.pop(uuid, None)
-            if event in (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
+            if event in events_module.GONE_EVENTS:
                 self._doms.pop(uuid, None)
                 self._period_set.discard(uuid)
-        if event in (libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STOPPED,
-                     libvirt.VIR_DOMAIN_EVENT_CRASHED) and self._listener is not None:
+        if event in events_module.DISCOVERY_EVENTS and self._listener is not None:
             try:
                 self._listener()
             except Exception:  # noqa: BLE001 - never break the event loop
@@ -451,34 +215,11 @@ class LibvirtHypervisor(HypervisorInterface):
         with self._lock:
             self._xml.pop(uuid, None)
 
-    def set_change_listener(self, listener: Callable[[], None] | None) -> None:
-        """Call ``listener`` (from the event thread) when a domain starts or stops."""
+    def set_change_listener(self, listener: Callable[[], None] | None) -> bool:
+        """Call ``listener`` (from the event thread) when a domain starts or stops.
+        True: libvirt's events are used whenever the connection delivers them."""
         self._listener = listener
-
-    def _error(self, e: libvirt.libvirtError, what: str, conn: Any) -> HypervisorError:
-        """Turn a libvirtError into the matching HypervisorError (and drop a broken connection)."""
-        code, domain = e.get_error_code(), e.get_error_domain()
-        message = f"{what}: {e.get_error_message() or e}"
-        alive = True
-        try:
-            alive = bool(conn.isAlive())
-        except Exception:  # noqa: BLE001
-            alive = False
-        if not alive or code in _CONNECTION_CODES or (domain in _CONNECTION_DOMAINS
-                                                       and code != libvirt.VIR_ERR_NO_DOMAIN):
-            if alive:
-                # An RPC-level error on a connection that still answers: check before dropping it.
-                try:
-                    conn.getLibVersion()
-                except libvirt.libvirtError:
-                    alive = False
-            if not alive:
-                return ConnectionLost(self._drop(conn, e.get_error_message() or str(e)))
-        if code in _GONE_CODES or (code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in str(e)):
-            return GuestGone(message)
-        if code in _UNSUPPORTED_CODES:
-            return NotSupported(message)
-        return HypervisorError(message)
+        return self._events_wanted
 
     def _dom(self, conn: Any, guest: GuestInfo) -> Any:
         dom = self._doms.get(guest.uuid)
@@ -546,9 +287,9 @@ class LibvirtHypervisor(HypervisorInterface):
         try:
             got = conn.getAllDomainStats(flags, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
             records = {}
-            for dom, stats in got:
+            for dom, record in got:
                 uuid = dom.UUIDString()
-                records[uuid] = stats
+                records[uuid] = record
                 self._doms.setdefault(uuid, dom)
             self._once.clear("libvirt bulk statistics")
         except libvirt.libvirtError as e:
@@ -561,7 +302,7 @@ class LibvirtHypervisor(HypervisorInterface):
             rec = None
             if records is not None:
                 rec = records.get(guest.uuid)
-                if rec is None or rec.get("state.state") in _INACTIVE_STATES:
+                if rec is None or rec.get("state.state") in stats.INACTIVE_STATES:
                     continue  # not running any more: left out quietly
             try:
                 result[guest.uuid] = self._collect_guest(conn, guest, rec or {}, wanted)
@@ -613,29 +354,24 @@ class LibvirtHypervisor(HypervisorInterface):
         try:
             return bool(dom.isActive())
         except libvirt.libvirtError as e:
-            return e.get_error_code() not in _GONE_CODES
+            return e.get_error_code() not in GONE_CODES
 
     def _memory(self, conn: Any, guest: GuestInfo, rec: dict[str, Any]) -> dict[str, Any]:
-        if any(f"balloon.{k}" in rec for k in _GUEST_STAT_KEYS):
-            raw = {k: rec[f"balloon.{k}"] for k in MEMORY_FIELDS if f"balloon.{k}" in rec}
-        else:
+        raw = stats.bulk_memory(rec)
+        if raw is None:
             raw = self._call(conn, guest, "memoryStats", lambda d: d.memoryStats())
-            if not any(k in raw for k in _GUEST_STAT_KEYS):
-                raise HypervisorError(
-                    f"guest {guest.name}: the guest reports no balloon statistics "
-                    f"(no virtio-balloon driver in the guest, or no statistics period set)")
-        out = {MEMORY_FIELDS[k]: int(v) for k, v in raw.items() if k in MEMORY_FIELDS}
-        if "unused" in raw and "disk_caches" in raw:
-            out["mem_free"] = int(raw["unused"]) + int(raw["disk_caches"])
-        return out
+            if not stats.reports_memory(raw):
+                raise HypervisorError(f"guest {guest.name}: {stats.NO_BALLOON_STATS}")
+        return stats.memory_section(raw)
 
     def _balloon(self, conn: Any, guest: GuestInfo, rec: dict[str, Any],
                  get_info: Callable[[], list[Any]]) -> dict[str, Any]:
-        cur, top = rec.get("balloon.current"), rec.get("balloon.maximum")
-        if cur is None or top is None:
+        both = stats.bulk_balloon(rec)
+        if both is None:
             info = get_info()
-            top, cur = info[1], info[2]
-        return {"balloon_cur": int(cur), "balloon_max": int(top),
+            both = int(info[2]), int(info[1])
+        cur, top = both
+        return {"balloon_cur": cur, "balloon_max": top,
                 "balloon_min": self._domain_xml(conn, guest).balloon_min}
 
     def _cpu_tune(self, conn: Any, guest: GuestInfo) -> dict[str, Any]:
@@ -654,10 +390,7 @@ class LibvirtHypervisor(HypervisorInterface):
         out = []
         for disk in xml.disks:
             values = self._call(conn, guest, f"blockIoTune {disk.dev}", lambda d: d.blockIoTune(disk.dev, 0))
-            limits = xml.io_limits(disk)
-            out.append({"name": disk.dev, "path": disk.path, "guaranteed": dict(limits["guaranteed"]),
-                        "maximum": dict(limits["maximum"]),
-                        "current": {k: int(values.get(k, 0)) for k in IO_KEYS}})
+            out.append(stats.io_tune_entry(disk.dev, disk.path, xml.io_limits(disk), values))
         return out
 
     def _domain_xml(self, conn: Any, guest: GuestInfo) -> DomainXml:
@@ -783,15 +516,5 @@ class LibvirtHypervisor(HypervisorInterface):
 
     def close(self) -> None:
         """Close the interface: later calls raise ConnectionLost. Returns promptly even
-        when libvirtd does not answer (a connection still being opened is closed
-        when it is done; the current one is released in the background)."""
-        with self._lock:
-            self._closed = True
-            conn, self.conn = self.conn, None
-            ids, self._callback_ids = self._callback_ids, []
-            self._doms.clear()
-        if conn is None:
-            return
-        releaser = threading.Thread(target=self._release, args=(conn, ids), name="mom-libvirt-close", daemon=True)
-        releaser.start()
-        releaser.join(2.0)
+        when libvirtd does not answer (see LibvirtConnection.close)."""
+        self.connection.close()

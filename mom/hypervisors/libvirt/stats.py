@@ -1,0 +1,119 @@
+"""From libvirt's statistics to MOM's GuestData sections (no calls here).
+
+Memory statistics fields (KiB unless said): mem_available (guest total,
+virtio "available"), mem_unused ("unused"), mem_free (unused + disk_caches),
+mem_usable ("usable"), disk_caches ("disk_caches"), major_fault, minor_fault
+(counts), swap_in, swap_out. They come from the bulk record's ``balloon.*``
+keys (getAllDomainStats) or, when the driver leaves those empty, from
+memoryStats().
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Mapping
+
+import libvirt
+
+from mom.core.disks import IO_KEYS
+
+log = logging.getLogger("mom.libvirt")
+
+# memoryStats() / balloon.* key -> MOM field
+MEMORY_FIELDS = {
+    "available": "mem_available",
+    "unused": "mem_unused",
+    "usable": "mem_usable",
+    "disk_caches": "disk_caches",
+    "major_fault": "major_fault",
+    "minor_fault": "minor_fault",
+    "swap_in": "swap_in",
+    "swap_out": "swap_out",
+}
+# The keys that say the guest's balloon driver really reports statistics.
+GUEST_STAT_KEYS = ("available", "unused", "usable")
+# A bulk record in one of these states is a guest that is not running any more.
+INACTIVE_STATES = frozenset({libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED})
+
+NO_BALLOON_STATS = ("the guest reports no balloon statistics "
+                    "(no virtio-balloon driver in the guest, or no statistics period set)")
+
+
+def bulk_memory(rec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The memoryStats()-style map inside a bulk record; None when the driver left it empty."""
+    if not any(f"balloon.{k}" in rec for k in GUEST_STAT_KEYS):
+        return None
+    return {k: rec[f"balloon.{k}"] for k in MEMORY_FIELDS if f"balloon.{k}" in rec}
+
+
+def reports_memory(raw: Mapping[str, Any]) -> bool:
+    """Whether a memoryStats() answer carries the guest's own statistics."""
+    return any(k in raw for k in GUEST_STAT_KEYS)
+
+
+def memory_section(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """GuestData.memory from a memoryStats()-style map."""
+    out = {MEMORY_FIELDS[k]: int(v) for k, v in raw.items() if k in MEMORY_FIELDS}
+    if "unused" in raw and "disk_caches" in raw:
+        out["mem_free"] = int(raw["unused"]) + int(raw["disk_caches"])
+    return out
+
+
+def bulk_balloon(rec: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(current, maximum) KiB from a bulk record; None when it lacks them."""
+    cur, top = rec.get("balloon.current"), rec.get("balloon.maximum")
+    if cur is None or top is None:
+        return None
+    return int(cur), int(top)
+
+
+def io_tune_entry(name: str, path: str | None, policy: Mapping[str, Mapping[str, int]],
+                  values: Mapping[str, Any]) -> dict[str, Any]:
+    """One GuestData.io_tune entry from a disk, its policy bounds and blockIoTune()."""
+    return {"name": name, "path": path, "guaranteed": dict(policy["guaranteed"]),
+            "maximum": dict(policy["maximum"]), "current": {k: int(values.get(k, 0)) for k in IO_KEYS}}
+
+
+class OnceLog:
+    """Log each distinct message per key once, and once when the key clears."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, key: str, message: str, level: int = logging.WARNING) -> None:
+        with self._lock:
+            if self._active.get(key) == message:
+                return
+            self._active[key] = message
+        log.log(level, "%s: %s", key, message)
+
+    def clear(self, key: str, note: str | None = None) -> None:
+        with self._lock:
+            if self._active.pop(key, None) is None:
+                return
+        log.info("%s: %s", key, note or "recovered")
+
+
+class PerKindLog:
+    """One warning per kind of per-guest problem, not one per guest: the first time
+    a kind (a libvirt error code) is seen, one warning says for how many guests and
+    why (the first guest's message); later rounds of the same kind are debug lines."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._warned: set[int] = set()
+        self._lock = threading.Lock()
+
+    def report(self, failed: Mapping[int, list[tuple[str, str]]]) -> None:
+        """failed: kind -> [(guest name, message)] of one round."""
+        for kind, hits in failed.items():
+            with self._lock:
+                new = kind not in self._warned
+                self._warned.add(kind)
+            names = sorted(name for name, _ in hits)
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            count = f"{len(names)} guest{'s' if len(names) != 1 else ''}"
+            log.log(logging.WARNING if new else logging.DEBUG, "libvirt: %s for %s (%s): %s%s", self.what, count,
+                    shown, hits[0][1], "; later guests with this error are logged at debug level" if new else "")

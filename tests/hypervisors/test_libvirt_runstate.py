@@ -1,0 +1,141 @@
+"""The libvirt connection's run state: one value, changed only along its
+transitions, through a real opener sequence (failures, back-off, loss, close)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+from mom.hypervisors.libvirt.connection import (  # noqa: E402
+    TRANSITIONS,
+    ConnectionLost,
+    LibvirtConnection,
+    RunState,
+)
+
+
+class Conn:
+    """The part of a virConnect the connection uses."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def getURI(self) -> str:
+        return "test:///fake"
+
+    def close(self) -> int:
+        self.closed = True
+        return 0
+
+
+class Opener:
+    """Fails while ``failing``; counts attempts; may run a hook during the open."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.attempts = 0
+        self.during: Any = None
+        self.opened: list[Conn] = []
+
+    def __call__(self, uri: str | None) -> Conn:
+        self.attempts += 1
+        if self.during is not None:
+            self.during()
+        if self.failing:
+            raise libvirt.libvirtError("Failed to connect socket: Connection refused")
+        conn = Conn()
+        self.opened.append(conn)
+        return conn
+
+
+@pytest.fixture
+def setup() -> tuple[LibvirtConnection, Opener, list[float]]:
+    now = [100.0]
+    opener = Opener()
+    link = LibvirtConnection("test:///fake", opener=opener, retry_min=1.0, retry_max=4.0,
+                             monotonic=lambda: now[0])
+    return link, opener, now
+
+
+def test_a_run_from_idle_through_outages_to_closed(setup: Any) -> None:
+    link, opener, now = setup
+    assert link.state is RunState.IDLE and link.conn is None
+
+    opener.failing = True
+    with pytest.raises(ConnectionLost, match="not connected .*Connection refused") as first:
+        link.ensure()
+    assert link.state is RunState.DISCONNECTED
+    with pytest.raises(ConnectionLost) as again:  # within the back-off: no attempt, the same message
+        link.ensure()
+    assert opener.attempts == 1 and str(again.value) == str(first.value)
+
+    now[0] += 1.0
+    with pytest.raises(ConnectionLost):
+        link.ensure()  # attempt 2 fails: the back-off doubles to 2 s
+    now[0] += 1.5
+    with pytest.raises(ConnectionLost):
+        link.ensure()
+    assert opener.attempts == 2
+
+    opener.failing = False
+    now[0] += 0.5
+    conn = link.ensure()
+    assert link.state is RunState.RUNNING and link.conn is conn and link.connections == 1
+    assert link.ensure() is conn and opener.attempts == 3
+
+    message = link.drop(conn, "connection reset")
+    assert "connection lost: connection reset" in message
+    assert link.state is RunState.DISCONNECTED and conn.closed
+    conn2 = link.ensure()  # the first reconnection is at once
+    assert link.state is RunState.RUNNING and conn2 is not conn and link.connections == 2
+    assert link.drop(conn, "stale") and link.state is RunState.RUNNING  # an old connection changes nothing
+
+    link.close()
+    assert link.state is RunState.CLOSED and link.conn is None
+    with pytest.raises(ConnectionLost, match="closed"):
+        link.ensure()
+    link.close()  # twice is fine
+    assert link.state is RunState.CLOSED
+
+
+def test_close_while_connecting_releases_the_new_connection(setup: Any) -> None:
+    link, opener, now = setup
+    opener.during = link.close
+    with pytest.raises(ConnectionLost, match="closed"):
+        link.ensure()
+    assert link.state is RunState.CLOSED and link.conn is None
+    assert opener.opened and opener.opened[0].closed
+
+
+def test_a_second_caller_does_not_open_twice(setup: Any) -> None:
+    link, opener, now = setup
+
+    def second_caller() -> None:
+        assert link.state is RunState.CONNECTING
+        with pytest.raises(ConnectionLost, match="connecting"):
+            link.ensure()
+    opener.during = second_caller
+    link.ensure()
+    assert opener.attempts == 1 and link.state is RunState.RUNNING
+
+
+def test_only_the_listed_transitions_happen(setup: Any) -> None:
+    link, opener, now = setup
+    with pytest.raises(RuntimeError, match="no transition from idle to running"):
+        link._to(RunState.RUNNING)
+    assert TRANSITIONS[RunState.CLOSED] == frozenset()
+    assert all(RunState.CLOSED in targets for state, targets in TRANSITIONS.items() if state is not RunState.CLOSED)
+
+
+def test_the_interface_reports_its_connection_state(tmp_path: Any) -> None:
+    from mom.hypervisors.libvirt import LibvirtHypervisor
+
+    h = LibvirtHypervisor("test:///default", connect_now=False)
+    assert h.run_state is RunState.IDLE
+    h.list_guests()
+    assert h.run_state is RunState.RUNNING
+    h.close()
+    assert h.run_state is RunState.CLOSED
