@@ -5,7 +5,7 @@
     .venv/bin/python bench/control_bench.py [--ticks N]
 
 Two ways of making the same planned calls:
-- engine: Engine.apply, every call on the pool (4 workers) under one deadline,
+- engine: the engine's tick (Ticker.apply), every call on the pool (4 workers) under one deadline,
   as momd does;
 - in place: Controller.apply, the calls one after another on one thread (what
   the whole controller did as one pool call before calls were planned).
@@ -27,8 +27,8 @@ from typing import Any
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from mom.daemon.clock import ManualClock  # noqa: E402
-from mom.daemon.engine import Engine, EngineSettings  # noqa: E402
+from mom.core.clock import ManualClock  # noqa: E402
+from mom.engine.engine import Engine, EngineSettings  # noqa: E402
 from mom.hypervisors.base import GuestInfo  # noqa: E402
 from mom.hypervisors.sim import SimHypervisor  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
@@ -78,20 +78,20 @@ def measure(guests: int, latency: float, ticks: int, tmp: str) -> tuple[float, f
             engine.collect_guests()
             snap = engine.snapshot()
             decisions = policies.run(snap)
-            engine.host_variables = dict(decisions.host_variables)
+            engine.inventory.keep_variables(decisions)
             t0 = time.perf_counter()
-            actions = engine.apply(snap, decisions, clock.now)
+            actions = engine.ticker.apply(snap, decisions, clock.now)
             engine_ms.append((time.perf_counter() - t0) * 1000)
             assert len(actions) == guests and all(a.applied for a in actions), actions[:3]
             # The same tick's calls again, in place (the targets are equal to the first
             # run's, and the sim accepts them again).
-            tick: Any = engine._tick_view(snap, decisions, clock.now)
+            tick: Any = engine.ticker.tick_view(snap, decisions, clock.now)
             t0 = time.perf_counter()
-            again = engine.controllers[0].apply(tick)
+            again = engine.ticker.controllers[0].apply(tick)
             in_place_ms.append((time.perf_counter() - t0) * 1000)
             assert len(again) == guests
     finally:
-        engine.pool.shutdown()
+        engine.close()
         hv.close()
     return statistics.median(engine_ms), statistics.median(in_place_ms)
 

@@ -28,7 +28,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from mom.daemon.clock import ManualClock  # noqa: E402
+from mom.core.clock import ManualClock  # noqa: E402
 from mom.daemon.config import load_config  # noqa: E402
 from mom.daemon.daemon import Daemon  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
@@ -81,7 +81,7 @@ def in_process(conf: str, ticks: int) -> tuple[float, float, float]:
     daemon = Daemon(config, policies, clock=clock)
     engine, model = daemon.engine, daemon.hypervisor.model  # type: ignore[attr-defined]
     evals: list[float] = []
-    engine.on_tick = lambda record: evals.append(record.eval_seconds)
+    engine.add_tick_listener(lambda status: evals.append(status.last_tick.eval_seconds))  # type: ignore[union-attr]
     mom_cpu = sim_cpu = 0.0
     try:
         for i in range(ticks + 3):

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt  # noqa: E402
 
-from mom.daemon.engine import Engine, EngineSettings  # noqa: E402
+from mom.engine.engine import Engine, EngineSettings  # noqa: E402
 from mom.hypervisors.libvirt import LibvirtHypervisor  # noqa: E402
 from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
@@ -87,10 +87,11 @@ def run(count: int, mode: str, repeat: int, workdir: Path) -> dict[str, float]:
     try:
         engine.discover()
         engine.collect_guests()  # warm-up: fills the per-domain XML cache (balloon_min)
-        assert len(engine.guests) == count and all(s.ready for s in engine.guests.values()), "guests not ready"
+        assert len(engine.status().guests) == count and all(g.ready for g in engine.status().guests), \
+            "guests not ready"
         counter = holder["conn"].counter
         tick_ms, lv_ms, calls = [], [], []
-        guests = [s.info for s in engine.guests.values()]
+        guests = engine.inventory.known_guests()
         for _ in range(repeat):
             counter.reset()
             t0 = time.perf_counter()
@@ -102,11 +103,11 @@ def run(count: int, mode: str, repeat: int, workdir: Path) -> dict[str, float]:
             data = hv.collect_all(guests, SECTIONS)
             lv_ms.append((time.perf_counter() - t0) * 1000)
             assert len(data) == count
-        assert all(s.ready for s in engine.guests.values())
+        assert all(g.ready for g in engine.status().guests)
         return {"tick": statistics.median(tick_ms), "libvirt": statistics.median(lv_ms),
                 "calls": max(calls), "threads": threads(), "by": dict(counter.calls)}
     finally:
-        engine.pool.shutdown()
+        engine.close()
         hv.close()
 
 

@@ -117,7 +117,7 @@ def make_daemon(config: Config) -> tuple[Any, list[str]]:
 
 def check(config: Config, daemonize: bool, pid_file: str | None = None) -> int:
     """momd --check: everything a start runs, short of starting. Exit status 0 or 2."""
-    from mom.daemon.clock import Clock
+    from mom.core.clock import Clock
     from mom.daemon.daemon import DaemonError, make_hypervisor
 
     found = check_outputs(config, daemonize=daemonize, pid_file=pid_file)
@@ -202,14 +202,11 @@ def make_watchdog(daemon: Any, notifier: sdnotify.Notifier) -> sdnotify.Watchdog
     if timeout is None or not notifier.enabled:
         return None
     last_step = [time.monotonic()]
-    previous = daemon.engine.on_step  # the metrics' hook, when metrics are on: kept
 
     def on_step(name: str, seconds: float) -> None:
         last_step[0] = time.monotonic()
-        if previous is not None:
-            previous(name, seconds)
 
-    daemon.engine.on_step = on_step
+    daemon.add_step_listener(on_step)
     main = daemon.config.main
     longest = max(main.host_monitor_interval, main.guest_monitor_interval, main.guest_manager_interval,
                   main.policy_engine_interval)

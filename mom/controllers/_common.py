@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mom.controllers.base import Action
+from mom.core.actions import Action
 
 
 def as_int(value: Any) -> int:

@@ -23,24 +23,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
+from mom.core.actions import Action
 from mom.hypervisors.base import GuestInfo, HypervisorInterface
-
-
-@dataclass
-class Action:
-    """One control the controller applied (applied=True) or refused (with reason)."""
-
-    controller: str
-    target: str  # "host" or the guest's name
-    control: str
-    old: Any
-    new: Any
-    applied: bool = True
-    reason: str | None = None
-    time: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("time", "controller", "target", "control", "old", "new", "applied", "reason")}
 
 
 @dataclass(frozen=True)

@@ -1,43 +1,84 @@
-"""Log each distinct fault once, not every tick, and say when it clears."""
+"""Log each distinct fault once, not every tick, and say once when it clears.
+
+A fault is keyed by a :class:`FaultKey`: the health component it counts
+against, what failed (a call, a collector, a controller, a file) and for whom
+(the host, a guest, or the daemon itself). The key renders as the text the log
+and ``getHealth`` show ("guest vm3 controller Balloon", "hypervisor
+list_guests"), so a guest's faults can be forgotten by its name rather than by
+matching text.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+HOST = "host"  # the target of host faults; any other target is a guest's name
+
+
+@dataclass(frozen=True)
+class FaultKey:
+    """What failed, and where.
+
+    component: the health component (engine, hypervisor, collector, policy,
+    controller, output); what: the failing part ("list_guests", "collector
+    HostKSM", "evaluation"), may be empty; target: "host", a guest's name, or
+    None for a fault of the daemon itself.
+    """
+
+    component: str
+    what: str = ""
+    target: str | None = None
+
+    def __str__(self) -> str:
+        if self.target is None:
+            who = self.component
+        else:
+            who = HOST if self.target == HOST else f"guest {self.target}"
+        return f"{who} {self.what}" if self.what else who
+
+
+@dataclass(frozen=True)
+class FaultCounts:
+    """A copy of the fault log's tallies: errors seen and the last one, per component."""
+
+    counts: Mapping[str, int]
+    last: Mapping[str, tuple[float, str]]  # component -> (clock time, "key: message")
+    active: Mapping[str, Mapping[str, str]]  # component -> {rendered key: message}
 
 
 class FaultLog:
-    """Remembers which faults are active, per key (e.g. "collector HostKSM").
+    """Remembers which faults are active, per key.
 
     ``report`` logs a fault the first time it is seen for a key, or when its
     message changes, unless the same message is already active under another
     key (one outage seen by several steps is one fault); ``clear`` logs that
-    the key recovered, once, if its fault was logged.
+    the key recovered, once, if its fault was logged. Times come from the
+    engine's clock (simulated under a fast clock), so health never mixes it
+    with wall time.
     """
 
-    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.time) -> None:
-        """clock: the time stamped on faults, the engine's (simulated under a fast clock)."""
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float]) -> None:
         self.log = logger
         self.clock = clock
-        self._active: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
-        self.last: dict[str, tuple[float, str]] = {}  # component -> (time, message)
-        self._components: dict[str, str] = {}  # key -> component of its last report
-        self._logged: set[str] = set()  # active keys whose fault was logged
+        self._active: dict[FaultKey, str] = {}
+        self._logged: set[FaultKey] = set()  # active keys whose fault was logged
+        self._counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
+        self._last: dict[str, tuple[float, str]] = {}  # component -> (time, "key: message")
 
-    def report(self, key: str, message: str, component: str | None = None, level: int = logging.WARNING) -> None:
-        comp = component or key.split(" ", 1)[0]
+    def report(self, key: FaultKey, message: str, level: int = logging.WARNING) -> None:
         with self._lock:
-            self.counts[comp] = self.counts.get(comp, 0) + 1
-            self.last[comp] = (self.clock(), f"{key}: {message}")
-            self._components[key] = comp
+            self._counts[key.component] = self._counts.get(key.component, 0) + 1
+            self._last[key.component] = (self.clock(), f"{key}: {message}")
             if self._active.get(key) == message:
                 return
             seen_elsewhere = message in self._active.values()
             self._active[key] = message
+            # Below INFO: recorded for health, not logged (the interface logs its outage itself).
             if seen_elsewhere or level < logging.INFO:
                 self._logged.discard(key)
                 if level >= logging.INFO:
@@ -46,33 +87,36 @@ class FaultLog:
                 self._logged.add(key)
         self.log.log(level, "%s: %s", key, message)
 
-    def clear(self, key: str) -> None:
+    def clear(self, key: FaultKey) -> None:
         with self._lock:
-            if self._active.pop(key, None) is None:
-                return
-            if key not in self._logged:
+            if self._active.pop(key, None) is None or key not in self._logged:
                 return
             self._logged.discard(key)
         self.log.info("%s: recovered", key)
 
-    def clear_prefix(self, prefix: str) -> None:
-        """Forget faults of something that went away (a guest), without a log line."""
+    def forget_target(self, target: str) -> None:
+        """Forget the faults of something that went away (a guest), without a log line."""
         with self._lock:
-            for key in [k for k in self._active if k.startswith(prefix)]:
+            for key in [k for k in self._active if k.target == target]:
                 del self._active[key]
                 self._logged.discard(key)
-            for key in [k for k in self._components if k.startswith(prefix)]:
-                del self._components[key]
 
     def active(self) -> dict[str, str]:
+        """Active faults: rendered key -> message."""
         with self._lock:
-            return dict(self._active)
+            return {str(k): m for k, m in self._active.items()}
 
-    def active_by_component(self) -> dict[str, dict[str, str]]:
-        """Active faults grouped by component: component -> {key: message}."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """Errors seen per component (a copy)."""
         with self._lock:
-            out: dict[str, dict[str, str]] = {}
+            return dict(self._counts)
+
+    def tallies(self) -> FaultCounts:
+        """Counts, last errors and active faults by component, read together."""
+        with self._lock:
+            active: dict[str, dict[str, str]] = {}
             for key, message in self._active.items():
-                comp = self._components.get(key, key.split(" ", 1)[0])
-                out.setdefault(comp, {})[key] = message
-            return out
+                active.setdefault(key.component, {})[str(key)] = message
+            return FaultCounts(MappingProxyType(dict(self._counts)), MappingProxyType(dict(self._last)),
+                               MappingProxyType({c: MappingProxyType(a) for c, a in active.items()}))

@@ -3,6 +3,10 @@
 Unlike ThreadPoolExecutor, its threads are daemon threads that are never
 joined at exit: a hypervisor call that hangs forever cannot keep momd from
 stopping.
+
+Lifecycle: building a pool starts nothing; ``start`` (or the first ``submit``)
+starts the threads, so a daemon can fork after building its engine (threads do
+not survive a fork); ``close`` lets idle workers end.
 """
 
 from __future__ import annotations
@@ -14,21 +18,27 @@ from typing import Any, Callable
 
 
 class CallPool:
+    """A fixed number of daemon worker threads taking calls from one queue."""
+
     def __init__(self, workers: int, name: str = "mom-call") -> None:
         self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         self._started = False
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Start the worker threads (once; later calls do nothing)."""
+        if self._started:
+            return
+        with self._lock:
+            if not self._started:
+                for t in self._threads:
+                    t.start()
+                self._started = True
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Queue a call; the threads start with the first one (so a daemon can
-        fork after building its engine: threads do not survive a fork)."""
-        if not self._started:
-            with self._lock:
-                if not self._started:
-                    for t in self._threads:
-                        t.start()
-                    self._started = True
+        """Queue a call, starting the pool if it was not started yet."""
+        self.start()
         future: Future = Future()
         self._queue.put((future, fn, args))
         return future
@@ -46,7 +56,7 @@ class CallPool:
             except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
                 future.set_exception(e)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         """Let idle workers end; busy (hung) ones are abandoned."""
         if self._started:
             for _ in self._threads:

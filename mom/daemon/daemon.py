@@ -1,24 +1,39 @@
-"""The daemon: builds the engine and its outputs from a Config and runs it."""
+"""The daemon: builds the engine and its outputs from a Config and runs it.
+
+The daemon is where momd is put together, so it is the one place in
+mom.daemon that builds the RPC server and the metrics endpoint (mom.rpc): it
+binds them at construction, so that a port or socket that cannot be had is a
+DaemonError before anything starts. They get the engine's status (a callable
+returning the newest EngineStatus) and the daemon's :class:`Commands`, never
+the engine.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from mom.daemon.clock import Clock, FastClock
+from mom.core.clock import Clock, FastClock
+from mom.core.faults import FaultLog
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
-from mom.daemon.engine import Engine, EngineSettings, TickRecord
 from mom.daemon.explain import tick_trace
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
 from mom.daemon.status import TickLog
+from mom.engine.engine import Engine, EngineSettings, StepListener
+from mom.engine.status import EngineStatus, TickRecord
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
+from mom.policy.compiled import CompiledPolicy
 from mom.policy.generate import trial_snapshot as generated_trial_snapshot
 from mom.policy.policy import PolicySet
 from mom.policy.snapshot import Snapshot
 from mom.policy.trace import trace_run
+
+if TYPE_CHECKING:
+    from mom.rpc.metrics import Metrics, MetricsServer
+    from mom.rpc.server import RpcServer
 
 log = logging.getLogger("mom.daemon")
 tick_log = logging.getLogger("mom.tick")
@@ -47,13 +62,13 @@ def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
     return cls.from_config(config, clock)  # type: ignore[attr-defined]
 
 
-def make_outputs(config: Config) -> tuple[Plotter | None, FlightRecorder | None]:
+def make_outputs(config: Config, faults: FaultLog | None = None) -> tuple[Plotter | None, FlightRecorder | None]:
     """The plotter and the flight recorder, checked writable now: an output that
     cannot be written at start stops momd, as one that fails later is a fault in
-    health. Creates nothing. Raises DaemonError."""
+    health (faults: the engine's). Creates nothing. Raises DaemonError."""
     main = config.main
-    plotter = Plotter(main.plot_dir) if main.plot_dir else None
-    recorder = (FlightRecorder(main.record_file, main.record_max_bytes, main.record_backup_count)
+    plotter = Plotter(main.plot_dir, faults) if main.plot_dir else None
+    recorder = (FlightRecorder(main.record_file, main.record_max_bytes, main.record_backup_count, faults)
                 if main.record_file else None)
     for output, option, where in ((plotter, "plot-dir", main.plot_dir), (recorder, "record-file", main.record_file)):
         if output is None:
@@ -63,6 +78,39 @@ def make_outputs(config: Config) -> tuple[Plotter | None, FlightRecorder | None]
         except OSError as e:
             raise DaemonError(f"[main] {option}: cannot write {where}: {e.strerror or e}") from None
     return plotter, recorder
+
+
+class Commands:
+    """What the RPC may change, and read of the policies (mom.rpc.api.DaemonControl)."""
+
+    def __init__(self, policies: PolicySet, reset: Callable[[], None]) -> None:
+        self.policies = policies
+        self.reset = reset
+
+    def policy_text(self) -> str:
+        return self.policies.text()
+
+    def policy_texts(self) -> dict[str, str]:
+        return self.policies.texts()
+
+    def policy_names(self) -> list[str]:
+        return self.policies.names()
+
+    def compiled_policy(self) -> CompiledPolicy | None:
+        return self.policies.compiled
+
+    def replace_policies(self, texts: dict[str, str]) -> None:
+        self.policies.replace_all(texts)
+
+    def set_policy(self, name: str, text: str | None) -> None:
+        self.policies.set(name, text)
+
+    def reset_policies(self) -> None:
+        self.reset()
+
+    def set_verbosity(self, level: int) -> None:
+        logging.getLogger().setLevel(level)
+        logging.getLogger("mom.policy.debug").setLevel(level)
 
 
 class Daemon:
@@ -76,7 +124,9 @@ class Daemon:
             clock = FastClock(config.sim.speed) if sim and config.sim.speed != 1 else Clock()
         self.clock = clock
         self.tick_log = TickLog(tick_log)  # a line per tick that changed something, quiet ticks summarised
-        self.plotter, self.recorder = make_outputs(config)  # first: a refused start makes no simulator tree
+        self.faults = FaultLog(logging.getLogger("mom.faults"), clock.time)  # on the engine's clock
+        # First: a refused start makes no simulator tree.
+        self.plotter, self.recorder = make_outputs(config, self.faults)
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
         if sim:  # the simulated host is seen through its own tree, unless the config names another
@@ -92,21 +142,19 @@ class Daemon:
             collector_settings=config.collector_settings, controllers=main.controllers,
             controller_settings=config.controller_settings,
             proc_root=proc_root, sys_root=sys_root)
-        self.engine = Engine(settings, self.hypervisor, policies, self.clock, on_tick=self._on_tick,
-                             on_sample=self.plotter.sample if self.plotter else None)
-        for output in (self.plotter, self.recorder):
-            if output is not None:
-                output.faults = self.engine.faults  # their failures show in health
-        if self.plotter is not None:
-            self.engine.on_guest_gone = self.plotter.forget
+        self.engine = Engine(settings, self.hypervisor, policies, self.clock, faults=self.faults,
+                             on_tick=self._on_tick,
+                             on_sample=self.plotter.sample if self.plotter else None,
+                             on_guest_gone=self.plotter.forget if self.plotter else None,
+                             trace=self._trace if self.recorder else None)
+        self.commands = Commands(policies, self.reset_policies)
         # Every later policy change (SIGHUP, RPC) has its trial run on the newest statistics.
         self._generated_snapshot = policies.checks.trial_snapshot or (
-            lambda: generated_trial_snapshot(self.engine.host_fields[0] | self.engine.host_fields[1],
-                                             self.engine.guest_fields[0] | self.engine.guest_fields[1]))
+            lambda: generated_trial_snapshot(*self.engine.fields()))
         policies.configure(checks=dataclasses.replace(policies.checks, trial_snapshot=self._trial_snapshot))
-        self.rpc: Any = None
-        self.metrics: Any = None
-        self.metrics_server: Any = None
+        self.rpc: RpcServer | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
         try:
             self._listen()
         except DaemonError:
@@ -119,7 +167,7 @@ class Daemon:
         if not isinstance(main.rpc, RpcDisabled):
             from mom.rpc.api import MomApi
             from mom.rpc.server import Dispatcher, RpcServer, RpcServerError
-            dispatcher = MomApi(self.engine, self.policies, self.reset_policies).register(Dispatcher())
+            dispatcher = MomApi(self.engine.status, self.commands, self.clock.time).register(Dispatcher())
             try:
                 if isinstance(main.rpc, UnixSocket):
                     self.rpc = RpcServer(dispatcher, path=main.rpc.path)
@@ -129,8 +177,8 @@ class Daemon:
                 raise DaemonError(str(e)) from None
         if main.metrics_address is not None:
             from mom.rpc.metrics import Metrics, MetricsServer
-            self.metrics = Metrics(self.engine)
-            self.engine.on_step = self.metrics.on_step
+            self.metrics = Metrics(self.engine.status)
+            self.engine.add_step_listener(self.metrics.on_step)
             try:
                 self.metrics_server = MetricsServer(self.metrics, main.metrics_address.host,
                                                     main.metrics_address.port)
@@ -143,15 +191,16 @@ class Daemon:
         snap = self.engine.snapshot()
         return snap if snap.host.statistics else self._generated_snapshot()
 
-    def _on_tick(self, record: TickRecord) -> None:
-        host = record.snapshot.host.statistics[-1] if record.snapshot.host.statistics else {}
-        self.tick_log.tick(record.number, record.time, host, len(record.snapshot.guests), len(self.engine.guests),
-                           record.actions, record.decisions.ok, record.decisions.error)
+    def add_step_listener(self, listener: StepListener) -> None:
+        """Called with (step, seconds) after each engine step (the watchdog)."""
+        self.engine.add_step_listener(listener)
+
+    def _on_tick(self, status: EngineStatus) -> None:
+        self.tick_log.log_tick(status)
         if self.recorder is not None:
-            record.trace = self._trace(record)
-            self.recorder.write(record.to_json())
+            self.recorder.write_tick(status)
         if self.metrics is not None:
-            self.metrics.on_tick(record)
+            self.metrics.on_tick(status)
 
     def _trace(self, record: TickRecord) -> dict[str, Any] | None:
         """The policy's variables behind this tick's decisions, for the flight recorder:
@@ -196,4 +245,5 @@ class Daemon:
                 except Exception:  # noqa: BLE001 - closing must go on
                     log.exception("closing %s failed", type(server).__name__)
         self.rpc = self.metrics_server = None
+        self.engine.close()  # its pool's idle workers end
         self.hypervisor.close()

@@ -18,12 +18,13 @@ import tempfile
 import threading
 from typing import Any
 
+from mom.core.clock import Clock
+from mom.core.faults import FaultKey, FaultLog
 from mom.daemon.appendlines import append_lines
-from mom.daemon.faults import FaultLog
 
 log = logging.getLogger("mom.plot")
 
-FAULT_KEY = "output plot-dir"
+FAULT_KEY = FaultKey("output", "plot-dir")
 PLOT_DIR_NAME = re.compile(r"momplot-(\d{3,})")
 
 
@@ -50,7 +51,7 @@ class Plotter:
         faults: where failures are reported (component "output")."""
         self.base = plot_dir
         self.dir: str | None = None  # this run's momplot-NNN, once made
-        self.faults = faults or FaultLog(log)
+        self.faults = faults or FaultLog(log, Clock().time)
         self._fields: dict[str, list[str]] = {}  # entity -> its columns, fixed by its first sample
         self._failing: set[str] = set()  # entities whose last sample was not written
         self._fault = ""  # the message the active fault was reported with
@@ -113,7 +114,7 @@ class Plotter:
         if not self._failing:
             self._fault = message
         self._failing.add(entity)
-        self.faults.report(FAULT_KEY, self._fault, "output", logging.ERROR)
+        self.faults.report(FAULT_KEY, self._fault, logging.ERROR)
 
     def _written(self, entity: str) -> None:
         self._failing.discard(entity)

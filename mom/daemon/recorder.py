@@ -19,13 +19,15 @@ import os
 import threading
 from typing import Any
 
+from mom.core.clock import Clock
+from mom.core.faults import FaultKey, FaultLog
 from mom.daemon.appendlines import append_lines
-from mom.daemon.faults import FaultLog
+from mom.engine.status import EngineStatus
 from mom.policy.policy import json_value
 
 log = logging.getLogger("mom.recorder")
 
-FAULT_KEY = "output record-file"
+FAULT_KEY = FaultKey("output", "record-file")
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -33,11 +35,12 @@ class FlightRecorder:
     def __init__(self, path: str, max_bytes: int = 10 * 1024 * 1024, backup_count: int = 3,
                  faults: FaultLog | None = None) -> None:
         """faults: where write failures are reported (component "output"); the
-        daemon passes the engine's, so they show in health."""
+        daemon passes the engine's, so they show in health (default: this
+        module's logger, on real time)."""
         self.path = path
         self.max_bytes = max_bytes
         self.backup_count = backup_count
-        self.faults = faults or FaultLog(log)
+        self.faults = faults or FaultLog(log, Clock().time)
         self._lock = threading.Lock()
         self._backups = backup_count  # backups kept: fewer once the disk had no room for them all
 
@@ -52,6 +55,11 @@ class FlightRecorder:
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
         os.unlink(self.path)
 
+    def write_tick(self, status: EngineStatus) -> None:
+        """Append the record of the tick in the engine's status."""
+        if status.last_tick is not None:
+            self.write(status.last_tick.to_json())
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record as one line; a failure is reported, and the daemon goes on."""
         line = (json.dumps(json_value(record), separators=(",", ":")) + "\n").encode()
@@ -59,7 +67,7 @@ class FlightRecorder:
             try:
                 self._append(line)
             except OSError as e:
-                self.faults.report(FAULT_KEY, f"{self.path}: {e.strerror or e}", "output", logging.ERROR)
+                self.faults.report(FAULT_KEY, f"{self.path}: {e.strerror or e}", logging.ERROR)
                 return
             self.faults.clear(FAULT_KEY)
 

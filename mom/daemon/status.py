@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
-from mom.controllers.base import Action
+from mom.core.actions import Action
+from mom.engine.status import EngineStatus
 
 QUIET_SECONDS = 60.0  # clock seconds between two summaries of quiet ticks
 MAX_LISTED = 8  # guest actions listed one by one; more are counted
@@ -72,7 +73,7 @@ def _guest_change(a: Action) -> str:
     return f"{a.target} {a.old}->{a.new}{_refused(a)}"
 
 
-def _balloon_delta(actions: list[Action]) -> float:
+def _balloon_delta(actions: Sequence[Action]) -> float:
     """The applied balloon change in KiB (negative: memory taken from guests)."""
     total = 0.0
     for a in actions:
@@ -82,14 +83,14 @@ def _balloon_delta(actions: list[Action]) -> float:
     return total
 
 
-def _by_control(actions: list[Action]) -> dict[str, list[Action]]:
+def _by_control(actions: Sequence[Action]) -> dict[str, list[Action]]:
     groups: dict[str, list[Action]] = {}
     for a in actions:
         groups.setdefault(a.control, []).append(a)
     return groups
 
 
-def _listed(control: str, actions: list[Action]) -> str:
+def _listed(control: str, actions: Sequence[Action]) -> str:
     """Every action of one guest control: ``balloon -612 MiB: web1 2048->1946, ...``."""
     changes = ", ".join(_guest_change(a) for a in actions)
     if control == "balloon_target":
@@ -97,7 +98,7 @@ def _listed(control: str, actions: list[Action]) -> str:
     return f"{control}: {changes}"
 
 
-def _counted(control: str, actions: list[Action]) -> str:
+def _counted(control: str, actions: Sequence[Action]) -> str:
     """One guest control's actions as counts: ``balloon -4080 MiB on 40 guests, +200 MiB on 2``."""
     refused = sum(1 for a in actions if not a.applied)
     applied = [a for a in actions if a.applied]
@@ -112,7 +113,7 @@ def _counted(control: str, actions: list[Action]) -> str:
     return text + (f", {refused} REFUSED" if refused else "")
 
 
-def describe_actions(actions: list[Action], max_listed: int = MAX_LISTED) -> str:
+def describe_actions(actions: Sequence[Action], max_listed: int = MAX_LISTED) -> str:
     """The actions of one tick: host controls one by one, guest controls grouped by
     control, listed or (past max_listed) counted."""
     host = [a for a in actions if a.target == "host"]
@@ -127,7 +128,7 @@ def describe_actions(actions: list[Action], max_listed: int = MAX_LISTED) -> str
 
 
 def tick_line(number: int, host: dict[str, Any], guests_ready: int, guests_known: int,
-              actions: list[Action], ok: bool, error: str | None, max_listed: int = MAX_LISTED,
+              actions: Sequence[Action], ok: bool, error: str | None, max_listed: int = MAX_LISTED,
               quiet_since: int | None = None) -> str:
     """The line of one tick. quiet_since: the first of the quiet ticks before it
     that no line told of yet."""
@@ -184,8 +185,17 @@ class TickLog:
         self._last_guests: tuple[int, int] | None = None
         self._quiet: _QuietRun | None = None
 
+    def log_tick(self, status: EngineStatus) -> None:
+        """The line (or not) for the tick in the engine's status."""
+        record = status.last_tick
+        if record is None:
+            return
+        statistics = record.snapshot.host.statistics
+        self.tick(record.number, record.time, statistics[-1] if statistics else {}, len(record.snapshot.guests),
+                  len(status.guests), record.actions, record.decisions.ok, record.decisions.error)
+
     def tick(self, number: int, time: float, host: dict[str, Any], guests_ready: int, guests_known: int,
-             actions: list[Action], ok: bool, error: str | None = None) -> None:
+             actions: Sequence[Action], ok: bool, error: str | None = None) -> None:
         changed = (bool(actions) or ok != self._last_ok or (guests_ready, guests_known) != self._last_guests
                    or self._last_info is None)
         self._last_ok, self._last_guests = ok, (guests_ready, guests_known)

@@ -4,7 +4,8 @@ The run is MOM as momd runs it (the real Engine, collectors reading the
 simulator's /proc and /sys tree, the policy, the controllers calling the
 SimHypervisor) except for time: a ManualClock is moved straight to the next
 moment something is due (an engine step or a sample), so nothing sleeps.
-Steps run in the order and on the intervals of :meth:`Engine.run`.
+Steps run in the order and on the intervals of the engine's scheduler
+(``EngineSettings.schedule``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from mom.daemon.clock import ManualClock
+from mom.core.clock import ManualClock
 from mom.daemon.config import Config, ConfigError, load_config
-from mom.daemon.engine import Engine, EngineSettings, TickRecord
+from mom.engine.engine import Engine, EngineSettings
+from mom.engine.status import EngineStatus
 from mom.lab.metrics import RunMetrics
 from mom.policy.errors import PolicyError
 from mom.policy.policy import DEFAULT_POLICY_NAME, PolicySet, policy_name, read_policy_paths
@@ -195,18 +197,17 @@ def _run(spec: RunSpec, config: Config, policies: PolicySet, clock: ManualClock,
          started: tuple[float, float]) -> RunResult:
     errors = [0]
 
-    def on_tick(record: TickRecord) -> None:
-        if not record.decisions.ok:
+    def on_tick(status: EngineStatus) -> None:
+        if status.last_tick is not None and not status.last_tick.decisions.ok:
             errors[0] += 1
 
-    engine = Engine(engine_settings(config, hv.proc_root, hv.sys_root), hv, policies, clock, on_tick=on_tick)
-    engine.pool = InlinePool()  # type: ignore[assignment]
+    engine = Engine(engine_settings(config, hv.proc_root, hv.sys_root), hv, policies, clock, pool=InlinePool(),
+                    on_tick=on_tick)
     metrics = RunMetrics(keep_series=spec.keep_series)
     try:
         _drive(engine, hv, clock, metrics, spec.hours * 3600.0, spec.sample_s)
     finally:
-        engine.stop()
-        engine.pool.shutdown()
+        engine.close()
     return RunResult(scenario=spec.scenario_label, policy=spec.policy.name, seed=spec.seed, hours=spec.hours,
                      guests=len(spec.scenario.guests), figures=metrics.result(), policy_errors=errors[0],
                      wall_s=time.perf_counter() - started[0], cpu_s=time.process_time() - started[1],
@@ -228,7 +229,10 @@ class InlinePool:
             future.set_exception(e)
         return future
 
-    def shutdown(self) -> None:
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -236,12 +240,11 @@ def _drive(engine: Engine, hv: Any, clock: ManualClock, metrics: RunMetrics, sec
            sample_s: float | None) -> None:
     """Jump the clock from one due moment to the next until ``seconds`` have passed:
     at a sample, advance the model and observe it; then run the engine's due steps."""
-    s = engine.s
+    s = engine.settings
     if sample_s is None:  # observe when MOM collects: the tree is written once per observation
         sample_s = min(s.host_interval, s.guest_interval)
-    tasks = [("discovery", s.discovery_interval, engine.discover), ("host", s.host_interval, engine.collect_host),
-             ("guests", s.guest_interval, engine.collect_guests), ("policy", s.policy_interval, engine.run_policy)]
-    due = {name: 0.0 for name, _, _ in tasks}
+    tasks = s.schedule()
+    due = {name: 0.0 for name, _ in tasks}
     next_sample = 0.0
     metrics.add(hv.model.observe())
     while True:
@@ -254,9 +257,9 @@ def _drive(engine: Engine, hv: Any, clock: ManualClock, metrics: RunMetrics, sec
             if now > 0:
                 metrics.add(hv.model.observe())
             next_sample += sample_s
-        for name, interval, task in tasks:
+        for name, interval in tasks:
             if now >= due[name]:
-                engine._guarded(name, task)  # as Engine.run: a failing step is a fault, not the end
+                engine.step(name)  # as the scheduler: a failing step is a fault, not the end
                 due[name] += interval
 
 

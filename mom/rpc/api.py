@@ -1,8 +1,9 @@
 """The RPC methods: the original MOM's API plus getRecentActions and getHealth.
 
-Methods only read the engine's state under its lock (copies, briefly) and
-change policies through the thread-safe PolicySet: nothing here runs on, or
-waits for, the engine's scheduler thread.
+Methods read the engine's published status (mom.engine.status, an immutable
+value) and change things through the daemon's small command interface
+(:class:`DaemonControl`): nothing here runs on, or waits for, the engine's
+scheduler thread, and nothing here knows the engine's insides.
 
 =====================  =========================================================
 ping()                 True
@@ -33,11 +34,13 @@ from __future__ import annotations
 
 import logging
 import xmlrpc.client
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from mom.daemon.config import parse_verbosity
-from mom.policy.policy import DEFAULT_POLICY_NAME
+from mom.core.verbosity import parse_verbosity
+from mom.engine.status import EngineStatus, StatusSource
+from mom.policy.compiled import CompiledPolicy
 from mom.policy.errors import PolicyError
+from mom.policy.policy import DEFAULT_POLICY_NAME
 from mom.rpc.server import FAULT_BAD_REQUEST, Dispatcher, cached_response
 
 FAULT_POLICY = 5  # a policy change was rejected; the fault string is the rendered error
@@ -58,31 +61,46 @@ def _text_or_none(value: Any, what: str) -> str | None:
     raise _bad(f"{what} must be a string or nil, got {type(value).__name__}")
 
 
-def set_verbosity(level: Any) -> int:
-    """Set MOM's log level from a name or 1-5; the new Python level. Raises Fault."""
+class DaemonControl(Protocol):
+    """What the RPC may ask of the daemon: its policies (read and changed) and its
+    verbosity. The changes raise PolicyError (or OSError for a reset that cannot
+    read the configured files) and leave the old policy in force."""
+
+    def policy_text(self) -> str: ...
+    def policy_texts(self) -> dict[str, str]: ...
+    def policy_names(self) -> list[str]: ...
+    def compiled_policy(self) -> CompiledPolicy | None: ...
+    def replace_policies(self, texts: dict[str, str]) -> None: ...
+    def set_policy(self, name: str, text: str | None) -> None: ...
+    def reset_policies(self) -> None: ...
+    def set_verbosity(self, level: int) -> None: ...
+
+
+def verbosity_level(level: Any) -> int:
+    """A Python logging level from a name or 1-5. Raises Fault."""
     value = parse_verbosity(level)
     if value is None:
         raise _bad(f"verbosity: expected debug, info, warn, error, critical or 1-5, got {level!r}")
-    logging.getLogger().setLevel(value)
-    logging.getLogger("mom.policy.debug").setLevel(value)
     return value
 
 
-def _collection_round(engine: Any) -> tuple[Any, ...]:
+def _collection_round(status: EngineStatus) -> tuple[Any, ...]:
     """What changes when the engine's statistics or guests may have changed: its
     tick count and the times of its last discovery and collections."""
-    with engine.lock:
-        run = engine.last_run
-        return engine.tick_count, len(engine.guests), run.get("discovery"), run.get("host"), run.get("guests")
+    run = status.last_run
+    return status.tick_count, len(status.guests), run.get("discovery"), run.get("host"), run.get("guests")
 
 
 class MomApi:
-    """The methods, bound to one engine and its policy set."""
+    """The methods, reading the engine's status and changing things through the daemon.
 
-    def __init__(self, engine: Any, policies: Any, reset: Callable[[], None]) -> None:
-        self.engine = engine
-        self.policies = policies
-        self.reset = reset
+    status: returns the engine's newest status; now: the engine's clock (health's time).
+    """
+
+    def __init__(self, status: StatusSource, control: DaemonControl, now: Callable[[], float]) -> None:
+        self.status = status
+        self.control = control
+        self.now = now
 
     def register(self, dispatcher: Dispatcher) -> Dispatcher:
         for name in ("ping", "getStatistics", "getActiveGuests", "getPolicy", "setPolicy", "setNamedPolicy",
@@ -97,45 +115,43 @@ class MomApi:
 
     # Marshalled once per collection round (many clients, one marshalling: at 200
     # guests the statistics take tens of milliseconds to marshal).
-    @cached_response(lambda api: _collection_round(api.engine))
+    @cached_response(lambda api: _collection_round(api.status()))
     def getStatistics(self) -> dict[str, Any]:
-        e = self.engine
-        with e.lock:
-            host = dict(e.host_history[-1]) if e.host_history else {}
-            guests = {s.info.name: dict(s.history[-1]) for s in e.guests.values() if s.history}
-        return {"host": host, "guests": guests}
+        status = self.status()
+        guests = {g.name: dict(g.row) for g in status.guests if g.row is not None}
+        return {"host": dict(status.host), "guests": guests}
 
-    @cached_response(lambda api: _collection_round(api.engine))
+    @cached_response(lambda api: _collection_round(api.status()))
     def getActiveGuests(self) -> list[str]:
-        with self.engine.lock:
-            return sorted(s.info.name for s in self.engine.guests.values())
+        return self.status().guest_names()
 
     def getPolicy(self) -> str:
-        return self.policies.text()
+        return self.control.policy_text()
 
     def setPolicy(self, text: Any = None, explain: Any = False) -> bool:
         text = _text_or_none(text, "policy")
         return self._change("setPolicy", "policy " + ("cleared" if text is None else "replaced"), explain,
-                            lambda: self.policies.replace_all({} if text is None else {DEFAULT_POLICY_NAME: text}))
+                            lambda: self.control.replace_policies({} if text is None else {DEFAULT_POLICY_NAME: text}))
 
     def setNamedPolicy(self, name: Any, text: Any = None, explain: Any = False) -> bool:
         if not isinstance(name, str) or not name:
             raise _bad("policy name must be a non-empty string")
         text = _text_or_none(text, "policy")
         return self._change(f"setNamedPolicy {name}", f"policy {name} {'deleted' if text is None else 'set'}",
-                            explain, lambda: self.policies.set(name, text))
+                            explain, lambda: self.control.set_policy(name, text))
 
     def getNamedPolicies(self) -> dict[str, str]:
-        return self.policies.texts()
+        return self.control.policy_texts()
 
     def resetPolicies(self, explain: Any = False) -> bool:
-        return self._change("resetPolicies", "policy reloaded from the configuration", explain, self.reset)
+        return self._change("resetPolicies", "policy reloaded from the configuration", explain,
+                            self.control.reset_policies)
 
     def _change(self, call: str, done: str, explain: Any, change: Callable[[], None]) -> bool:
         """Run a policy change. A rejected one leaves the old policy in force and is
         logged with the rendered error; the original's clients get False, callers
         that pass explain=True (momctl) a Fault carrying the rendered error."""
-        before = self.policies.texts()
+        before = self.control.policy_texts()
         try:
             change()
         except PolicyError as e:
@@ -144,9 +160,9 @@ class MomApi:
             reason = f"cannot read {e.filename}: {e.strerror}"
         else:
             # vdsm pushes the same parameters again and again: a change is news, a repeat is not.
-            level = logging.INFO if self.policies.texts() != before else logging.DEBUG
+            level = logging.INFO if self.control.policy_texts() != before else logging.DEBUG
             log.log(level, "%s: %s: %s", call, done if level == logging.INFO else "unchanged",
-                    ", ".join(self.policies.names()) or "(no policy)")
+                    ", ".join(self.control.policy_names()) or "(no policy)")
             return True
         log.warning("%s: rejected, the previous policy stays in force: %s", call, reason)
         if explain is True:
@@ -154,25 +170,23 @@ class MomApi:
         return False
 
     def setVerbosity(self, level: Any) -> bool:
-        set_verbosity(level)
+        self.control.set_verbosity(verbosity_level(level))
         return True
 
     # -- new -------------------------------------------------------------------------------
     def getRecentActions(self, n: Any = RECENT_ACTIONS_DEFAULT) -> list[dict[str, Any]]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise _bad(f"n must be an integer >= 0, got {n!r}")
-        with self.engine.lock:
-            actions = list(self.engine.recent_actions)[-n:] if n else []
+        actions = self.status().recent_actions[-n:] if n else ()
         return [{"time": a.time, "guest": a.target, "controller": a.controller, "control": a.control,
                  "old": a.old, "new": a.new} for a in actions]
 
     def getHealth(self) -> dict[str, Any]:
-        e = self.engine
-        faults = e.faults
-        active = faults.active_by_component()
-        counts = dict(faults.counts)
-        last = dict(faults.last)
-        last_run = dict(e.last_run)
+        status = self.status()
+        active = status.faults.active
+        counts = status.faults.counts
+        last = status.faults.last
+        last_run = status.last_run
         runs = {
             "engine": max(last_run.values(), default=None),
             "hypervisor": last_run.get("discovery"),
@@ -187,18 +201,16 @@ class MomApi:
             components[comp] = {
                 "ok": comp not in active,
                 "errors": counts.get(comp, 0),
-                "active": active.get(comp, {}),
+                "active": dict(active.get(comp, {})),
                 "last_error": message,
                 "last_error_time": when,
                 "last_run": runs.get(comp),
             }
-        with e.lock:
-            tick = e.last_tick
-            ticks = e.tick_count
+        tick = status.last_tick
         return {
             "ok": not active,
-            "time": e.clock.time(),  # the engine's clock, as every other time here
-            "ticks": ticks,
+            "time": self.now(),  # the engine's clock, as every other time here
+            "ticks": status.tick_count,
             "last_tick": tick.time if tick is not None else None,
             "components": components,
         }
@@ -212,17 +224,16 @@ class MomApi:
             raise _bad("guest name must be a non-empty string")
         if tick is not None and (isinstance(tick, bool) or not isinstance(tick, int)):
             raise _bad(f"tick must be an integer, got {tick!r}")
-        e = self.engine
-        with e.lock:
-            last = e.last_tick
-            applied = [a for a in e.recent_actions if a.target == name]
+        status = self.status()
+        last = status.last_tick
+        applied = [a for a in status.recent_actions if a.target == name]
         if last is None:
             raise _bad("no policy tick yet")
         if tick is not None and tick != last.number:
             raise _bad(f"momd keeps its last tick only ({last.number}); "
                        "explain older ticks from the flight recorder (momctl explain --record FILE)")
         try:
-            out = explain(json_value(last.to_json()), name, self.policies.compiled)
+            out = explain(json_value(last.to_json()), name, self.control.compiled_policy())
         except ExplainError as err:
             raise _bad(str(err)) from None
         out["last_applied"] = applied[-1].to_json() if applied else None

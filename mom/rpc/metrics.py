@@ -1,7 +1,8 @@
 """Prometheus metrics (``[main] metrics-address: HOST:PORT``), with prometheus_client.
 
-Gauges are read from the engine's newest rows at scrape time; counters and
-histograms are fed by the engine's tick and step callbacks. Memory is in
+Gauges are read from the engine's newest published status (mom.engine.status)
+at scrape time; counters and histograms are fed by the engine's tick and step
+listeners. Memory is in
 bytes (MOM's rows hold KiB), times in seconds. Names:
 
 Host (newest host row; a metric is absent when its collector is off)::
@@ -49,6 +50,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mom.engine.status import EngineStatus, StatusSource
 from mom.rpc.server import LISTEN_BACKLOG, HttpServer, Refusal, Request, http_response
 
 log = logging.getLogger("mom.metrics")
@@ -107,14 +109,13 @@ def _num(value: Any) -> float | None:
 class EngineCollector(Collector):
     """Reads the engine's newest host and guest rows and its fault counts at scrape time."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    def __init__(self, status: StatusSource) -> None:
+        self.status = status
 
     def collect(self) -> Iterable[Metric]:
-        e = self.engine
-        with e.lock:
-            host = dict(e.host_history[-1]) if e.host_history else {}
-            guests = [(s.info.name, dict(s.history[-1]) if s.history else {}) for s in e.guests.values()]
+        status = self.status()
+        host = status.host
+        guests = [(g.name, g.row if g.row is not None else {}) for g in status.guests]
         for field, name, doc, factor in HOST_GAUGES:
             v = _num(host.get(field))
             if v is not None:
@@ -160,24 +161,24 @@ class EngineCollector(Collector):
                 yield cfam
 
         errors = CounterMetricFamily("mom_errors", "Faults reported, by component", labels=["component"])
-        counts = dict(e.faults.counts)
+        counts = status.faults.counts
         for comp in sorted(set(counts) | {"collector", "controller", "engine", "hypervisor", "policy"}):
             errors.add_metric([comp], counts.get(comp, 0))
         yield errors
 
 
 class Metrics:
-    """The registry and its feeders; ``on_tick`` and ``on_step`` come from the engine."""
+    """The registry and its feeders; ``on_tick`` and ``on_step`` are the engine's listeners."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    def __init__(self, status: StatusSource) -> None:
+        self.status = status
         self.version = 0  # bumped by every tick and step: the exposition changes only then
         self._cache_lock = threading.Lock()
         self._cache_key: Hashable = None
         self._cache_time = 0.0
         self._cache: dict[bool, bytes] = {}  # gzipped? -> body
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(EngineCollector(engine))
+        self.registry.register(EngineCollector(status))
         self.ticks = Counter("mom_policy_ticks", "Policy runs", registry=self.registry)
         self.actions = Counter("mom_actions", "Controls applied, by controller and control",
                                ["controller", "control"], registry=self.registry)
@@ -188,7 +189,10 @@ class Metrics:
                                     "Time of a discovery or collection step", ["step"], registry=self.registry,
                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
-    def on_tick(self, record: Any) -> None:
+    def on_tick(self, status: EngineStatus) -> None:
+        record = status.last_tick
+        if record is None:
+            return
         self.version += 1
         self.ticks.inc()
         self.evaluation.observe(record.eval_seconds)
@@ -205,7 +209,8 @@ class Metrics:
         """The text exposition, rendered once per engine step (at 200 guests a render
         takes milliseconds of CPU; twenty scrapers must not multiply that)."""
         # Read before rendering: at worst a newer render is kept under an older key.
-        key = (self.version, self.engine.tick_count, tuple(sorted(dict(self.engine.faults.counts).items())))
+        status = self.status()
+        key = (self.version, status.tick_count, tuple(sorted(status.faults.counts.items())))
         with self._cache_lock:
             if key != self._cache_key or time.monotonic() - self._cache_time > EXPOSITION_MAX_AGE:
                 self._cache = {False: generate_latest(self.registry)}

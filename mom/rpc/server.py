@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 from xml.parsers.expat import ExpatError
 
-from mom.daemon.pool import CallPool
+from mom.core.pool import CallPool
 
 log = logging.getLogger("mom.rpc")
 
@@ -529,7 +529,7 @@ class HttpServer:
         if self._thread is not None:
             self._thread.join(1.0)
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.close()
         self.sock.close()
         self._wake_r.close()
         self._wake_w.close()

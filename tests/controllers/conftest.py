@@ -1,7 +1,7 @@
 import pytest
 
 from mom.controllers.base import ControllerContext, GuestView, TickView
-from mom.daemon.clock import ManualClock
+from mom.core.clock import ManualClock
 from mom.hypervisors.base import SECTIONS
 from mom.hypervisors.sim import SimHypervisor
 from mom.sim.scenario import loads_scenario

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from mom.controllers.base import REGISTRY, Controller, Plan, TickView
-from mom.daemon.clock import ManualClock
-from mom.daemon.engine import POOL_SIZE, Engine, EngineSettings, TickRecord
+from mom.core.clock import ManualClock
+from mom.core.pool import CallPool
+from mom.engine.engine import Engine, EngineSettings
+from mom.engine.gateway import POOL_SIZE
+from mom.engine.status import EngineStatus, TickRecord
 from mom.daemon.recorder import FlightRecorder
 from mom.hypervisors.base import GuestInfo
 from mom.hypervisors.sim import SimHypervisor
@@ -61,10 +64,16 @@ class Rig:
         policies.set("shrink", SHRINK)
         self.record_path = tmp_path / "record.jsonl"
         self.recorder = FlightRecorder(str(self.record_path))
-        self.engine = Engine(settings, self.hv, policies, self.clock, on_tick=self.on_tick)
+        self.pool = CallPool(POOL_SIZE)
+        self.engine = Engine(settings, self.hv, policies, self.clock, pool=self.pool, on_tick=self.recorder.write_tick)
 
-    def on_tick(self, record: TickRecord) -> None:
-        self.recorder.write(record.to_json())
+    def last_tick(self) -> TickRecord:
+        record = self.engine.status().last_tick
+        assert record is not None
+        return record
+
+    def status(self) -> EngineStatus:
+        return self.engine.status()
 
     def tick(self) -> TickRecord:
         self.clock.now += 10
@@ -72,8 +81,7 @@ class Rig:
         self.engine.collect_host()
         self.engine.collect_guests()
         self.engine.run_policy()
-        assert self.engine.last_tick is not None
-        return self.engine.last_tick
+        return self.last_tick()
 
     def balloon(self, name: str) -> int:
         guest = next(g for g in self.hv.list_guests() if g.name == name)
@@ -81,7 +89,7 @@ class Rig:
 
     def close(self) -> None:
         self.hv.release.set()
-        self.engine.pool.shutdown()
+        self.engine.close()
         self.hv.close()
 
 
@@ -148,9 +156,9 @@ def test_a_hung_balloon_call_costs_only_its_guest(rig) -> None:  # type: ignore[
         [refused] = [a for a in rec["actions"] if not a["applied"]]
         assert refused["target"] == "vm3" and refused["control"] == "balloon_target"
     assert records[1]["actions"][3]["reason"] == "no answer within 0.5 s"
-    assert {a.target for a in r.engine.recent_actions} == set(OTHERS + ["vm3"])  # vm3 from the first tick
-    assert all(a.applied for a in r.engine.recent_actions)
-    faults = r.engine.faults.active()
+    assert {a.target for a in r.status().recent_actions} == set(OTHERS + ["vm3"])  # vm3 from the first tick
+    assert all(a.applied for a in r.status().recent_actions)
+    faults = r.status().active_faults()
     assert faults.get("guest vm3 controller Balloon") == "previous balloon_target call for vm3 has not returned"
     assert not [k for k in faults if "controller" in k and "vm3" not in k], faults
 
@@ -161,7 +169,7 @@ def test_a_hung_balloon_call_costs_only_its_guest(rig) -> None:  # type: ignore[
     after = by_target(r.tick().actions)
     assert [(a.applied, a.reason, a.new) for a in after["vm3"]] == [
         (True, "answered after the 0.5 s deadline", hung.new), (True, None, after["vm3"][1].new)]
-    assert "guest vm3 controller Balloon" not in r.engine.faults.active()
+    assert "guest vm3 controller Balloon" not in r.status().active_faults()
 
 
 def test_a_hung_call_is_one_warning_and_recovers(rig, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -198,7 +206,7 @@ def test_calls_that_never_got_a_worker_are_not_made_later(rig) -> None:  # type:
     r.hv.stuck.clear()
     r.hv.release.set()
     wait_until(lambda: len(r.hv.balloon_calls) >= POOL_SIZE)  # the hung calls return
-    r.engine.pool.submit(lambda: None).result(5)  # one more call behind the withdrawn ones: the queue is drained
+    r.pool.submit(lambda: None).result(5)  # one more call behind the withdrawn ones: the queue is drained
     assert sorted(r.hv.balloon_calls) == stuck
 
 
@@ -214,7 +222,7 @@ def test_a_guest_gone_before_its_control_is_quiet(rig, caplog) -> None:  # type:
     r.hv.vanish("vm2")
     with caplog.at_level(logging.DEBUG, logger="mom.faults"):
         r.engine.run_policy()
-    actions = by_target(r.engine.last_tick.actions)
+    actions = by_target(r.last_tick().actions)
     assert not actions["vm2"][0].applied and "not running" in actions["vm2"][0].reason
     assert all(actions[n][0].applied for n in ("vm0", "vm1", "vm3", "vm4", "vm5"))
     assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING]

@@ -7,8 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
-from mom.daemon.clock import ManualClock
-from mom.daemon.engine import Engine, EngineSettings
+from mom.core.clock import ManualClock
+from mom.engine.engine import Engine, EngineSettings
+from mom.engine.status import TickRecord
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
@@ -43,30 +44,41 @@ def tick(engine: Engine, clock: ManualClock) -> None:
     engine.run_policy()
 
 
+def last_tick(engine: Engine) -> TickRecord:
+    record = engine.status().last_tick
+    assert record is not None
+    return record
+
+
+def active_faults(engine: Engine) -> dict[str, str]:
+    return engine.status().active_faults()
+
+
 def test_a_hung_guest_costs_only_its_own_data(tmp_path) -> None:
     engine, hv, clock = make_engine(tmp_path, timeout=0.5)
     try:
         tick(engine, clock)
-        assert engine.last_tick is not None and len(engine.last_tick.snapshot.guests) == 6
+        assert len(last_tick(engine).snapshot.guests) == 6
         hv.inject_fault("vm3", "hang", seconds=30)
         threads_before = threading.active_count()
         t0 = time.monotonic()
         tick(engine, clock)
         took = time.monotonic() - t0
-        names = sorted(g.properties["name"] for g in engine.last_tick.snapshot.guests)
+        names = sorted(g.properties["name"] for g in last_tick(engine).snapshot.guests)
         assert names == ["vm0", "vm1", "vm2", "vm4", "vm5"]  # vm3 left out this tick, the rest decided on
-        assert {a.target for a in engine.last_tick.actions if a.applied} == set(names)
+        assert {a.target for a in last_tick(engine).actions if a.applied} == set(names)
         assert took < 2.0  # one deadline (0.5 s), not one per guest
         # vm3's call still hangs: the next ticks do not stack more calls behind it.
         for _ in range(3):
             tick(engine, clock)
         assert threading.active_count() == threads_before
-        assert len(engine.last_tick.snapshot.guests) == 5
-        active = engine.faults.active()
+        assert len(last_tick(engine).snapshot.guests) == 5
+        active = active_faults(engine)
         assert any(k.startswith("guest vm3") and "no answer" in v for k, v in active.items()), active
         assert not any(k.startswith("guest vm1 ") for k in active)
     finally:
         hv.inject_fault("vm3", None)
+        engine.close()
         hv.close()
 
 
@@ -80,15 +92,16 @@ def test_a_failing_guest_is_one_fault_and_recovers(tmp_path, caplog) -> None:
         lines = [r.getMessage() for r in caplog.records if "monitor socket closed" in r.getMessage()]
         # Both sections fail with the same message: one fault, one line, not one per section or tick.
         assert len(lines) == 1, lines
-        assert sorted(g.properties["name"] for g in engine.last_tick.snapshot.guests) == \
+        assert sorted(g.properties["name"] for g in last_tick(engine).snapshot.guests) == \
             ["vm0", "vm1", "vm3", "vm4", "vm5"]
         hv.inject_fault("vm2", None)
         caplog.clear()
         with caplog.at_level("INFO", logger="mom.faults"):
             tick(engine, clock)
-        assert len(engine.last_tick.snapshot.guests) == 6
+        assert len(last_tick(engine).snapshot.guests) == 6
         assert any("vm2" in r.getMessage() and "recovered" in r.getMessage() for r in caplog.records)
     finally:
+        engine.close()
         hv.close()
 
 
@@ -120,18 +133,19 @@ def test_a_blocking_collector_that_hangs_for_one_guest(tmp_path) -> None:
         t0 = time.monotonic()
         tick(engine, clock)
         assert time.monotonic() - t0 < 3.0  # one deadline, not a wait on the scheduler thread
-        names = sorted(g.properties["name"] for g in engine.last_tick.snapshot.guests)
+        names = sorted(g.properties["name"] for g in last_tick(engine).snapshot.guests)
         assert names == ["vm0", "vm2", "vm3", "vm4", "vm5"]
         tick(engine, clock)  # vm1's collectors are still busy: not resubmitted, others go on
-        assert len(engine.last_tick.snapshot.guests) == 5
-        assert "guest vm1 collectors" in engine.faults.active()
+        assert len(last_tick(engine).snapshot.guests) == 5
+        assert "guest vm1 collectors" in active_faults(engine)
         release.set()
         deadline = time.monotonic() + 5
-        while len(engine.last_tick.snapshot.guests) < 6 and time.monotonic() < deadline:
+        while len(last_tick(engine).snapshot.guests) < 6 and time.monotonic() < deadline:
             tick(engine, clock)
-        assert len(engine.last_tick.snapshot.guests) == 6
-        assert "guest vm1 collectors" not in engine.faults.active()
+        assert len(last_tick(engine).snapshot.guests) == 6
+        assert "guest vm1 collectors" not in active_faults(engine)
     finally:
         release.set()
         del REGISTRY[SlowAgent.name]
+        engine.close()
         hv.close()

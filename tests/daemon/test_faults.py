@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import logging
 
-from mom.daemon.faults import FaultLog
+from mom.core.faults import FaultKey, FaultLog
+
+KSM = FaultKey("collector", "HostKSM")
+LIST_GUESTS = FaultKey("hypervisor", "list_guests")
+REFRESH = FaultKey("hypervisor", "refresh")
+KSM_CONTROL = FaultKey("controller", "controller KSM", "host")
+
+
+def fault_log() -> FaultLog:
+    return FaultLog(logging.getLogger("t.faults"), lambda: 1000.0)
 
 
 def messages(caplog) -> list[str]:
@@ -14,38 +23,55 @@ def messages(caplog) -> list[str]:
 
 
 def test_once_per_fault_and_recovery(caplog) -> None:
-    faults = FaultLog(logging.getLogger("t.faults"))
+    faults = fault_log()
     with caplog.at_level(logging.DEBUG, logger="t.faults"):
         for _ in range(5):
-            faults.report("collector HostKSM", "cannot read run")
-        faults.report("collector HostKSM", "cannot read pages_to_scan")  # a new message is a new fault
-        faults.clear("collector HostKSM")
-        faults.clear("collector HostKSM")
+            faults.report(KSM, "cannot read run")
+        faults.report(KSM, "cannot read pages_to_scan")  # a new message is a new fault
+        faults.clear(KSM)
+        faults.clear(KSM)
     assert messages(caplog) == ["collector HostKSM: cannot read run", "collector HostKSM: cannot read pages_to_scan",
                                 "collector HostKSM: recovered"]
     assert faults.counts["collector"] == 6 and faults.active() == {}
 
 
 def test_same_message_under_several_keys_is_one_line(caplog) -> None:
-    faults = FaultLog(logging.getLogger("t.faults"))
+    faults = fault_log()
     down = "no connection to vdsm at 127.0.0.1:54321 (reconnecting in the background)"
     with caplog.at_level(logging.DEBUG, logger="t.faults"):
-        faults.report("hypervisor list_guests", down)
-        faults.report("hypervisor refresh", down)
-        faults.report("host controller KSM", down, "controller")
-        for key in ("hypervisor list_guests", "hypervisor refresh", "host controller KSM"):
+        faults.report(LIST_GUESTS, down)
+        faults.report(REFRESH, down)
+        faults.report(KSM_CONTROL, down)
+        for key in (LIST_GUESTS, REFRESH, KSM_CONTROL):
             faults.clear(key)
     assert messages(caplog) == [f"hypervisor list_guests: {down}", "hypervisor list_guests: recovered"]
 
 
 def test_debug_faults_are_recorded_but_not_logged_as_warnings(caplog) -> None:
-    faults = FaultLog(logging.getLogger("t.faults"))
+    faults = fault_log()
     down = "libvirtd is not reachable"
     with caplog.at_level(logging.INFO, logger="t.faults"):
-        faults.report("hypervisor list_guests", down, "hypervisor", logging.DEBUG)
-        faults.report("host controller KSM", down, "controller")  # same outage seen by a controller
-        assert faults.active_by_component()["hypervisor"] == {"hypervisor list_guests": down}
-        faults.clear("hypervisor list_guests")
-        faults.clear("host controller KSM")
+        faults.report(LIST_GUESTS, down, logging.DEBUG)
+        faults.report(KSM_CONTROL, down)  # same outage seen by a controller
+        assert faults.tallies().active["hypervisor"] == {"hypervisor list_guests": down}
+        faults.clear(LIST_GUESTS)
+        faults.clear(KSM_CONTROL)
     assert messages(caplog) == []  # the interface logged the outage; nothing twice
     assert faults.counts == {"hypervisor": 1, "controller": 1}
+
+
+def test_faults_are_stamped_with_the_given_clock_and_keyed_by_target(caplog) -> None:
+    now = [5000.0]
+    faults = FaultLog(logging.getLogger("t.faults"), lambda: now[0])
+    vm1 = FaultKey("controller", "controller Balloon", "vm1")
+    vm10 = FaultKey("controller", "controller Balloon", "vm10")
+    with caplog.at_level(logging.DEBUG, logger="t.faults"):
+        faults.report(vm1, "no answer within 5 s")
+        now[0] = 5010.0
+        faults.report(vm10, "refused")
+        faults.forget_target("vm1")  # vm1 went away: its faults go, quietly; vm10's stay
+    tallies = faults.tallies()
+    assert tallies.last["controller"] == (5010.0, "guest vm10 controller Balloon: refused")
+    assert faults.active() == {"guest vm10 controller Balloon": "refused"}
+    assert messages(caplog) == ["guest vm1 controller Balloon: no answer within 5 s",
+                                "guest vm10 controller Balloon: refused"]

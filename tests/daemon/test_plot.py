@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mom.daemon.clock import ManualClock
-from mom.daemon.engine import Engine, EngineSettings
+from mom.core.clock import ManualClock
+from mom.engine.engine import Engine, EngineSettings
 from mom.daemon.plot import Plotter
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
@@ -108,8 +108,7 @@ def test_the_engine_tells_the_plotter_when_a_guest_goes(tmp_path: Path) -> None:
     plotter = Plotter(str(tmp_path))
     settings = EngineSettings(host_collectors=("HostMemory",), guest_collectors=("GuestMemory",), controllers=(),
                               proc_root=hv.proc_root, sys_root=hv.sys_root)
-    engine = Engine(settings, hv, PolicySet(), clock, on_sample=plotter.sample)
-    engine.on_guest_gone = plotter.forget
+    engine = Engine(settings, hv, PolicySet(), clock, on_sample=plotter.sample, on_guest_gone=plotter.forget)
     try:
         for _ in range(6):
             clock.now += 10
@@ -120,5 +119,5 @@ def test_the_engine_tells_the_plotter_when_a_guest_goes(tmp_path: Path) -> None:
                 assert plotter.entities() == ["host", "leaves", "stays"]
         assert plotter.entities() == ["host", "stays"]
     finally:
-        engine.pool.shutdown()
+        engine.close()
         hv.close()

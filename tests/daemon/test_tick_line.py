@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mom.controllers.base import Action
+from mom.core.actions import Action
 from mom.daemon.status import TickLog, tick_line
 
 from .momd_helpers import REPO, Momd

@@ -93,7 +93,7 @@ def test_agent_command_not_supported_by_the_test_driver(iface_factory) -> None:
 
 
 def test_from_config(tmp_path: Path) -> None:
-    from mom.daemon.clock import Clock
+    from mom.core.clock import Clock
     from mom.daemon.config import load_config
     from mom.daemon.daemon import make_hypervisor
     from mom.hypervisors.libvirt import LibvirtHypervisor

@@ -163,7 +163,7 @@ def test_event_loop_is_started_again_in_a_forked_process(monkeypatch) -> None:
 
 
 def test_engine_registers_for_events(iface_factory, tmp_path: Path) -> None:
-    from mom.daemon.engine import Engine, EngineSettings
+    from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
     h = iface_factory(node_file(tmp_path / "node.xml", 1))
@@ -171,4 +171,4 @@ def test_engine_registers_for_events(iface_factory, tmp_path: Path) -> None:
     try:
         assert h._listener == engine.discover_soon
     finally:
-        engine.pool.shutdown()
+        engine.close()

@@ -245,7 +245,7 @@ def test_unreachable_uri_at_start_does_not_raise(iface_factory, caplog) -> None:
 
 
 def test_engine_keeps_guests_while_disconnected(iface_factory, tmp_path: Path) -> None:
-    from mom.daemon.engine import Engine, EngineSettings
+    from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
     opener = Opener()
@@ -255,14 +255,15 @@ def test_engine_keeps_guests_while_disconnected(iface_factory, tmp_path: Path) -
     try:
         engine.discover()
         engine.collect_guests()
-        assert len(engine.guests) == 4 and all(s.ready for s in engine.guests.values())
+        guests = engine.status().guests
+        assert len(guests) == 4 and all(g.ready for g in guests)
         opener.conn.dead = True
         opener.down = True
         engine.collect_guests()
         engine.discover()
         engine.discover()
-        assert len(engine.guests) == 4
-        active = engine.faults.active()
+        assert len(engine.status().guests) == 4
+        active = engine.status().active_faults()
         assert any("libvirt connection lost" in m or "not connected" in m for m in active.values()), active
     finally:
-        engine.pool.shutdown()
+        engine.close()

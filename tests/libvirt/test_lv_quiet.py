@@ -90,8 +90,8 @@ def test_a_domain_that_dies_during_a_call_is_gone(iface_factory, tmp_path: Path)
 def test_churn_is_recorded_but_not_warned_about(iface_factory, tmp_path: Path, caplog) -> None:
     """Guests destroyed between listing, collection and control, tick after tick:
     their refused controls are in the tick record, and nothing is a warning."""
-    from mom.daemon.clock import ManualClock
-    from mom.daemon.engine import Engine, EngineSettings
+    from mom.core.clock import ManualClock
+    from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
     h = iface_factory(node_file(tmp_path / "n.xml", 12), stats_period=2)
@@ -123,12 +123,13 @@ def test_churn_is_recorded_but_not_warned_about(iface_factory, tmp_path: Path, c
                 engine.collect_guests()
                 churn()
                 engine.run_policy()
-                assert engine.last_tick is not None and engine.last_tick.decisions.ok
-                gone += sum(not a.applied for a in engine.last_tick.actions)
+                record = engine.status().last_tick
+                assert record is not None and record.decisions.ok
+                gone += sum(not a.applied for a in record.actions)
                 assert all(a.applied or "not running" in a.reason or "not found" in a.reason
-                           for a in engine.last_tick.actions), engine.last_tick.actions
+                           for a in record.actions), record.actions
     finally:
-        engine.pool.shutdown()
+        engine.close()
     assert gone > 0  # guests did vanish before their control
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("mom")], \
         warnings_of(caplog)

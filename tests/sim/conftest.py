@@ -1,6 +1,6 @@
 import pytest
 
-from mom.daemon.clock import ManualClock
+from mom.core.clock import ManualClock
 from mom.sim.scenario import loads_scenario
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from mom.daemon.clock import FastClock
+from mom.core.clock import FastClock
 from mom.hypervisors.base import SECTIONS, GuestGone, HypervisorError
 from mom.hypervisors.sim import SimHypervisor
 from mom.sim.scenario import IO_KEYS, ScenarioError, load_scenario
