@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mom.daemon.explain import tick_trace  # noqa: E402
+from mom.engine.explain import tick_trace  # noqa: E402
 from mom.policy.policy import PolicySet  # noqa: E402
 from mom.policy.snapshot import EntityData, Snapshot  # noqa: E402
 from mom.policy.trace import trace_run  # noqa: E402

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from mom.cli import rpc_cmds
-from mom.daemon.explain import ExplainError, explain, pick_tick
+from mom.engine.explain import ExplainError, explain, pick_tick
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 MEMORY_FIELDS = {"balloon_cur", "balloon_min", "balloon_max", "balloon_target", "mem_unused", "mem_free",

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from mom.core.clock import Clock, FastClock
 from mom.core.faults import FaultLog
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
-from mom.daemon.explain import tick_trace
+from mom.engine.explain import tick_trace
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
 from mom.daemon.status import TickLog
 from mom.engine.engine import Engine, EngineSettings, StepListener
 from mom.engine.status import EngineStatus, TickRecord
 from mom.hypervisors import interface_class
-from mom.hypervisors.base import HypervisorInterface, InterfaceUnavailable
+from mom.hypervisors.base import HypervisorError, HypervisorInterface, InterfaceUnavailable
 from mom.policy.compiled import CompiledPolicy
 from mom.policy.generate import trial_snapshot as generated_trial_snapshot
 from mom.policy.policy import PolicySet
@@ -59,7 +59,10 @@ def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
             raise DaemonError(str(e)) from None
         except OSError as e:
             raise DaemonError(f"simulator tree: {e.strerror or e}") from None
-    return cls.from_config(config, clock)  # type: ignore[attr-defined]
+    try:
+        return cls.from_config(config, clock)  # type: ignore[attr-defined]
+    except HypervisorError as e:  # vdsm's key, certificate or CA files (VdsmConfigError): one line
+        raise DaemonError(str(e)) from None
 
 
 def make_outputs(config: Config, faults: FaultLog | None = None) -> tuple[Plotter | None, FlightRecorder | None]:

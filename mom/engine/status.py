@@ -31,7 +31,7 @@ class TickRecord:
     decisions: Decisions
     actions: tuple[Action, ...]
     eval_seconds: float
-    # The policy's variables and functions behind the decisions (mom.daemon.explain.tick_trace),
+    # The policy's variables and functions behind the decisions (mom.engine.explain.tick_trace),
     # when the daemon traces ticks (it does for the flight recorder).
     trace: dict[str, Any] | None = None
 

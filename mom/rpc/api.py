@@ -216,9 +216,9 @@ class MomApi:
         }
 
     def explainGuest(self, name: Any, tick: Any = None) -> dict[str, Any]:
-        """Explain the guest's controls in the last tick (mom.daemon.explain): the
+        """Explain the guest's controls in the last tick (mom.engine.explain): the
         tick's recorded trace, else the snapshot evaluated again with the policy in force."""
-        from mom.daemon.explain import ExplainError, explain  # only for this call
+        from mom.engine.explain import ExplainError, explain  # only for this call
         from mom.policy.policy import json_value
         if not isinstance(name, str) or not name:
             raise _bad("guest name must be a non-empty string")
