@@ -33,13 +33,13 @@ from typing import Any, Callable, Mapping, TypeVar
 from mom.core.errors import MomError
 from mom.daemon.config_schema import (
     DEFAULTS, KNOWN_INTERFACES, RPC_DISABLED, SECTIONS, HostPort, Invalid, RpcDisabled, RpcEndpoint,
-    TcpPort, UnixSocket, default_factory, help_text, parse_verbosity, setting, settings_of,
+    TcpPort, UnixSocket, default_factory, help_text, setting, settings_of,
 )
 
 __all__ = [
     "Config", "ConfigError", "DEFAULTS", "HostPort", "KNOWN_INTERFACES", "LoggingConfig",
     "MainConfig", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint", "SimConfig", "TcpPort",
-    "UnixSocket", "VdsmConfig", "add_cli_arguments", "cli_overrides", "load_config", "parse_verbosity",
+    "UnixSocket", "VdsmConfig", "add_cli_arguments", "cli_overrides", "load_config",
 ]
 
 

@@ -21,16 +21,17 @@ Regenerate the page's tables after changing the schema::
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from mom.core.verbosity import parse_verbosity
+
 __all__ = [
     "DEFAULTS", "HostPort", "Invalid", "KNOWN_INTERFACES", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint",
-    "SCHEMA", "SECTIONS", "Setting", "TcpPort", "UnixSocket", "help_text", "parse_verbosity",
+    "SCHEMA", "SECTIONS", "Setting", "TcpPort", "UnixSocket", "help_text",
     "parsed_default", "reference_table", "setting", "update_reference",
 ]
 
@@ -76,14 +77,6 @@ class HostPort:
 
 VDSM_ALIASES = ("vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
 KNOWN_INTERFACES = ("libvirt", "sim") + VDSM_ALIASES
-
-VERBOSITY_NAMES = {
-    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-    "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
-}
-VERBOSITY_NUMBERS = {
-    5: logging.DEBUG, 4: logging.INFO, 3: logging.WARNING, 2: logging.ERROR, 1: logging.CRITICAL,
-}
 
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 
@@ -189,19 +182,6 @@ def collectors(scope: str) -> Callable[[str], tuple[str, ...]]:
                 raise Invalid(f"{name} is a {cls.scope} collector, not a {scope} collector")
         return names
     return parse
-
-
-def parse_verbosity(value: str | int) -> int | None:
-    """A Python logging level from MOM's verbosity (a name or 1-5); None when invalid."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return VERBOSITY_NUMBERS.get(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    level = VERBOSITY_NAMES.get(value.lower())
-    if level is None and _INT_RE.match(value):
-        level = VERBOSITY_NUMBERS.get(int(value))
-    return level
 
 
 def verbosity(value: str) -> int:
