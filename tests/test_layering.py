@@ -44,9 +44,6 @@ DEBT: dict[tuple[str, str], str] = {
     # hypervisors: vdsm raises DaemonError for bad key/certificate files (being replaced
     # by a HypervisorError that the daemon turns into DaemonError).
     ("mom.hypervisors.vdsm", "daemon"): "vdsm raises DaemonError",
-    # daemon/preflight: asks the RPC server's own check whether a socket path is in use by
-    # a live momd (one check for both); to move with the socket helpers into core.
-    ("mom.daemon.preflight", "rpc"): "preflight shares the RPC server's socket check",
     # lab: runs momd's policy checks (mom.cli.momd.policy_checks); to move below cli.
     ("mom.lab.runner", "cli"): "the lab runs momd's policy checks",
 }

@@ -6,12 +6,17 @@ against, what failed (a call, a collector, a controller, a file) and for whom
 and ``getHealth`` show ("guest vm3 controller Balloon", "hypervisor
 list_guests"), so a guest's faults can be forgotten by its name rather than by
 matching text.
+
+:class:`OncePerKind` is the other shape, for events that do not clear (a
+refused client request): the first of a kind is logged, then one line per
+period with the count of those suppressed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -120,3 +125,29 @@ class FaultLog:
                 active.setdefault(key.component, {})[str(key)] = message
             return FaultCounts(MappingProxyType(dict(self._counts)), MappingProxyType(dict(self._last)),
                                MappingProxyType({c: MappingProxyType(a) for c, a in active.items()}))
+
+
+class OncePerKind:
+    """Logs the first problem of each kind, then at most one line per period with the
+    number seen in between: a flood of bad clients is a few log lines, not thousands.
+
+    For events rather than states: a refused request has no "cleared", and a
+    client's mistake is not the daemon's health, so these are not FaultLog faults.
+    """
+
+    def __init__(self, logger: logging.Logger, period: float) -> None:
+        self.log = logger
+        self.period = period
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
+        self._lock = threading.Lock()
+
+    def report(self, kind: str, message: str, level: int = logging.INFO) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._seen.get(kind, (None, 0))
+            if last is not None and now - last < self.period:
+                self._seen[kind] = (last, suppressed + 1)
+                return
+            self._seen[kind] = (now, 0)
+        more = f" ({suppressed} more since the last such line)" if suppressed else ""
+        self.log.log(level, "%s%s", message, more)

@@ -65,7 +65,7 @@ def _tcp_bindable(host: str, port: int) -> str | None:
 
 def _unix_socket(path: str) -> str | None:
     """Why an RPC socket cannot be created at path, or None."""
-    from mom.rpc.server import existing_socket_problem
+    from mom.core.sockets import existing_socket_problem
 
     problem = _writable_dir(os.path.dirname(os.path.abspath(path)))
     if problem:

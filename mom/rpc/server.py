@@ -45,7 +45,6 @@ import queue
 import re
 import selectors
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -54,7 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 from xml.parsers.expat import ExpatError
 
+from mom.core.faults import OncePerKind
 from mom.core.pool import CallPool
+from mom.core.sockets import existing_socket_problem
 
 log = logging.getLogger("mom.rpc")
 
@@ -90,51 +91,7 @@ class RpcServerError(Exception):
     """The server cannot listen where it is told to (one line)."""
 
 
-def existing_socket_problem(path: str) -> str | None:
-    """Why momd cannot put its socket at path, given what is there now, or None:
-    nothing there, or a stale socket nobody listens on (it is replaced)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return e.strerror or str(e)
-    if not stat.S_ISSOCK(st.st_mode):
-        return "exists and is not a socket; not replacing it"
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return None  # stale: nobody listens there
-    finally:
-        probe.close()
-    return "another process is listening on this socket"
-
-
 # -- shared helpers ---------------------------------------------------------------------
-
-class OncePerKind:
-    """Logs the first problem of each kind, then at most one line per period with the
-    number seen in between: a flood of bad clients is a few log lines, not thousands."""
-
-    def __init__(self, logger: logging.Logger, period: float = LOG_PERIOD) -> None:
-        self.log = logger
-        self.period = period
-        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
-        self._lock = threading.Lock()
-
-    def report(self, kind: str, message: str, level: int = logging.INFO) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last, suppressed = self._seen.get(kind, (None, 0))
-            if last is not None and now - last < self.period:
-                self._seen[kind] = (last, suppressed + 1)
-                return
-            self._seen[kind] = (now, 0)
-        more = f" ({suppressed} more since the last such line)" if suppressed else ""
-        self.log.log(level, "%s%s", message, more)
-
 
 class ClientTime:
     """How much of the wall-clock time serving clients may take: one piece of client
@@ -328,7 +285,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self.methods: dict[str, Callable[..., Any]] = {}
         self.methods["system.listMethods"] = self.list_methods
-        self.problems = OncePerKind(log)
+        self.problems = OncePerKind(log, LOG_PERIOD)
 
     def register(self, name: str, fn: Callable[..., Any]) -> None:
         self.methods[name] = fn
@@ -497,7 +454,7 @@ class HttpServer:
         self.check = check
         self.handle = handle
         self.log = logger
-        self.problems = OncePerKind(logger)
+        self.problems = OncePerKind(logger, LOG_PERIOD)
         self.budget = budget or CLIENT_TIME
         self.max_connections = max_connections
         self._pool_size = pool_size
