@@ -41,9 +41,6 @@ BY_DESIGN: dict[tuple[str, str], str] = {
 }
 # Known debts, each with its owner, who removes the entry with the import.
 DEBT: dict[tuple[str, str], str] = {
-    # hypervisors: vdsm raises DaemonError for bad key/certificate files (being replaced
-    # by a HypervisorError that the daemon turns into DaemonError).
-    ("mom.hypervisors.vdsm", "daemon"): "vdsm raises DaemonError",
     # lab: runs momd's policy checks (mom.cli.momd.policy_checks); to move below cli.
     ("mom.lab.runner", "cli"): "the lab runs momd's policy checks",
 }

@@ -15,7 +15,7 @@ from mom.daemon.config import load_config
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorUnavailable
 from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
-from mom.hypervisors.vdsm_client import VdsmClient, VdsmConfigError
+from mom.hypervisors.vdsm import VdsmClient, VdsmConfigError
 from tests.vdsm.certs import CertSet, make_cert_set
 from tests.vdsm.conftest import free_port
 from tests.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
@@ -78,10 +78,11 @@ def test_names_and_config_aliases(tmp_path: Path, certs: CertSet) -> None:
 
 
 def test_bad_pki_is_a_startup_error(tmp_path: Path, certs: CertSet) -> None:
-    from mom.daemon.daemon import DaemonError
+    """One line for the operator, in a MomError of the interface's own (momd --check
+    and a start print it: tests/daemon/test_momd_config.py)."""
     conf = tmp_path / "mom.conf"
     conf.write_text(f"[main]\nhypervisor-interface: vdsm\n[vdsm]\npki-dir: {tmp_path / 'nowhere'}\n")
-    with pytest.raises(DaemonError, match=r"\[vdsm\] ca-cert-file .*nowhere/certs/cacert.pem: No such file"):
+    with pytest.raises(VdsmConfigError, match=r"\[vdsm\] ca-cert-file .*nowhere/certs/cacert.pem: No such file"):
         VdsmInterface.from_config(load_config(str(conf)))
     # A key that does not belong to the certificate.
     other = make_cert_set(tmp_path / "other")

@@ -30,7 +30,8 @@ for vdsm's "no such VM" on a VM.* call), not logged here: the engine logs each
 distinct fault once and says when it clears; the engine and controllers carry
 on with the rest of the tick.
 
-Connection handling is in :mod:`mom.hypervisors.vdsm_client`, which logs each
+The mapping of vdsm's answers is in :mod:`.mapping`; connection handling is in
+:mod:`.client`, which logs each
 outage once and reconnects in the background. Without a connection every call
 raises HypervisorUnavailable with one message for the whole outage ("no
 connection to vdsm at HOST:PORT (reconnecting in the background)"), at once:
@@ -58,102 +59,19 @@ from mom.hypervisors.base import (
     HypervisorUnavailable,
     checked_io_tunes,
 )
-from mom.hypervisors.vdsm_client import (
+from mom.hypervisors.vdsm.client import (
     FIRST_WAIT,
     VdsmCallError,
     VdsmClient,
-    VdsmConfigError,
     VdsmError,
     VdsmUnavailable,
 )
+from mom.hypervisors.vdsm.mapping import balloon_section, cpu_tune_section, io_tune_section, memory_section
 
 STATS_MAX_AGE = 5.0
 IO_TUNE_MAX_AGE = 300.0
 IO_TUNE_RETRY = 30.0  # after a failed fetch, or to pick up a guest the cache lacks
 NO_VM_CODE = 1  # vdsm's "Virtual machine does not exist"
-
-MEMORY_MAP = (
-    ("mem_available", "mem_total"), ("mem_unused", "mem_unused"), ("mem_free", "mem_free"),
-    ("major_fault", "majflt"), ("swap_in", "swap_in"), ("swap_out", "swap_out"),
-)
-BALLOON_KEYS = ("balloon_cur", "balloon_max", "balloon_min")
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} is not a number: {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"{what} is not a number: {value!r}") from None
-
-
-def memory_section(vm: Mapping[str, Any]) -> dict[str, Any]:
-    """GuestData.memory from one getAllVmStats entry. Raises ValueError with the reason."""
-    if _int(vm.get("memUsage", 0), "memUsage") == 0:
-        raise ValueError("the guest agent is not active (memUsage 0)")
-    stats = vm.get("memoryStats")
-    if not stats or not isinstance(stats, Mapping):
-        raise ValueError("vdsm has no detailed memory statistics for this guest")
-    try:
-        out = {ours: _int(stats[theirs], theirs) for ours, theirs in MEMORY_MAP}
-        out["minor_fault"] = _int(stats["pageflt"], "pageflt") - out["major_fault"]
-    except KeyError as e:
-        raise ValueError(f"memoryStats lacks {e.args[0]}") from None
-    out["swap_total"] = _int(stats.get("swap_total", 0), "swap_total")
-    out["swap_usage"] = _int(stats.get("swap_usage", 0), "swap_usage")
-    return out
-
-
-def balloon_section(vm: Mapping[str, Any]) -> dict[str, Any] | None:
-    """GuestData.balloon (KiB) or None when the guest has no balloon. Raises ValueError."""
-    info = vm.get("balloonInfo")
-    if not info or not isinstance(info, Mapping):
-        return None
-    return {k: _int(info[k], k) for k in BALLOON_KEYS if k in info} or None
-
-
-def cpu_tune_section(vm: Mapping[str, Any]) -> dict[str, Any] | None:
-    """GuestData.cpu_tune or None when vdsm does not report the vCPU count. Raises ValueError."""
-    if vm.get("vcpuCount") is None:
-        return None
-    return {
-        "vcpu_user_limit": _int(vm.get("vcpuUserLimit", 100), "vcpuUserLimit"),
-        "vcpu_quota": _int(vm.get("vcpuQuota", 0), "vcpuQuota"),
-        "vcpu_period": _int(vm.get("vcpuPeriod", 0), "vcpuPeriod"),
-        "vcpu_count": _int(vm["vcpuCount"], "vcpuCount"),
-    }
-
-
-def io_tune_section(entry: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
-    """GuestData.io_tune from one getAllVmIoTunePolicies entry: each policy
-    matched with its device's current limits by the one disk rule
-    (mom.core.disks.find_disk: path, else name); policies without a device's
-    current limits are left out. None when the guest has no policy or no
-    current limits."""
-    if not entry or not isinstance(entry, Mapping):
-        return None
-    policies = entry.get("policy") or []
-    states = entry.get("current_values") or []
-    if not policies or not states:
-        return None
-
-    out = []
-    for policy in policies:
-        state = find_disk(states, policy.get("name"), policy.get("path"), entry_ident)
-        if state is None:
-            continue
-        out.append({
-            "name": state.get("name"), "path": state.get("path"),
-            "guaranteed": dict(policy.get("guaranteed") or {}),
-            "maximum": dict(policy.get("maximum") or {}),
-            "current": dict(state.get("ioTune") or {}),
-        })
-    return out
-
 
 class VdsmInterface(HypervisorInterface):
     """The hypervisor interface over vdsm's JSON-RPC API."""
@@ -187,17 +105,14 @@ class VdsmInterface(HypervisorInterface):
     def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
         """Build from a Config's [vdsm] section. The connection starts with the
         first call (once momd's logging is set up) and is kept up in the
-        background: vdsm may come up later. Raises DaemonError when the key,
-        certificate or CA files cannot be used."""
+        background: vdsm may come up later. Raises VdsmConfigError (a MomError;
+        its message is the operator's one line) when the key, certificate or CA
+        files cannot be used."""
         v = config.vdsm
         m = config.main
-        try:
-            # The first call waits for the first connection: well within the engine's call deadline.
-            client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout,
-                                first_wait=min(FIRST_WAIT, m.hypervisor_call_timeout / 4))
-        except VdsmConfigError as e:
-            from mom.daemon.daemon import DaemonError
-            raise DaemonError(str(e)) from None
+        # The first call waits for the first connection: well within the engine's call deadline.
+        client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout,
+                            first_wait=min(FIRST_WAIT, m.hypervisor_call_timeout / 4))
         shortest = min(m.host_monitor_interval, m.guest_monitor_interval, m.guest_manager_interval)
         iface = cls(client, stats_max_age=min(STATS_MAX_AGE, shortest / 2), sys_root=m.sys_root)
         client.on_connect = iface._connected

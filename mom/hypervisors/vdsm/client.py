@@ -22,13 +22,16 @@ the connection gone (a vdsm that stops answering without closing it would
 otherwise hold every later call for the whole timeout): the calls in flight on
 it fail, its socket is shut down and the background thread reconnects.
 
-Each outage is logged once (a warning naming the reason) and its end once
-(info). stomp.py's own log records are kept out of MOM's log unless MOM logs
-at debug level.
+The client's state is one :class:`RunState`, changed only along
+:data:`TRANSITIONS`. Each outage is logged once (a warning naming the reason)
+and its end once (info). stomp.py's own log records are kept out of MOM's log
+unless MOM logs at debug level (:mod:`.stomp_compat`, installed when the
+client starts, not at import).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import socket
@@ -36,11 +39,13 @@ import ssl
 import threading
 import time
 import uuid
-import warnings
 from typing import Any, Callable
 
 import stomp
 from stomp.exception import StompException
+
+from mom.hypervisors.base import HypervisorError
+from mom.hypervisors.vdsm import stomp_compat
 
 log = logging.getLogger("mom.vdsm")
 
@@ -57,8 +62,9 @@ FIRST_WAIT = 2.0  # the first call waits this long (at most) for the first conne
 # give for 127.0.0.1.)
 
 
-class VdsmError(Exception):
-    """A vdsm call failed."""
+class VdsmError(HypervisorError):
+    """A vdsm call failed (the client's own errors; the interface turns them into
+    the HypervisorError the engine knows)."""
 
 
 class VdsmUnavailable(VdsmError):
@@ -80,37 +86,30 @@ class VdsmCallError(VdsmError):
 
 
 class VdsmConfigError(VdsmError):
-    """The key, certificate or CA files cannot be used."""
+    """The key, certificate or CA files cannot be used: a start-up error. Its
+    message is the operator's one line ("[vdsm] ca-cert-file PATH: ...")."""
 
 
-# -- stomp.py's log ------------------------------------------------------------------------
+class RunState(enum.Enum):
+    """Where the client is (as qemu.qmp's ``Runstate``). IDLE: built, nothing
+    dialled (the first call starts the connector). CONNECTING: the connector is
+    opening a connection. CONNECTED: calls go out. DISCONNECTED: an outage;
+    the connector retries with back-off and calls fail at once. CLOSED: final."""
 
-class _StompLogFilter(logging.Filter):
-    """Keeps stomp.py's records (one per failed attempt, per broken read...) out of
-    MOM's log unless debugging, and remembers the reasons they carry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-        self.last_problem: tuple[float, str] | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            if isinstance(record.msg, str) and record.msg.startswith("could not connect") and record.args:
-                args = record.args if isinstance(record.args, tuple) else (record.args,)
-                self.local.connect_error = args[-1]  # the exception of this thread's attempt
-            else:
-                text = record.getMessage()
-                if getattr(self.local, "connect_error", None) is None:
-                    self.local.connect_error = OSError(text)
-                self.last_problem = (time.monotonic(), text)
-        return log.isEnabledFor(logging.DEBUG)
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
 
 
-_STOMP_FILTER = _StompLogFilter()
-_stomp_log = logging.getLogger("stomp.py")
-_stomp_log.addFilter(_STOMP_FILTER)
-_stomp_log.setLevel(logging.WARNING)  # its warnings carry the reasons; the filter decides what shows
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.IDLE: frozenset({RunState.CONNECTING, RunState.CLOSED}),
+    RunState.CONNECTING: frozenset({RunState.CONNECTED, RunState.DISCONNECTED, RunState.CLOSED}),
+    RunState.CONNECTED: frozenset({RunState.DISCONNECTED, RunState.CLOSED}),
+    RunState.DISCONNECTED: frozenset({RunState.CONNECTING, RunState.CLOSED}),
+    RunState.CLOSED: frozenset(),
+}
 
 
 def describe_error(error: BaseException | None, ca_path: str, cert_path: str) -> str:
@@ -137,34 +136,6 @@ def describe_error(error: BaseException | None, ca_path: str, cert_path: str) ->
     if isinstance(error, OSError):
         return error.strerror or str(error) or type(error).__name__
     return str(error) or type(error).__name__
-
-
-def _notice_eof(transport: Any) -> None:
-    """Make stomp.py's receiver loop end when the peer closes a TLS connection.
-
-    stomp.py (9.x) reads TLS sockets in non-blocking mode and takes an empty
-    read for "no data yet", so after vdsm goes away its receiver thread spins
-    on a readable socket (a whole CPU) until the heart-beat timeout notices.
-    A non-blocking TLS read that has no data raises SSLWantReadError; an empty
-    read, or a read error, is the end: stop the loop, which then closes the
-    socket and reports the disconnection (so the loss is noticed at once)."""
-    receive = transport.receive
-    benign = (ssl.SSLWantReadError, ssl.SSLWantWriteError, StompException)
-
-    def receive_or_stop() -> Any:
-        try:
-            data = receive()
-        except benign:
-            raise
-        except Exception as e:
-            transport.mom_read_error = e  # e.g. vdsm's TLS alert refusing MOM's certificate
-            transport.running = False
-            raise
-        if data is not None and len(data) == 0:
-            transport.running = False
-        return data
-
-    transport.receive = receive_or_stop
 
 
 class _Pending:
@@ -228,31 +199,41 @@ class VdsmClient:
         self._gen = 0
         self._pending: dict[str, _Pending] = {}
         self._reply_to = str(uuid.uuid4())
-        self._up = threading.Event()
+        self.state = RunState.IDLE
+        self._up = threading.Event()  # set exactly while CONNECTED: what a first call waits for
         self._wake = threading.Event()
-        self._closed = False
-        self._started = False
         self._outage_since: float | None = None  # monotonic start of the current outage
-        self._outage_logged = False
-        self._ever_connected = False
+        self._outage_logged = False  # its warning is out
         self.connections = 0  # successful connections so far
         self._thread = threading.Thread(target=self._run, name="vdsm-connect", daemon=True)
+
+    def _to(self, state: RunState) -> None:
+        """Change the run state (lock held). A transition outside TRANSITIONS is a bug."""
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"vdsm client: no transition from {self.state.value} to {state.value}")
+        self.state = state
+        if state is RunState.CONNECTED:
+            self._up.set()
+        else:
+            self._up.clear()
 
     # -- public ---------------------------------------------------------------------
     def start(self, wait: float = 0.0) -> None:
         """Start connecting in the background (once); wait up to ``wait`` seconds
         for the first connection."""
         with self._lock:
-            start = not self._started and not self._closed
-            self._started = True
+            start = self.state is RunState.IDLE
+            if start:
+                self._to(RunState.CONNECTING)
         if start:
+            stomp_compat.install_log_filter()  # stomp.py's patches: on first use, not at import
             self._thread.start()
         if wait > 0:
             self._up.wait(wait)
 
     @property
     def connected(self) -> bool:
-        return self._up.is_set()
+        return self.state is RunState.CONNECTED
 
     @property
     def down_message(self) -> str:
@@ -266,20 +247,20 @@ class VdsmClient:
         VdsmTimeout (no answer in time: the connection is dropped too),
         VdsmCallError. Only the first call waits for a connection, at most
         ``first_wait`` seconds; later calls without one fail at once."""
-        if not self._started:
+        if self.state is RunState.IDLE:
             self.start(wait=self.first_wait)
         with self._lock:
             conn, gen = self._conn, self._gen
-            if conn is None or not self._up.is_set():
+            if conn is None or self.state is not RunState.CONNECTED:
                 raise VdsmUnavailable(self.down_message)
         return self._call_on(conn, gen, method, params or {}, timeout)
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            if self.state is not RunState.CLOSED:
+                self._to(RunState.CLOSED)
             conn, self._conn = self._conn, None
             self._gen += 1
-            self._up.clear()
             self._fail_pending_locked()
         self._wake.set()
         if conn is not None:
@@ -349,14 +330,14 @@ class VdsmClient:
     # -- connection state ---------------------------------------------------------------
     def _lost(self, gen: int) -> None:
         with self._lock:
-            if gen != self._gen or self._closed:
+            if gen != self._gen or self.state is RunState.CLOSED:
                 return
             self._fail_pending_locked()  # they all belong to this connection
-            if not self._up.is_set():
+            if self.state is not RunState.CONNECTED:
                 return  # still opening: _connect_once sees the listener's closed flag
             self._conn = None
             self._gen += 1
-            self._up.clear()
+            self._to(RunState.DISCONNECTED)
             self._start_outage_locked()
             first = not self._outage_logged
             self._outage_logged = True
@@ -369,11 +350,11 @@ class VdsmClient:
         it is gone from now on, its other calls fail, the connector reopens it.
         A connection still being opened is left to _connect_once."""
         with self._lock:
-            if gen != self._gen or self._conn is None or not self._up.is_set() or self._closed:
+            if gen != self._gen or self._conn is None or self.state is not RunState.CONNECTED:
                 return
             conn, self._conn = self._conn, None
             self._gen += 1
-            self._up.clear()
+            self._to(RunState.DISCONNECTED)
             self._fail_pending_locked()
             self._start_outage_locked()
             first = not self._outage_logged
@@ -417,9 +398,11 @@ class VdsmClient:
         delay = self.backoff_initial
         while True:
             with self._lock:
-                if self._closed:
+                if self.state is RunState.CLOSED:
                     return
-                up = self._up.is_set()
+                up = self.state is RunState.CONNECTED
+                if self.state is RunState.DISCONNECTED:
+                    self._to(RunState.CONNECTING)
             if up:
                 self._wake.wait()
                 self._wake.clear()
@@ -429,13 +412,16 @@ class VdsmClient:
             except VdsmError as e:
                 reason = str(e)
                 with self._lock:
-                    if self._closed:
+                    if self.state is RunState.CLOSED:
                         return
+                    if self.state is RunState.CONNECTING:
+                        self._to(RunState.DISCONNECTED)
                     self._start_outage_locked()
                     first = not self._outage_logged
                     self._outage_logged = True
+                    ever_connected = self.connections > 0
                 if first:
-                    if self._ever_connected:
+                    if ever_connected:
                         log.warning("cannot reconnect to vdsm at %s: %s; retrying in the background", self.where,
                                     reason)
                     else:
@@ -452,7 +438,7 @@ class VdsmClient:
             with self._lock:
                 since, self._outage_since = self._outage_since, None
                 self._outage_logged = False
-                was_connected, self._ever_connected = self._ever_connected, True
+                was_connected = self.connections > 1  # this connection is counted already
             if was_connected or since is not None:
                 took = time.monotonic() - since if since is not None else 0.0
                 log.info("connected to vdsm at %s again after %.1f s", self.where, took)
@@ -471,20 +457,17 @@ class VdsmClient:
                                   heartbeats=(self.heartbeat_ms, self.heartbeat_ms))
         conn.set_ssl(for_hosts=[hp], key_file=self.key_path, cert_file=self.cert_path, ca_certs=self.ca_path,
                      ssl_version=ssl.PROTOCOL_TLS)
-        _notice_eof(conn.transport)
+        stomp_compat.notice_eof(conn.transport)
         listener = _Listener(self, gen)
         conn.set_listener("mom", listener)
-        _STOMP_FILTER.local.connect_error = None
+        stomp_filter = stomp_compat.install_log_filter()
+        stomp_filter.local.connect_error = None
         started = time.monotonic()
         try:
-            with warnings.catch_warnings():
-                # stomp.py builds its context from ssl.PROTOCOL_TLS (see set_ssl above),
-                # which Python flags as deprecated: not news for momd's log.
-                warnings.filterwarnings("ignore", message="ssl.PROTOCOL_TLS is deprecated",
-                                        category=DeprecationWarning)
+            with stomp_compat.quiet_tls_deprecation():  # the ssl.PROTOCOL_TLS of set_ssl above
                 conn.connect(wait=False, with_connect_command=True)
         except StompException:
-            error = _STOMP_FILTER.local.connect_error or getattr(conn.transport, "mom_read_error", None)
+            error = stomp_filter.local.connect_error or getattr(conn.transport, "mom_read_error", None)
             if error is None:  # the connection closed under the CONNECT frame
                 raise VdsmUnavailable(self._closed_reason(started)) from None
             raise VdsmUnavailable(describe_error(error, self.ca_path, self.cert_path)) from None
@@ -492,7 +475,8 @@ class VdsmClient:
             raise VdsmUnavailable(describe_error(e, self.ca_path, self.cert_path)) from None
         deadline = started + self.timeout
         while not listener.connected.is_set():
-            if listener.closed.is_set() or listener.error or time.monotonic() > deadline or self._closed:
+            if listener.closed.is_set() or listener.error or time.monotonic() > deadline \
+                    or self.state is RunState.CLOSED:
                 break
             listener.connected.wait(0.05)
         if not listener.connected.is_set():
@@ -510,7 +494,7 @@ class VdsmClient:
             self._shut(conn)
             raise VdsmUnavailable(f"cannot subscribe: {e or type(e).__name__}") from None
         with self._lock:
-            if self._closed or gen != self._gen:
+            if self.state is RunState.CLOSED or gen != self._gen:
                 closed = True
             else:
                 closed = False
@@ -538,15 +522,15 @@ class VdsmClient:
             except Exception:  # noqa: BLE001 - a callback bug must not stop reconnecting
                 log.exception("vdsm on_connect callback failed")
         with self._lock:
-            if gen != self._gen or self._closed:
+            if gen != self._gen or self.state is not RunState.CONNECTING:
                 raise VdsmUnavailable("connection lost right after it was opened")
             # Counted before it is marked up: whoever sees ``connected`` (read without
             # the lock) must also see this connection in ``connections``.
             self.connections += 1
-            self._up.set()
+            self._to(RunState.CONNECTED)
 
     def _closed_reason(self, since: float) -> str:
-        problem = _STOMP_FILTER.last_problem
+        problem = stomp_compat.STOMP_FILTER.last_problem
         detail = f" ({problem[1]})" if problem is not None and problem[0] >= since else ""
         # Right after the TLS handshake, the usual reason is vdsm refusing our certificate.
         return (f"vdsm closed the connection before the STOMP handshake completed{detail}; "
