@@ -17,5 +17,6 @@ Modules, bottom up:
 - ``status``: the immutable value the engine publishes after each step, the
   only thing RPC, metrics, the tick line and the recorder read;
 - ``scheduler``: the run loop (intervals, reload coalescing, discovery soon);
+- ``explain``: why a guest got its controls, from a tick's record and trace;
 - ``engine``: ``Engine``, which puts them together, and ``EngineSettings``.
 """
