@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, parse_key_values, register
-from mom.hypervisors.base import GuestInfo, HypervisorError
+from mom.hypervisors.base import Capability, GuestInfo, HypervisorError
 
 log = logging.getLogger("mom.Collectors.GuestQemuAgent")
 
@@ -145,8 +145,9 @@ class GuestQemuAgent(Collector):
     def _ways(self, info: GuestInfo) -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
         ways: list[tuple[str, Callable[[dict[str, Any]], Any]]] = []
         hv = self.ctx.hypervisor
-        agent_cmd = getattr(hv, "qemu_agent_command", None)
-        if agent_cmd is not None:
+        if hv is not None and hv.supports(Capability.GUEST_AGENT):
+            agent_cmd = hv.qemu_agent_command
+
             def via_hypervisor(request: dict[str, Any]) -> Any:
                 try:
                     return agent_cmd(info, request)

@@ -1,6 +1,7 @@
 """The hypervisor interface: how MOM sees and changes the guests on a host.
 
-One class per hypervisor (libvirt, vdsm, the simulator, later QMP). Collection is
+One class per hypervisor (libvirt, vdsm, the simulator, later QMP); the guest
+types it passes (GuestInfo, GuestData) are mom.core.guests'. Collection is
 bulk first: the engine calls :meth:`HypervisorInterface.collect_all` once per tick
 for all guests; the per-guest methods are the building blocks an interface may
 use when its hypervisor has no bulk call.
@@ -11,15 +12,16 @@ microseconds.
 
 from __future__ import annotations
 
+import enum
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from mom.core.disks import DiskLimitError, DiskLimits, find_disk
 from mom.core.errors import MomError
 from mom.core.guests import SECTIONS, GuestData, GuestInfo
 
-__all__ = ["SECTIONS", "KSM_TUNABLES", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
+__all__ = ["SECTIONS", "KSM_TUNABLES", "Capability", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
            "HypervisorInterface", "HypervisorUnavailable", "InterfaceUnavailable", "NotSupported",
            "checked_io_tunes", "disk_for"]
 
@@ -69,23 +71,61 @@ def disk_for(guest: GuestInfo, tune: DiskLimits, disks: Iterable[Any], ident: An
     return disk
 
 
+class Capability(enum.Enum):
+    """What an interface may do beyond the required calls. Callers ask
+    :meth:`HypervisorInterface.supports` rather than probing for methods."""
+
+    BULK_STATS = "bulk_stats"    # collect_all is one call for all guests
+    EVENTS = "events"            # set_change_listener: guests starting and stopping are announced
+    GUEST_AGENT = "guest_agent"  # qemu_agent_command reaches the QEMU guest agent
+
+
 class HypervisorInterface(ABC):
     """Abstract base of every hypervisor interface.
 
-    Subclasses set ``names`` (the config names that select them) and implement
-    at least :meth:`list_guests`. Every method may raise :class:`HypervisorError`;
-    :class:`GuestGone` when the guest no longer exists. Calls may block: the
-    engine runs them on a small fixed pool with timeouts.
+    Subclasses implement at least :meth:`list_guests`, declare their optional
+    ``capabilities`` and are built from their typed settings
+    (:meth:`from_settings`; the registry in :mod:`mom.hypervisors` names them).
+    Every method may raise :class:`HypervisorError`; :class:`GuestGone` when
+    the guest no longer exists. Calls may block: the engine runs them on a
+    small fixed pool with timeouts.
     """
 
-    names: ClassVar[tuple[str, ...]] = ()
-    # True when collect_all is one call for all guests; otherwise the engine
-    # calls it per guest, in parallel and with a deadline, so one hung guest
-    # cannot hold up the others.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # True when collect_all is one call for all guests (Capability.BULK_STATS); otherwise
+    # the engine calls it per guest, in parallel and with a deadline, so one hung guest
+    # cannot hold up the others. Derived from capabilities; setting it declares the capability.
     bulk: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("bulk"):
+            cls.capabilities = cls.capabilities | {Capability.BULK_STATS}
+        cls.bulk = Capability.BULK_STATS in cls.capabilities
 
     def __init__(self, sys_root: str = "/sys") -> None:
         self.sys_root = sys_root
+
+    @classmethod
+    def from_settings(cls, settings: Any, clock: Any = None) -> "HypervisorInterface":
+        """Build from the interface's typed settings (mom.hypervisors.settings); clock:
+        the daemon's. Nothing is dialled here. Raises a MomError with one line."""
+        raise NotImplementedError(f"{cls.__name__} has no typed settings")
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this interface has an optional capability."""
+        return capability in self.capabilities
+
+    # -- optional capabilities (see Capability) ------------------------------
+    def set_change_listener(self, listener: Callable[[], None] | None) -> bool:
+        """Capability.EVENTS: call ``listener`` when a guest starts or stops, so
+        discovery runs at once. Returns whether events will be used; without the
+        capability this does nothing and discovery polls."""
+        return False
+
+    def qemu_agent_command(self, guest: GuestInfo, command: str | dict[str, Any], timeout: int = 10) -> Any:
+        """Capability.GUEST_AGENT: run a QEMU guest agent command, return its ``return``."""
+        raise NotSupported("the QEMU guest agent")
 
     # -- discovery -----------------------------------------------------------
     @abstractmethod

@@ -27,6 +27,7 @@ from mom.hypervisors.base import (
     checked_io_tunes,
     disk_for,
 )
+from mom.hypervisors.settings import SimSettings
 from mom.sim.model import SimGuest, SimModel
 from mom.sim.proctree import ProcTree, TreeClosed
 from mom.sim.scenario import Scenario, default_scenario, load_scenario
@@ -51,7 +52,6 @@ class Fault:
 class SimHypervisor(HypervisorInterface):
     """A HypervisorInterface backed by a SimModel and its proc/sys tree."""
 
-    names = ("sim",)
 
     def __init__(self, scenario: Scenario | str | os.PathLike[str] | None = None, *,
                  seed: int | None = None, clock: Clock | None = None,
@@ -78,6 +78,19 @@ class SimHypervisor(HypervisorInterface):
             raise
         self._faults: dict[str, Fault] = {}
         self._faults_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: SimSettings, clock: Clock | None = None) -> "SimHypervisor":
+        """The daemon's simulator, on the daemon's clock. Raises ScenarioError for a
+        bad scenario, HypervisorError when the tree cannot be written."""
+        try:
+            return cls(settings.scenario, seed=settings.seed, clock=clock, tree_dir=settings.tree_dir)
+        except OSError as e:
+            raise HypervisorError(f"simulator tree: {e.strerror or e}") from None
+
+    @classmethod
+    def from_config(cls, config: Any, clock: Clock | None = None) -> "SimHypervisor":
+        return cls.from_settings(SimSettings.from_config(config), clock)
 
     # -- tree ------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ import pytest
 
 from mom.collectors.base import REGISTRY, CollectionError, CollectorContext, GuestSubject
 from mom.collectors.guest_qemu_agent import GuestQemuAgent
-from mom.hypervisors.base import GuestInfo, HypervisorError
+from mom.hypervisors.base import Capability, GuestInfo, HypervisorError, HypervisorInterface
 
 MEMINFO = "MemTotal:  1000000 kB\nMemFree:  200000 kB\nBuffers:  10000 kB\nCached:  90000 kB\n" \
           "SwapTotal:  500000 kB\nSwapFree:  400000 kB\n"
@@ -53,11 +53,17 @@ class FakeGuestAgent:
         return {"error": {"class": "CommandNotFound", "desc": cmd}}
 
 
-class AgentHypervisor:
+class AgentHypervisor(HypervisorInterface):
     """A hypervisor interface with an agent command (as LibvirtHypervisor has)."""
 
+    capabilities = frozenset({Capability.GUEST_AGENT})
+
     def __init__(self, agent: FakeGuestAgent | None) -> None:
+        super().__init__()
         self.agent = agent
+
+    def list_guests(self) -> list[GuestInfo]:
+        return []
 
     def qemu_agent_command(self, guest: GuestInfo, command: Any, timeout: int = 10) -> Any:
         if self.agent is None:

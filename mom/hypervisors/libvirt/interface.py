@@ -57,6 +57,7 @@ import libvirt
 
 from mom.hypervisors.base import (
     SECTIONS,
+    Capability,
     GuestData,
     GuestGone,
     GuestInfo,
@@ -76,6 +77,7 @@ from mom.hypervisors.libvirt.connection import (
     default_pid_dir,
 )
 from mom.hypervisors.libvirt.domain_xml import DomainXml, parse_domain_xml
+from mom.hypervisors.settings import LibvirtSettings
 
 log = logging.getLogger("mom.libvirt")
 
@@ -87,9 +89,7 @@ def _disk_ident(disk: Any) -> tuple[str, str | None]:
 class LibvirtHypervisor(HypervisorInterface):
     """The libvirt hypervisor interface (see the module documentation)."""
 
-    names = ("libvirt",)
-    bulk = True
-    guest_agent = True
+    capabilities = frozenset({Capability.BULK_STATS, Capability.EVENTS, Capability.GUEST_AGENT})
 
     def __init__(self, uri: str = "", *, sys_root: str = "/sys", proc_root: str = "/proc",
                  pid_dir: str | None = None, events: bool = True,
@@ -139,10 +139,14 @@ class LibvirtHypervisor(HypervisorInterface):
                 pass  # logged once; retried on every call with back-off
 
     @classmethod
+    def from_settings(cls, settings: LibvirtSettings, clock: Any = None) -> "LibvirtHypervisor":
+        """The daemon's interface: it connects on the first call (momd -d forks after this)."""
+        return cls(settings.uri, sys_root=settings.sys_root, proc_root=settings.proc_root,
+                   stats_period=settings.stats_period, connect_now=False)
+
+    @classmethod
     def from_config(cls, config: Any, clock: Any = None) -> "LibvirtHypervisor":
-        main = config.main
-        return cls(main.libvirt_hypervisor_uri, sys_root=main.sys_root, proc_root=main.proc_root,
-                   stats_period=main.guest_monitor_interval, connect_now=False)
+        return cls.from_settings(LibvirtSettings.from_config(config), clock)
 
     # -- the connection ---------------------------------------------------------------------
     @property

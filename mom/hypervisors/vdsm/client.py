@@ -45,6 +45,7 @@ import stomp
 from stomp.exception import StompException
 
 from mom.hypervisors.base import HypervisorError
+from mom.hypervisors.settings import VDSM_FIRST_WAIT
 from mom.hypervisors.vdsm import stomp_compat
 
 log = logging.getLogger("mom.vdsm")
@@ -53,7 +54,7 @@ REQUEST_QUEUE = "jms.topic.vdsm_requests"
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 HEARTBEAT_MS = 5000  # both ways; vdsm mirrors the wish, so a silent or half-closed vdsm is noticed
-FIRST_WAIT = 2.0  # the first call waits this long (at most) for the first connection
+FIRST_WAIT = VDSM_FIRST_WAIT  # the first call waits this long (at most) for the first connection
 
 # stomp.py builds its TLS context from ``ssl_version``. ssl.PROTOCOL_TLS gives a
 # context that verifies the peer against the CA (stomp.py sets CERT_REQUIRED)

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Mapping
 from mom.core.disks import entry_ident, find_disk
 from mom.hypervisors.base import (
     KSM_TUNABLES,
+    Capability,
     GuestData,
     GuestGone,
     GuestInfo,
@@ -59,8 +60,8 @@ from mom.hypervisors.base import (
     HypervisorUnavailable,
     checked_io_tunes,
 )
+from mom.hypervisors.settings import VDSM_STATS_MAX_AGE, VdsmSettings
 from mom.hypervisors.vdsm.client import (
-    FIRST_WAIT,
     VdsmCallError,
     VdsmClient,
     VdsmError,
@@ -68,7 +69,7 @@ from mom.hypervisors.vdsm.client import (
 )
 from mom.hypervisors.vdsm.mapping import balloon_section, cpu_tune_section, io_tune_section, memory_section
 
-STATS_MAX_AGE = 5.0
+STATS_MAX_AGE = VDSM_STATS_MAX_AGE
 IO_TUNE_MAX_AGE = 300.0
 IO_TUNE_RETRY = 30.0  # after a failed fetch, or to pick up a guest the cache lacks
 NO_VM_CODE = 1  # vdsm's "Virtual machine does not exist"
@@ -76,8 +77,7 @@ NO_VM_CODE = 1  # vdsm's "Virtual machine does not exist"
 class VdsmInterface(HypervisorInterface):
     """The hypervisor interface over vdsm's JSON-RPC API."""
 
-    names = ("vdsm",)
-    bulk = True  # getAllVmStats is one call for all guests
+    capabilities = frozenset({Capability.BULK_STATS})  # getAllVmStats is one call for all guests
 
     def __init__(self, client: VdsmClient, *, stats_max_age: float = STATS_MAX_AGE,
                  io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys",
@@ -102,21 +102,21 @@ class VdsmInterface(HypervisorInterface):
         self._io_error: HypervisorError | None = None  # why the last policy fetch failed
 
     @classmethod
-    def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
-        """Build from a Config's [vdsm] section. The connection starts with the
-        first call (once momd's logging is set up) and is kept up in the
-        background: vdsm may come up later. Raises VdsmConfigError (a MomError;
-        its message is the operator's one line) when the key, certificate or CA
-        files cannot be used."""
-        v = config.vdsm
-        m = config.main
-        # The first call waits for the first connection: well within the engine's call deadline.
-        client = VdsmClient(v.host, v.port, v.key_path, v.cert_path, v.ca_cert_path, timeout=v.request_timeout,
-                            first_wait=min(FIRST_WAIT, m.hypervisor_call_timeout / 4))
-        shortest = min(m.host_monitor_interval, m.guest_monitor_interval, m.guest_manager_interval)
-        iface = cls(client, stats_max_age=min(STATS_MAX_AGE, shortest / 2), sys_root=m.sys_root)
+    def from_settings(cls, settings: VdsmSettings, clock: Any = None) -> "VdsmInterface":
+        """The daemon's interface. The connection starts with the first call (once
+        momd's logging is set up) and is kept up in the background: vdsm may come up
+        later. Raises VdsmConfigError (a MomError; its message is the operator's one
+        line) when the key, certificate or CA files cannot be used."""
+        client = VdsmClient(settings.host, settings.port, settings.key_path, settings.cert_path,
+                            settings.ca_cert_path, timeout=settings.request_timeout, first_wait=settings.first_wait)
+        iface = cls(client, stats_max_age=settings.stats_max_age, sys_root=settings.sys_root)
         client.on_connect = iface._connected
         return iface
+
+    @classmethod
+    def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
+        """Build from a Config's [vdsm] section (see from_settings)."""
+        return cls.from_settings(VdsmSettings.from_config(config), clock)
 
     # -- calls ---------------------------------------------------------------------
     def _call(self, method: str, params: dict[str, Any]) -> Any:
