@@ -23,13 +23,16 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mom import __version__
 from mom.daemon import sdnotify
 from mom.daemon.config import Config, ConfigError, add_cli_arguments, cli_overrides, load_config
 from mom.daemon.preflight import check_outputs
 from mom.policy.errors import PolicyError
+
+if TYPE_CHECKING:  # imported when a daemon is made: --help and --check stay light
+    from mom.daemon.daemon import Daemon
 
 log = logging.getLogger("mom")
 
@@ -104,7 +107,7 @@ def load_policies(config: Config) -> tuple[Any, list[str]]:
     return policies, [str(w) for w in warnings]
 
 
-def make_daemon(config: Config) -> tuple[Any, list[str]]:
+def make_daemon(config: Config) -> tuple["Daemon", list[str]]:
     """Build the Daemon for a configuration; also the policy's warnings. Raises StartupError."""
     from mom.daemon.daemon import Daemon, DaemonError
 
@@ -196,7 +199,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HANDLED_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 
 
-def make_watchdog(daemon: Any, notifier: sdnotify.Notifier) -> sdnotify.Watchdog | None:
+def make_watchdog(daemon: "Daemon", notifier: sdnotify.Notifier) -> sdnotify.Watchdog | None:
     """A watchdog pinging systemd while the engine finishes steps, when the unit has WatchdogSec=."""
     timeout = sdnotify.watchdog_timeout()
     if timeout is None or not notifier.enabled:
@@ -216,7 +219,7 @@ def make_watchdog(daemon: Any, notifier: sdnotify.Notifier) -> sdnotify.Watchdog
                              stall_after=2 * longest + 3 * main.hypervisor_call_timeout)
 
 
-def serve(daemon: Any, notifier: sdnotify.Notifier | None = None) -> int:
+def serve(daemon: "Daemon", notifier: sdnotify.Notifier | None = None) -> int:
     """Run the daemon on its own thread; this (main) thread waits for signals.
 
     The signals are blocked and taken with sigtimedwait, so no handler ever
@@ -268,7 +271,7 @@ def serve(daemon: Any, notifier: sdnotify.Notifier | None = None) -> int:
 STUCK = -1  # serve(): the engine did not stop in time
 
 
-def stop_deadline(daemon: Any) -> float:
+def stop_deadline(daemon: "Daemon") -> float:
     """Seconds a stop may take: a round of calls under their deadline, and some."""
     return 2 * daemon.config.main.hypervisor_call_timeout + 5
 

@@ -203,8 +203,9 @@ class TickLog:
             quiet_since = self._quiet.first if self._quiet is not None else None
             self._quiet = None
             self._last_info = time
-            self.log.info("%s", tick_line(number, host, guests_ready, guests_known, actions, ok, error,
-                                          self.max_listed, quiet_since))
+            if self.log.isEnabledFor(logging.INFO):  # a line of a 500-guest tick takes a while to write
+                self.log.info("%s", tick_line(number, host, guests_ready, guests_known, actions, ok, error,
+                                              self.max_listed, quiet_since))
             return
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("%s", tick_line(number, host, guests_ready, guests_known, actions, ok, error,

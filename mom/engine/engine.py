@@ -27,7 +27,7 @@ from mom.engine.rows import RowSource
 from mom.engine.scheduler import Scheduler
 from mom.engine.status import EMPTY_ROW, EngineStatus, GuestStatus, TickRecord
 from mom.engine.tick import Ticker
-from mom.hypervisors.base import GuestData, HypervisorInterface
+from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
 from mom.policy.errors import PolicyError
 from mom.policy.policy import PolicySet
 from mom.policy.snapshot import Snapshot
@@ -202,10 +202,13 @@ class Engine:
             for g in new:
                 log.info("guest %s (%s) found, pid %s", g.name, g.uuid, g.pid)
             if new:  # one call, one deadline for all new guests
-                interval = self.settings.guest_interval
-                self.gateway.call("guest_added", lambda: [self.hv.guest_added(g, interval) for g in new])
+                self.gateway.call("guest_added", lambda: self._added(new))
             self._last_run["discovery"] = self.clock.time()
         self._publish("discovery")
+
+    def _added(self, guests: list[GuestInfo]) -> None:
+        for g in guests:
+            self.hv.guest_added(g, self.settings.guest_interval)
 
     def _forget(self, state: GuestState) -> None:
         log.info("guest %s (%s) is gone", state.info.name, state.info.uuid)

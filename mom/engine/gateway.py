@@ -108,8 +108,8 @@ class Gateway:
         if not sections:
             return {g.uuid: GuestData() for g in guests}
         if hv.bulk:
-            ok, result = self.call("collect_all", lambda: hv.collect_all(guests, sections))
-            return result if ok else {}
+            ok, bulk = self.call("collect_all", lambda: hv.collect_all(guests, sections))
+            return bulk if ok else {}
         sent: list[GuestInfo] = []
         for g in guests:
             pending = self._guest_calls.get(g.uuid)
