@@ -15,11 +15,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from mom.core.clock import Clock
 from mom.hypervisors.base import (
-    GuestData,
     GuestGone,
     GuestInfo,
     HypervisorError,
