@@ -119,3 +119,15 @@ def test_libvirt_declares_events_agent_and_bulk() -> None:
     pytest.importorskip("libvirt", reason="libvirt-python is not installed")
     cls: Any = interface_class("libvirt")
     assert cls.capabilities == {Capability.BULK_STATS, Capability.EVENTS, Capability.GUEST_AGENT} and cls.bulk
+
+
+def test_build_libvirt_connects_on_the_first_call() -> None:
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+    from mom.hypervisors.libvirt import RunState
+
+    hv: Any = build_interface(load_config(None, {"main.libvirt-hypervisor-uri": "test:///default"}))
+    try:
+        assert hv.run_state is RunState.IDLE and hv.uri == "test:///default"  # momd -d forks after this
+        assert hv.list_guests() and hv.run_state is RunState.RUNNING
+    finally:
+        hv.close()
