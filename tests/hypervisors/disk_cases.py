@@ -29,6 +29,7 @@ VALUE_CASES = [
     ({"total_iops_sec": 300.0}, {"total_iops_sec": 300}),  # a policy's whole float is that integer
     ({"total_bytes_sec": 0}, {"total_bytes_sec": 0}),
     ({"total_bytes_sec": 5, "total_iops_sec": None}, {"total_bytes_sec": 5}),  # None: left as it is
+    ({"total_iops_sec": None}, {}),  # nothing to change
     ({"total_iops_sec": 1.5}, "must be a whole number >= 0"),  # not rounded
     ({"total_iops_sec": -1}, "must be a whole number >= 0"),
     ({"total_iops_sec": True}, "must be a whole number >= 0"),

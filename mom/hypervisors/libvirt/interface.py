@@ -483,6 +483,8 @@ class LibvirtHypervisor(HypervisorInterface):
         checked = checked_io_tunes(guest, tunes)
         plan = [(disk_for(guest, tune, xml.disks, _disk_ident), tune.limits) for tune in checked]
         for disk, values in plan:
+            if not values:
+                continue  # every limit left as it is (None): libvirt refuses an empty call
             def apply(d: Any, disk: Any = disk, values: Mapping[str, int] = values) -> None:
                 params = {k: int(v) for k, v in values.items()}
                 try:
