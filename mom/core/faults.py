@@ -19,14 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 HOST = "host"  # the target of host faults; any other target is a guest's name
 
 
-@dataclass(frozen=True)
-class FaultKey:
-    """What failed, and where.
+class FaultKey(NamedTuple):
+    """What failed, and where (a tuple: made and hashed for every step's collectors,
+    so it must be cheap).
 
     component: the health component (engine, hypervisor, collector, policy,
     controller, output); what: the failing part ("list_guests", "collector
@@ -74,9 +74,11 @@ class FaultLog:
         self._logged: set[FaultKey] = set()  # active keys whose fault was logged
         self._counts: dict[str, int] = {}  # component -> errors seen (for metrics and health)
         self._last: dict[str, tuple[float, str]] = {}  # component -> (time, "key: message")
+        self._tallies: FaultCounts | None = None  # the last tallies(), until a report or clear
 
     def report(self, key: FaultKey, message: str, level: int = logging.WARNING) -> None:
         with self._lock:
+            self._tallies = None
             self._counts[key.component] = self._counts.get(key.component, 0) + 1
             self._last[key.component] = (self.clock(), f"{key}: {message}")
             if self._active.get(key) == message:
@@ -94,7 +96,10 @@ class FaultLog:
 
     def clear(self, key: FaultKey) -> None:
         with self._lock:
-            if self._active.pop(key, None) is None or key not in self._logged:
+            if self._active.pop(key, None) is None:
+                return
+            self._tallies = None
+            if key not in self._logged:
                 return
             self._logged.discard(key)
         self.log.info("%s: recovered", key)
@@ -105,6 +110,7 @@ class FaultLog:
             for key in [k for k in self._active if k.target == target]:
                 del self._active[key]
                 self._logged.discard(key)
+                self._tallies = None
 
     def active(self) -> dict[str, str]:
         """Active faults: rendered key -> message."""
@@ -118,13 +124,17 @@ class FaultLog:
             return dict(self._counts)
 
     def tallies(self) -> FaultCounts:
-        """Counts, last errors and active faults by component, read together."""
+        """Counts, last errors and active faults by component, read together (the
+        same value until the next report or clear: the engine reads it every step)."""
         with self._lock:
+            if self._tallies is not None:
+                return self._tallies
             active: dict[str, dict[str, str]] = {}
             for key, message in self._active.items():
                 active.setdefault(key.component, {})[str(key)] = message
-            return FaultCounts(MappingProxyType(dict(self._counts)), MappingProxyType(dict(self._last)),
-                               MappingProxyType({c: MappingProxyType(a) for c, a in active.items()}))
+            self._tallies = FaultCounts(MappingProxyType(dict(self._counts)), MappingProxyType(dict(self._last)),
+                                        MappingProxyType({c: MappingProxyType(a) for c, a in active.items()}))
+            return self._tallies
 
 
 class OncePerKind:

@@ -322,4 +322,6 @@ class Engine:
         return status
 
     def _publish_faults(self) -> None:
-        self._status = replace(self._status, faults=self.faults.tallies())
+        tallies = self.faults.tallies()
+        if tallies is not self._status.faults:  # the same object while nothing was reported or cleared
+            self._status = replace(self._status, faults=tallies)
