@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, NamedTuple
 
-HOST = "host"  # the target of host faults; any other target is a guest's name
+from mom.core.actions import HOST  # the target of host faults; any other target is a guest's name
 
 
 class FaultKey(NamedTuple):

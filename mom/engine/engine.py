@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 from mom.collectors.base import CollectorContext, GuestSubject
 from mom.controllers.base import ControllerContext
-from mom.core.actions import Action
+from mom.core.actions import HOST, Action
 from mom.core.clock import Clock
-from mom.core.faults import HOST, FaultKey, FaultLog
+from mom.core.faults import FaultKey, FaultLog
 from mom.core.pool import CallPool
 from mom.engine.gateway import POOL_SIZE, Gateway, Pool
 from mom.engine.inventory import GuestState, Inventory, Row
@@ -38,7 +38,7 @@ RECENT_ACTIONS = 1000  # applied controls kept for getRecentActions and explainG
 
 TickListener = Callable[[EngineStatus], None]  # after a tick, with the status holding its record
 StepListener = Callable[[str, float], None]  # (step, seconds) after each step
-Tracer = Callable[[TickRecord], "dict[str, Any] | None"]
+Tracer = Callable[[TickRecord], dict[str, Any] | None]  # a tick's trace for its record
 
 
 @dataclass

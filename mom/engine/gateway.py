@@ -10,10 +10,10 @@ returns. Failures are faults, logged once.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
-import time
 
 from mom.controllers.base import PlannedCall
 from mom.core.faults import FaultKey, FaultLog
