@@ -27,7 +27,7 @@ from mom.engine.rows import RowSource
 from mom.engine.scheduler import Scheduler
 from mom.engine.status import EMPTY_ROW, EngineStatus, GuestStatus, TickRecord
 from mom.engine.tick import Ticker
-from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
+from mom.hypervisors.base import Capability, GuestData, GuestInfo, HypervisorInterface
 from mom.policy.errors import PolicyError
 from mom.policy.policy import PolicySet
 from mom.policy.snapshot import Snapshot
@@ -108,9 +108,8 @@ class Engine:
         self._recent: list[Action] = []  # applied controls, newest last, at most RECENT_ACTIONS
         self._last_run: dict[str, float] = {}  # step -> clock time of its last success
         self._status = EngineStatus(time=self.clock.time(), faults=self.faults.tallies())
-        listen = getattr(hypervisor, "set_change_listener", None)  # interfaces with guest start/stop events
-        if listen is not None:
-            listen(self.discover_soon)
+        if hypervisor.supports(Capability.EVENTS):  # guests starting and stopping are announced
+            hypervisor.set_change_listener(self.discover_soon)
 
     # -- what readers get ----------------------------------------------------------------
     def status(self) -> EngineStatus:
