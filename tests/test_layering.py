@@ -40,10 +40,7 @@ BY_DESIGN: dict[tuple[str, str], str] = {
     ("mom.daemon.daemon", "rpc"): "the daemon builds the RPC and metrics servers",
 }
 # Known debts, each with its owner, who removes the entry with the import.
-DEBT: dict[tuple[str, str], str] = {
-    # lab: runs momd's policy checks (mom.cli.momd.policy_checks); to move below cli.
-    ("mom.lab.runner", "cli"): "the lab runs momd's policy checks",
-}
+DEBT: dict[tuple[str, str], str] = {}
 ALLOWED = {**BY_DESIGN, **DEBT}
 
 

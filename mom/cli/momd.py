@@ -77,24 +77,11 @@ def _fail(message: str) -> int:
     return 2
 
 
-def policy_checks(config: Config) -> Any:
-    """What policies are checked against here: the configured collectors' fields
-    and the controls of every controller, of which the configured ones run."""
-    import mom.collectors  # noqa: F401  (fills the registries)
-    import mom.controllers  # noqa: F401
-    from mom.collectors.base import REGISTRY as COLLECTORS
-    from mom.controllers.base import REGISTRY as CONTROLLERS
-    from mom.policy.validate import PolicyChecks
-
-    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS,
-                                        enabled_collectors=config.host_collectors + config.guest_collectors,
-                                        enabled_controllers=config.main.controllers)
-
-
 def load_policies(config: Config) -> tuple[Any, list[str]]:
     """A PolicySet loaded from the configured file or directory, validated as
     every later change is (parse, static checks, a trial run on generated
     statistics), and its warnings. Raises StartupError."""
+    from mom.daemon.policy_checks import policy_checks
     from mom.policy.policy import PolicySet
 
     policies = PolicySet(checks=policy_checks(config))

@@ -103,14 +103,10 @@ def _debug_to_stderr(enabled: bool) -> None:
 def registry_checks(controllers: str | None, extra_fields: list[str]) -> PolicyChecks:
     """The checks the daemon makes, with every registered collector's fields and
     the given controllers enabled (None: all). Raises ValueError for an unknown name."""
-    import mom.collectors  # noqa: F401  (fills the registries)
-    import mom.controllers  # noqa: F401
-    from mom.collectors.base import REGISTRY as COLLECTORS
-    from mom.controllers.base import REGISTRY as CONTROLLERS
+    from mom.daemon.policy_checks import registry_checks as daemon_checks
 
     enabled = None if controllers is None else [c.strip() for c in controllers.split(",") if c.strip()]
-    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS, enabled_controllers=enabled,
-                                       extra_fields=extra_fields)
+    return daemon_checks(enabled_controllers=enabled, extra_fields=extra_fields)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -99,7 +99,7 @@ def engine_settings(config: Config, proc_root: str, sys_root: str) -> EngineSett
 
 def policy_set(config: Config, spec: PolicySpec) -> PolicySet:
     """A PolicySet holding the spec's texts, validated as momd validates. Raises LabError."""
-    from mom.cli.momd import policy_checks
+    from mom.daemon.policy_checks import policy_checks
 
     policies = PolicySet(checks=policy_checks(config))
     if spec.empty:

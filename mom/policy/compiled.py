@@ -6,11 +6,10 @@ evaluates under a Budget; ``Decisions`` is what one run produces.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from mom.policy.compiler import UNBOUND, Budget, Compiler, Machine
+from mom.policy.compiler import MACHINE, UNBOUND, Budget, Compiler, Machine
 from mom.policy.errors import PolicyError, Source
 from mom.policy.parser import Node, parse
 from mom.policy.runtime import Entity
@@ -52,59 +51,57 @@ class CompiledPolicy:
     """A policy compiled once; ``evaluate`` runs it with a fresh environment.
 
     ``budget`` bounds each evaluation (steps, depth, sizes, bytes built, time);
-    keyword limits (``max_steps=50``) replace single fields of it.
+    keyword limits (``max_steps=50``) replace single fields of it. Nothing of a
+    run is kept here: each evaluation has its own environment and Machine, so
+    threads may evaluate one compiled policy at the same time.
     """
 
     def __init__(self, sources: Iterable[Source], budget: Budget | None = None, **limits: Any) -> None:
         self.sources = list(sources)
-        self.machine = Machine((budget or Budget()).with_limits(**limits))
-        compiler = Compiler(self.machine)
+        self.budget = (budget or Budget()).with_limits(**limits)
+        compiler = Compiler()
         self.forms = [node for src in self.sources for node in parse(src)]
         self.code = [compiler.compile(node) for node in self.forms]
-        self._lock = threading.Lock()
 
     @classmethod
-    def assemble(cls, sources: list[Source], machine: Machine, forms: list[Node], code: list[Closure]) -> "CompiledPolicy":
-        """A policy from forms already compiled against ``machine`` (validation
-        compiles each form once, collecting every error on the way)."""
+    def assemble(cls, sources: list[Source], budget: Budget, forms: list[Node], code: list[Closure]) -> "CompiledPolicy":
+        """A policy from forms already compiled (validation compiles each form
+        once, collecting every error on the way)."""
         policy = cls.__new__(cls)
-        policy.sources, policy.machine, policy.forms, policy.code = sources, machine, forms, code
-        policy._lock = threading.Lock()
+        policy.sources, policy.budget, policy.forms, policy.code = sources, budget, forms, code
         return policy
-
-    @property
-    def budget(self) -> Budget:
-        return self.machine.budget
 
     def set_budget(self, budget: Budget) -> None:
         """Change the bounds of the next evaluations (no recompiling)."""
-        self.machine.set_budget(budget)
+        self.budget = budget
 
-    def evaluate(self, host: Entity | None = None, guests: list[Entity] | None = None) -> list[Any]:
-        """Run every top-level expression; return their values. Raises PolicyError."""
+    def evaluate(self, host: Entity | None = None, guests: list[Entity] | None = None,
+                 machine: Machine | None = None) -> list[Any]:
+        """Run every top-level expression; return their values. Raises PolicyError.
+        ``machine`` is the run's state, a new one when not given (pass one to
+        read what the run used of its budget)."""
         V: dict[str, Any] = {"Host": host if host is not None else Entity("Host", {}, []),
                              "Guests": guests if guests is not None else []}
         S = {"Host": UNBOUND, "Guests": UNBOUND}
-        with self._lock:
-            self.machine.reset()
-            values: list[Any] = []
-            try:
-                for f in self.code:
-                    values.append(f(V, S))
-            except RecursionError:
-                raise PolicyError("expressions nested too deeply", self.forms[len(values)].pos) from None
-            except PolicyError as e:
-                if e.pos is None:
-                    e.pos = self.forms[len(values)].pos
-                raise
-            return values
+        V[MACHINE] = machine or Machine(self.budget)  # this run's state, in this run's environment
+        values: list[Any] = []
+        try:
+            for f in self.code:
+                values.append(f(V, S))
+        except RecursionError:
+            raise PolicyError("expressions nested too deeply", self.forms[len(values)].pos) from None
+        except PolicyError as e:
+            if e.pos is None:
+                e.pos = self.forms[len(values)].pos
+            raise
+        return values
 
-    def run(self, snapshot: Snapshot) -> Decisions:
+    def run(self, snapshot: Snapshot, machine: Machine | None = None) -> Decisions:
         """Evaluate on a snapshot and collect the controls. A PolicyError gives
         ok=False and no controls at all: a failed run decides nothing."""
         host, guests = snapshot.entities()
         try:
-            self.evaluate(host, guests)
+            self.evaluate(host, guests, machine)
         except PolicyError as e:
             return Decisions(False, str(e), policy_error=e)
         d = Decisions(True, host_controls=dict(host.controls), host_variables=host.variables)

@@ -7,20 +7,19 @@ bound to a variable (``with Guests vm`` or a call ``(shrink vm)``) belongs to
 that guest, any other to the host. Variables are noted with the last value they
 had, so a guest's ``size`` is the size computed for it.
 
-It runs on a copy of the policy compiled for the occasion, never on the one in
-force: its own machine and budget, no lock shared with the daemon's runs.
+It runs the policy in force with its own environment and Machine, as every
+evaluation has: nothing is shared with the daemon's runs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from mom.policy.compiled import CompiledPolicy, compile_policy
-from mom.policy.compiler import UNBOUND
+from mom.policy.compiled import CompiledPolicy
+from mom.policy.compiler import MACHINE, UNBOUND, Machine
 from mom.policy.errors import PolicyError
 from mom.policy.runtime import Entity, debug_log
 from mom.policy.snapshot import Snapshot
@@ -133,48 +132,30 @@ class _QuietWhileTracing(logging.Filter):
 
 debug_log.addFilter(_QuietWhileTracing())
 
-_copies: "weakref.WeakKeyDictionary[CompiledPolicy, tuple[CompiledPolicy, threading.Lock]]" = \
-    weakref.WeakKeyDictionary()
-_copies_lock = threading.Lock()
-
-
-def _copy(policy: CompiledPolicy) -> tuple[CompiledPolicy, threading.Lock]:
-    """The policy compiled again once (kept while the policy lives), with the lock its runs take."""
-    with _copies_lock:
-        entry = _copies.get(policy)
-        if entry is None:
-            entry = _copies[policy] = (compile_policy(policy.sources, policy.budget), threading.Lock())
-        return entry
-
-
 def trace_run(policy: CompiledPolicy, snapshot: Snapshot) -> Trace:
-    """Evaluate ``policy`` (a copy of it) on ``snapshot`` noting the variables."""
+    """Evaluate ``policy`` on ``snapshot`` noting the variables."""
+    _state.tracing = True
     try:
-        copy, lock = _copy(policy)
-    except PolicyError as e:  # the policy in force compiled once; this cannot, but say so if it does
-        return Trace(False, f"the policy did not compile again: {e}")
-    with lock:
-        _state.tracing = True
-        try:
-            return _traced(copy, snapshot)
-        finally:
-            _state.tracing = False
+        return _traced(policy, snapshot)
+    finally:
+        _state.tracing = False
 
 
-def _traced(copy: CompiledPolicy, snapshot: Snapshot) -> Trace:
+def _traced(policy: CompiledPolicy, snapshot: Snapshot) -> Trace:
     host, guests = snapshot.entities()
     trace = Trace(True)
     V = _Env({"Host": host, "Guests": guests}, trace)
     S: dict[str, Any] = {"Host": UNBOUND, "Guests": UNBOUND}
-    copy.machine.reset()
-    copy.machine.defs = _Functions(V)
+    machine = Machine(policy.budget)
+    machine.defs = _Functions(V)
+    dict.__setitem__(V, MACHINE, machine)  # the run's state, not a variable to note
     try:
-        for i, code in enumerate(copy.code):
+        for i, code in enumerate(policy.code):
             try:
                 code(V, S)
             except PolicyError as e:
                 if e.pos is None:
-                    e.pos = copy.forms[i].pos
+                    e.pos = policy.forms[i].pos
                 raise
     except RecursionError:
         return Trace(False, "expressions nested too deeply")

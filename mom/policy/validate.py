@@ -19,13 +19,12 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from mom.policy.checker import check_forms
 from mom.policy.compiled import CompiledPolicy
-from mom.policy.compiler import Budget, Compiler, Machine
+from mom.policy.compiler import Budget, Compiler
 from mom.policy.errors import Finding, PolicyError, PolicyRejected, Source
-from mom.policy.generate import trial_snapshot as generated_trial_snapshot
 from mom.policy.parser import Node, parse
 from mom.policy.snapshot import Snapshot
 
@@ -33,6 +32,8 @@ from mom.policy.snapshot import Snapshot
 @dataclass(frozen=True)
 class PolicyChecks:
     """What a policy is checked against. None means "not known: not checked".
+    The caller gives plain names (momd builds them from its registries:
+    mom.daemon.policy_checks); this package knows nothing of collectors.
 
     - host_fields, guest_fields: the statistic names the collectors provide;
     - host_controls, guest_controls: control name -> the controller that acts
@@ -48,42 +49,6 @@ class PolicyChecks:
     guest_controls: Mapping[str, str] | None = None
     enabled_controllers: frozenset[str] | None = None
     trial_snapshot: Callable[[], Snapshot] | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_registries(cls, collectors: Mapping[str, Any], controllers: Mapping[str, Any], *,
-                        enabled_collectors: Iterable[str] | None = None,
-                        enabled_controllers: Iterable[str] | None = None,
-                        extra_fields: Iterable[str] = (),
-                        trial_snapshot: Callable[[], Snapshot] | None = None) -> "PolicyChecks":
-        """Checks from the collector and controller registries (passed in: this
-        package imports neither). Fields come from ``enabled_collectors`` (all
-        registered when None) plus ``extra_fields``; controls from every
-        registered controller, of which ``enabled_controllers`` run (all when
-        None). Without ``trial_snapshot`` the trial runs on a generated
-        snapshot that has exactly these fields. Raises ValueError for a name no
-        registry knows."""
-        names = list(collectors) if enabled_collectors is None else list(enabled_collectors)
-        _known(names, collectors, "collector")
-        extra = frozenset(extra_fields)
-        host = frozenset().union(*(collectors[n].fields() for n in names if collectors[n].scope == "host")) | extra
-        guest = frozenset().union(*(collectors[n].fields() for n in names if collectors[n].scope == "guest")) | extra
-        enabled = None
-        if enabled_controllers is not None:
-            enabled = frozenset(enabled_controllers)
-            _known(enabled, controllers, "controller")
-        host_controls = {c: name for name, cls_ in controllers.items() for c in cls_.host_controls}
-        guest_controls = {c: name for name, cls_ in controllers.items() for c in cls_.guest_controls}
-        if trial_snapshot is None:
-            def trial_snapshot() -> Snapshot:
-                return generated_trial_snapshot(host, guest)
-        return cls(host, guest, host_controls, guest_controls, enabled, trial_snapshot)
-
-
-def _known(names: Iterable[str], registry: Mapping[str, Any], what: str) -> None:
-    unknown = sorted(set(names) - set(registry))
-    if unknown:
-        raise ValueError(f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(registry))})")
 
 
 @dataclass
@@ -138,8 +103,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _check(sources: list[Source], checks: PolicyChecks, budget: Budget) -> CheckReport:
-    machine = Machine(budget)
-    compiler = Compiler(machine)
+    compiler = Compiler()
     findings: list[Finding] = []
     forms: list[Node] = []
     code = []
@@ -159,7 +123,7 @@ def _check(sources: list[Source], checks: PolicyChecks, budget: Budget) -> Check
     findings += check_forms(forms, checks)
     policy = None
     if not any(f.severity == "error" for f in findings):
-        policy = CompiledPolicy.assemble(sources, machine, forms, code)
+        policy = CompiledPolicy.assemble(sources, budget, forms, code)
         trial = _trial(policy, checks)
         if trial is not None:
             findings.append(trial)

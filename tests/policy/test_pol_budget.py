@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 
-from mom.policy.compiler import Budget
+from mom.policy.compiler import Budget, Machine
 from mom.policy.errors import PolicyRejected, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy
@@ -156,6 +156,7 @@ def test_the_trial_uses_the_budget_of_the_set():
 def test_the_defaults_leave_real_policies_far_below(guests_500):
     text = '(with Guests g { (g.SetVar "note" (+ "guest " (g.Prop "name"))) (g.Control "balloon_target" 1) })'
     p = compiled(text)
-    d = p.run(guests_500)
+    machine = Machine(p.budget)
+    d = p.run(guests_500, machine)
     assert d.ok
-    assert p.machine.alloc < Budget().max_alloc / 100 and p.machine.steps == 500
+    assert machine.alloc < Budget().max_alloc / 100 and machine.steps == 500

@@ -11,6 +11,7 @@ import pytest
 
 from shared_policies import SHARED_POLICIES
 
+from mom.policy.compiler import Machine
 from mom.policy.errors import PolicyError, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy, read_policy_paths
@@ -210,11 +211,11 @@ def test_vdsm_set_with_1000_guests_fits_the_default_budget():
     ps = PolicySet(checks=conf_checks(VDSM / "mom.conf.in"))
     ps.load_paths(policy_dir=str(VDSM))
     ps.set("01-parameters", PARAMETERS)
-    for pressure in (False, True):
-        d = ps.run(generate_snapshot(1000, pressure=pressure))
-        assert d.ok, d.error
-    machine = ps.compiled.machine
     budget = ps.budget
+    for pressure in (False, True):
+        machine = Machine(budget)
+        d = ps.compiled.run(generate_snapshot(1000, pressure=pressure), machine)
+        assert d.ok, d.error
     assert machine.steps < budget.max_steps / 50 and machine.alloc < budget.max_alloc / 50, (machine.steps, machine.alloc)
 
 

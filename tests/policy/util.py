@@ -77,10 +77,6 @@ def run_momctl(args: list[str], input: str | None = None, timeout: float = 60.0)
 def registry_checks(controllers: list[str] | None = None, collectors: list[str] | None = None,
                     **kwargs: Any) -> PolicyChecks:
     """Checks from the real collector and controller registries, as the daemon builds them."""
-    import mom.collectors  # noqa: F401  (fills the registries)
-    import mom.controllers  # noqa: F401
-    from mom.collectors.base import REGISTRY as COLLECTORS
-    from mom.controllers.base import REGISTRY as CONTROLLERS
+    from mom.daemon.policy_checks import registry_checks as daemon_checks
 
-    return PolicyChecks.from_registries(COLLECTORS, CONTROLLERS, enabled_collectors=collectors,
-                                        enabled_controllers=controllers, **kwargs)
+    return daemon_checks(enabled_collectors=collectors, enabled_controllers=controllers, **kwargs)
