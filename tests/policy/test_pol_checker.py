@@ -4,8 +4,13 @@ variables in functions are warnings), statistic names by entity kind, and
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
+from mom.policy import checker
 from mom.policy.checker import Suggester
 from mom.policy.errors import Source
 from mom.policy.validate import PolicyChecks, check_policy
@@ -98,3 +103,82 @@ def test_suggestions_among_many_names_use_the_index():
 def test_suggestions_among_few_names_compare_with_each():
     s = Suggester(["mem_free", "mem_unused", "balloon_cur"])
     assert s("mem_fre") == "mem_free" and s("balloncur") == "balloon_cur" and s._index is None
+
+
+# -- one test per diagnostic ----------------------------------------------------------------
+# Known names as a caller hands them over: plain sets, no registry.
+KNOWN = PolicyChecks(host_fields=frozenset({"mem_free", "ksm_run"}), guest_fields=frozenset({"balloon_cur"}),
+                     host_controls={"ksm_run": "KSM"}, guest_controls={"balloon_target": "Balloon"},
+                     enabled_controllers=frozenset({"Balloon"}))
+
+# Every message the checker can add, by its template in checker.py (severity: the
+# f-string with its fields as {}), with policies that provoke it and what they get.
+DIAGNOSTICS: dict[str, list[tuple[str, str]]] = {
+    "error: {wrong}": [  # the arity of a built-in a policy may replace (runtime.LATER_BUILTINS)
+        ("(round 1 2)", "1:1 error: round takes 1 argument, got 2"),
+        ("\n (clamp 1)", "2:2 error: clamp takes 3 arguments, got 1")],
+    "error: undefined function {}{}": [
+        ("(frobnicate 1)", "1:2 error: undefined function 'frobnicate'"),
+        ("(def scale (x) x) (scal 1)", "1:20 error: undefined function 'scal' (did you mean 'scale'?)")],
+    "error: {} takes {} argument{}, got {}": [
+        ("(def f (a b) a) (f 1)", "1:17 error: f takes 2 arguments, got 1"),
+        ("(def g (a) a) (def g (a b) a) (g)", "1:31 error: g takes 1 or 2 arguments, got 0"),
+        ("(def h (a) a) (h)", "1:15 error: h takes 1 argument, got 0")],
+    "error: method {} used as a value; call it: ({} ...)": [
+        ("(+ Host.Stat 1)", "1:4 error: method Stat used as a value; call it: (Host.Stat ...)")],
+    "warning: {} is not defined in function {}: it must be bound by every caller (dynamic scope)": [
+        ("(def f () (set level 2))",
+         "1:16 warning: 'level' is not defined in function f: it must be bound by every caller (dynamic scope)")],
+    "error: {} {}{}": [  # unbound outside a function
+        ("(+ 1 nothing)", "1:6 error: undefined variable 'nothing'"),
+        ("(set counter 1)", "1:6 error: set of undefined variable 'counter'"),
+        ("(defvar counter 1) (setq countr 2)",
+         "1:26 error: setq of undefined variable 'countr' (did you mean 'counter'?)")],
+    "error: no collector provides statistic {} for {}{}": [
+        ("Host.mem_fre", "1:1 error: no collector provides statistic 'mem_fre' for the host (did you mean 'mem_free'?)"),
+        ("(with Guests g (g.StatAvg \"swap\"))", "1:27 error: no collector provides statistic 'swap' for a guest"),
+        ("(def f (e) e.balloon_curr)",
+         "1:12 error: no collector provides statistic 'balloon_curr' for any entity (did you mean 'balloon_cur'?)")],
+    "error: {} is a {} control: no controller acts on it for {}": [
+        ("(Host.Control \"balloon_target\" 1)",
+         "1:15 error: 'balloon_target' is a guest control: no controller acts on it for the host"),
+        ("(with Guests g (g.GetControl \"ksm_run\"))",
+         "1:30 error: 'ksm_run' is a host control: no controller acts on it for a guest")],
+    "error: unknown control {}: no controller acts on it{}": [
+        ("(with Guests g (g.Control \"balloon_targt\" 1))",
+         "1:27 error: unknown control 'balloon_targt': no controller acts on it (did you mean 'balloon_target'?)"),
+        ("(def f (e) (e.Control \"cpu_shares\" 1))", "1:23 error: unknown control 'cpu_shares': no controller acts on it")],
+    "warning: controller {} is not enabled: {} has no effect": [
+        ("(Host.Control \"ksm_run\" 1) (Host.Control \"ksm_run\" 0)",  # once per control
+         "1:15 warning: controller KSM is not enabled: ksm_run has no effect")],
+}
+
+
+def checker_templates() -> set[str]:
+    """The message templates of every ``self.add(node, severity, message)`` in checker.py."""
+    tree = ast.parse(Path(checker.__file__).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" and len(node.args) == 3):
+            severity, message = node.args[1], node.args[2]
+            assert isinstance(severity, ast.Constant), ast.unparse(node)
+            if isinstance(message, ast.JoinedStr):
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in message.values)
+            else:
+                text = "{" + ast.unparse(message) + "}"
+            found.add(f"{severity.value}: {text}")
+    return found
+
+
+def test_every_diagnostic_of_the_checker_has_a_test():
+    assert checker_templates() == set(DIAGNOSTICS)
+
+
+@pytest.mark.parametrize("template, text, expected",
+                         [(t, text, e) for t, cases in DIAGNOSTICS.items() for text, e in cases])
+def test_each_diagnostic_has_its_text_and_position(template, text, expected):
+    assert findings(text, KNOWN) == [expected]
+    if template != "error: {wrong}":  # that text is the compiler's builtin_arity_error
+        pattern = ".*".join(re.escape(part) for part in template.split("{}"))
+        assert re.fullmatch(r"\d+:\d+ " + pattern, expected), "the case does not show its template"
