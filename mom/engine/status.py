@@ -19,6 +19,7 @@ from mom.policy.compiled import Decisions
 from mom.policy.snapshot import Snapshot
 
 EMPTY_ROW: Mapping[str, Any] = MappingProxyType({})
+NO_FAULTS = FaultCounts(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class EngineStatus:
     tick_count: int = 0
     last_tick: TickRecord | None = None
     recent_actions: tuple[Action, ...] = ()
-    faults: FaultCounts = field(default_factory=lambda: FaultCounts({}, {}, {}))
+    faults: FaultCounts = field(default_factory=lambda: NO_FAULTS)
     last_run: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def guest_names(self) -> list[str]:
