@@ -228,12 +228,18 @@ def bind(V: dict, S: dict, name: str, value: Any) -> Any:
 
 
 def restore(V: dict, S: dict) -> None:
-    """Leave scope ``S`` (in ``finally``): give back the values its bindings hid."""
+    """Leave scope ``S`` (in ``finally``): give back the values its bindings hid.
+
+    A restore is not a binding: it writes around a subclass's ``__setitem__``,
+    so the trace (trace.py), which notes each binding, does not note it."""
     for name, old in S.items():
         if old is UNBOUND:
             del V[name]
         else:
-            V[name] = old
+            _set_item(V, name, old)
+
+
+_set_item = dict.__setitem__
 
 
 def _fault(pos: Pos, what: str, args: tuple, exc: BaseException) -> PolicyError:
@@ -528,6 +534,9 @@ class Compiler:
 
     def builtin_call(self, node: Node, name: str, fs: list[Closure]) -> Closure:
         at = node.items[0]
+        if name in _ARITHMETIC and len(fs) == 2:
+            a, b = fs
+            return _arithmetic_call(name, a, b, at)
         if name in _BUDGETED or name in LIST_BUILTINS:
             return _machine_call(_with_machine(name), name, fs, at)
         fn = BUILTINS[name][0]
@@ -715,6 +724,30 @@ def _machine_call(fn: Callable[..., Any], name: str, fs: list[Closure], at: Node
     return mcalln
 
 
+def _arithmetic_call(name: str, a: Closure, b: Closure, at: Node) -> Closure:
+    """+ - *: floats and small integers straight through the operator; the rest
+    (strings, lists, large integers) through the Machine's method, which bounds
+    and charges what it builds. A float operand cannot make anything large."""
+    op = BUILTINS[name][0]
+    method = getattr(Machine, _BUDGETED[name])
+
+    def arithmetic(V: dict, S: dict) -> Any:
+        x = a(V, S)
+        y = b(V, S)
+        try:
+            tx, ty = type(x), type(y)
+            if tx is float or ty is float:
+                return op(x, y)
+            if tx is int and ty is int:
+                r = op(x, y)  # inputs are at most MAX_INT_BITS: cheap to make, then checked
+                if -_WORD <= r <= _WORD:
+                    return r
+            return method(V[MACHINE], x, y)
+        except _ERRORS as e:
+            raise _fault(at.pos, name, (x, y), e) from None
+    return arithmetic
+
+
 def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closure, at: Node) -> Closure:
     def call2(V: dict, S: dict) -> Any:
         x = a(V, S)
@@ -730,3 +763,4 @@ def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closur
 # Operators are plain calls: writing them inline through generated source (exec)
 # saved about 5% of an evaluation of vdsm's policies, too little to be worth it.
 _BUDGETED = {"+": "add", "-": "sub", "*": "mul", "<<": "shl", "abs": "abs", "sort": "sort"}
+_ARITHMETIC = ("+", "-", "*")
