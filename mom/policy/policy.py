@@ -71,6 +71,9 @@ class PolicySet:
         self.checks = checks or PolicyChecks()
         self._texts: dict[str, str] = {}
         self._origins: dict[str, str] = {}  # name -> file it came from, for error positions
+        # Orders the changes (set, replace_all, configure): each validates a new
+        # whole and swaps it in. Runs take no lock: they read ``compiled`` once,
+        # and a compiled policy keeps no state of a run.
         self._lock = threading.Lock()
         self.compiled = compile_policy([], self._budget)
         self.warnings: list[Finding] = []  # of the policy in force
