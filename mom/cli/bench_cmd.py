@@ -11,8 +11,8 @@ collectors and controllers on the simulator, time jumping instead of passing. A 
 directory of them; several paths joined by '+' are loaded together as named
 policies (a file under its base name), e.g. vdsm's set plus the parameters vdsm
 would set over RPC: vdsm=/path/to/vdsm+bench/policies/vdsm-enable. NAME= (no
-path) runs with no manager. --baselines adds: none, doc (doc/policies),
-proxmox and squeezed (bench/policies).
+path) runs with no manager. --baselines adds: none, default (doc/policies),
+sample (MOM's earlier sample policies), proxmox and squeezed (bench/policies).
 
 Prints a Markdown table per scenario (figures averaged over the seeds);
 --json writes one JSON line per run, --plots one host and one guest chart per
@@ -33,8 +33,11 @@ from typing import Any, Callable
 
 from mom.lab.runner import RunResult
 
-BASELINE_POLICIES = (("none", ()), ("doc", ("doc/policies",)), ("proxmox", ("bench/policies/proxmox.policy",)),
-                     ("squeezed", ("bench/policies/squeezed.policy",)))
+# MOM's default (doc/policies) and what it is measured against: no manager, the
+# sample policies MOM shipped before it (bench/policies/mom-sample), Proxmox's and
+# Xen squeezed's algorithms restated in the policy language.
+BASELINE_POLICIES = (("none", ()), ("default", ("doc/policies",)), ("sample", ("bench/policies/mom-sample",)),
+                     ("proxmox", ("bench/policies/proxmox.policy",)), ("squeezed", ("bench/policies/squeezed.policy",)))
 
 
 class UsageError(Exception):
@@ -268,7 +271,7 @@ def add_parser(sub: Any) -> None:
                    help="scenario files (TOML, see doc/sim-scenarios.md); a directory: its *.toml files")
     p.add_argument("--policy", nargs="+", action="extend", metavar="NAME=PATH",
                    help="policies: NAME=PATH[+PATH...], a file or directory each; NAME= for no manager")
-    p.add_argument("--baselines", action="store_true", help="also run none, doc, proxmox and squeezed")
+    p.add_argument("--baselines", action="store_true", help="also run none, default, sample, proxmox and squeezed")
     p.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per scenario and policy (default 1)")
     p.add_argument("--hours", type=float, default=1.0, metavar="H", help="simulated hours per run (default 1)")
     p.add_argument("--json", metavar="OUT", help="write one JSON line per run here")

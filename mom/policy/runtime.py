@@ -76,6 +76,12 @@ class Entity:
         """The newest value of a statistic."""
         return self.field(name)
 
+    def Has(self, name: str) -> bool:
+        """Whether a collector provides the statistic here (its value may still be nil):
+        how a policy uses a statistic of an optional collector without failing where
+        that collector is not configured."""
+        return name in self.latest
+
     def StatAvg(self, name: str) -> float:
         """The average of the non-nil values in the history window; 0.0 if none."""
         cached = self._avgs.get(name)
@@ -177,7 +183,7 @@ class IoTuneEntry:
 
 # Methods by the class they belong to: name -> number of arguments.
 ENTITY_METHODS: dict[str, int] = {
-    "Stat": 1, "StatAvg": 1, "Prop": 1, "Control": 2, "GetControl": 1, "SetVar": 2, "GetVar": 1,
+    "Stat": 1, "StatAvg": 1, "Has": 1, "Prop": 1, "Control": 2, "GetControl": 1, "SetVar": 2, "GetVar": 1,
 }
 IOTUNE_METHODS: dict[str, int] = {
     "setTotalBytesSec": 1, "setReadBytesSec": 1, "setWriteBytesSec": 1,

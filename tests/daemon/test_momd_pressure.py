@@ -3,9 +3,9 @@
 One daemon run (module fixture) drives a scenario whose guests' demand rises
 until the host is short of memory and falls again, all within ~420 simulated
 seconds (under 5 s of real time at clock speed 100). The policies are the repo's
-doc/policies/balloon.policy plus a small KSM policy written here. The flight
-recorder's lines are then checked for ballooning down and back up, balloon
-bounds, KSM being switched on, and replaying to the same decisions.
+doc/policies/balloon.policy (MOM's default) plus a small KSM policy written here.
+The flight recorder's lines are then checked for ballooning down and back up,
+balloon bounds, KSM being switched on, and replaying to the same decisions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from .momd_helpers import POLICIES, Momd, run_momctl, scenario_toml, write_confi
 
 MAX_MIB = 2048
 MIN_MIB = {"vm1": 768, "vm2": 1024}
-LOW_FREE = 0.20  # balloon.policy's low_free
+HOST_LOW = 0.06  # balloon.policy's host_low: MemAvailable share under which the host reclaims
+ROOMY = 0.18     # host_low + 3 host_band: above it the policy takes nothing back
 KSM_ON_BELOW = 0.25
 SIM_SECONDS = 420  # guests keep what they touched: the host recovers only as balloons take it back
 
@@ -94,34 +95,41 @@ def pressure_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"tmp": tmp, "policy_dir": pdir, "records": records, "log": log}
 
 
+def available_share(record: dict[str, Any]) -> float:
+    host = record["host"]["statistics"][-1]
+    return host["mem_available_kernel"] / host["mem_available"]
+
+
+def guest_row(record: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g["statistics"][-1] for g in record["guests"] if g["properties"]["name"] == name)
+
+
 def test_guests_ballooned_down_under_pressure_and_given_memory_back(pressure_run: dict[str, Any]) -> None:
+    """doc/policies/balloon.policy: nothing is taken while the host has plenty;
+    under pressure the balloons go down and the host never swaps; a guest whose
+    use grows again after it was squeezed gets memory back; no guest ends short."""
     records = pressure_run["records"]
     assert len(records) >= 30
     assert all(r["ok"] for r in records), [r["error"] for r in records if not r["ok"]][:3]
-    shares = [free_share(r) for r in records]
-    assert shares[0] > LOW_FREE and min(shares) < LOW_FREE and shares[-1] > LOW_FREE, shares
+    shares = [available_share(r) for r in records]
+    assert shares[0] > ROOMY and min(shares) < HOST_LOW, shares
+    assert all(r["host"]["statistics"][-1]["swap_usage"] == 0 for r in records), "the host swapped"
     for name in ("vm1", "vm2"):
         actions = [(i, a) for i, r in enumerate(records) for a in r["actions"]
                    if a["target"] == name and a["control"] == "balloon_target"]
+        assert all(a["applied"] for _, a in actions)
         down = [(i, a) for i, a in actions if a["new"] < a["old"]]
         assert down, f"{name} was never ballooned down"
         first_down = down[0][0]
-        assert shares[first_down] < LOW_FREE, "ballooned down while the host was fine"
-        assert all(a["applied"] for _, a in actions)
+        assert shares[first_down] < ROOMY, "ballooned down while the host had plenty"
         up = [(i, a) for i, a in actions if a["new"] > a["old"] and i > first_down]
         assert up, f"{name} was never given memory back"
-        assert all(shares[i] >= LOW_FREE for i, _ in up), "given memory back while the host was short"
-        # The guest's own statistics follow: it shrank below its maximum, then came back to it.
         series = balloon_series(records, name)
-        assert len(series) == len(records)
-        lowest = min(series)
-        assert lowest <= 0.9 * MAX_MIB * 1024, f"{name} balloon only went down to {lowest} KiB"
-        low_at = series.index(lowest)
-        assert series[0] == MAX_MIB * 1024
-        # balloon.policy skips changes under 0.5% of the balloon (min_step), so a
-        # guest grown by 5% steps may stop just short of its maximum.
-        assert series[-1] >= (1 - 0.005) * MAX_MIB * 1024, f"{name} ended at {series[-1]} KiB"
-        assert max(series[low_at:]) >= (1 - 0.005) * MAX_MIB * 1024
+        assert len(series) == len(records) and series[0] == MAX_MIB * 1024
+        assert min(series) <= 0.9 * MAX_MIB * 1024, f"{name} balloon only went down to {min(series)} KiB"
+        # No guest is left short: at the end it has free memory beyond its use.
+        last = guest_row(records[-1], name)
+        assert last["mem_unused"] >= 32 * 1024, (name, last)
 
 
 def test_balloons_stay_between_guarantee_and_max(pressure_run: dict[str, Any]) -> None:

@@ -96,7 +96,7 @@ def test_baselines_are_found_in_the_source_tree(tiny: Path, tmp_path: Path):
     r = momctl("bench", "--scenario", str(tiny), "--baselines", "--hours", HOURS, "--json", str(out), "-q",
                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [row["policy"] for row in json_lines(out)] == ["none", "doc", "proxmox", "squeezed"]
+    assert [row["policy"] for row in json_lines(out)] == ["none", "default", "sample", "proxmox", "squeezed"]
     assert all(row["policy_errors"] == 0 for row in json_lines(out))
     assert REPO.joinpath("bench/policies/proxmox.policy").is_file()
 

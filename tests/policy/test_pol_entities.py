@@ -269,3 +269,13 @@ def test_the_snapshot_is_not_modified_by_a_run():
     before = copy.deepcopy(snap.to_json())
     compiled("(with Guests g (if (valid g.io_tune) (with g.io_tune t (t.setTotalBytesSec 1)) 0))").run(snap)
     assert snap.to_json() == before
+
+
+def test_has_tells_a_provided_statistic_from_one_no_collector_provides():
+    h = host(HOST_ROWS)
+    # provided (even where its newest value is nil), and not provided at all
+    assert ev('(Host.Has "mem_free") (Host.Has "old_only") (Host.Has "rss")', h) == [True, True, False]
+    # the policy pattern: read an optional collector's field only where it exists
+    text = '(defvar f "rss") (if (Host.Has f) (Host.Stat f) -1)'
+    assert ev(text, h)[-1] == -1
+    assert ev(text, host([{"rss": 7}]))[-1] == 7
