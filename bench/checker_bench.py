@@ -27,10 +27,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mom.cli.policy_cmds import registry_checks  # noqa: E402
-from mom.policy.compiler import Budget  # noqa: E402
-from mom.policy.errors import Source  # noqa: E402
-from mom.policy.validate import check_policy  # noqa: E402
+from mom.cli.policy_cmds import registry_checks
+from mom.policy.compiler import Budget
+from mom.policy.errors import Source
+from mom.policy.validate import check_policy
 
 KINDS = 5
 

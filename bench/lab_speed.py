@@ -19,9 +19,10 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
+from daemon_bench import scenario  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from mom.lab.runner import RunSpec, lab_config, load_policy_spec, quiet_logging, run  # noqa: E402
 from mom.sim.scenario import default_scenario, loads_scenario  # noqa: E402
-from daemon_bench import scenario  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def many_guests(guests: int) -> str:

@@ -40,12 +40,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import libvirt  # noqa: E402
+import libvirt
 
-from mom.engine.engine import Engine, EngineSettings  # noqa: E402
-from mom.hypervisors.libvirt import LibvirtHypervisor  # noqa: E402
-from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
-from mom.policy.policy import PolicySet  # noqa: E402
+from mom.engine.engine import Engine, EngineSettings
+from mom.hypervisors.libvirt import LibvirtHypervisor
+from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection
+from mom.policy.policy import PolicySet
 
 SECTIONS = ["memory", "balloon"]
 

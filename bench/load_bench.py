@@ -38,14 +38,16 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # daemon_bench, beside this file
 
-from daemon_bench import scenario as mixed_scenario  # noqa: E402  (the benchmarks' one host)
-from mom.cli.rpc_cmds import connect  # noqa: E402
+from daemon_bench import scenario as mixed_scenario
+
+from mom.cli.rpc_cmds import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_INTERVAL = 2.0
@@ -238,7 +240,7 @@ class Load:
             if self._pause:
                 self._stop.wait(self._pause)
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -341,7 +343,7 @@ class Hostile:
             self._all.append(s)
         return s
 
-    def start(self) -> "Hostile":
+    def start(self) -> Hostile:
         for target in (self._keep_idle, self._keep_non_readers, self._dribble):
             t = threading.Thread(target=target, daemon=True)
             t.start()

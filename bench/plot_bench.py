@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mom.cli import plot  # noqa: E402
+from mom.cli import plot
 
 MIB = 1024
 START = 1_800_000_000.0
@@ -98,7 +98,7 @@ def main() -> None:
         write_plot_dir(plots, record)
         print(f"{'source':<10} {'ticks':>6} {'guests':>6} {'input MB':>8} {'seconds':>8} {'charts':>6} {'PNG MB':>7}")
         for name, source in (("record", record), ("plot-dir", plots)):
-            out = args.keep and os.path.join(args.keep, name) or os.path.join(d, "out-" + name)
+            out = (args.keep and os.path.join(args.keep, name)) or os.path.join(d, "out-" + name)
             size = (os.path.getsize(source) if os.path.isfile(source) else
                     sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(source) for f in fs))
             t0 = time.perf_counter()

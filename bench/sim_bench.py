@@ -19,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mom.sim.model import SimModel  # noqa: E402
-from mom.sim.scenario import load_scenario, loads_scenario  # noqa: E402
+from mom.sim.model import SimModel
+from mom.sim.scenario import load_scenario, loads_scenario
 
 MIB = 1024
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mom.sim.model import SimModel  # noqa: E402
-from mom.sim.scenario import loads_scenario  # noqa: E402
+from mom.sim.model import SimModel
+from mom.sim.scenario import loads_scenario
 
 MIB = 1024
 RAM_MIB, SWAP_MIB, HOT_MIB, COLD_MIB, CACHE_MIB = 512, 192, 96, 160, 120

@@ -19,10 +19,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mom.engine.explain import tick_trace  # noqa: E402
-from mom.policy.policy import PolicySet  # noqa: E402
-from mom.policy.snapshot import EntityData, Snapshot  # noqa: E402
-from mom.policy.trace import trace_run  # noqa: E402
+from mom.engine.explain import tick_trace
+from mom.policy.policy import PolicySet
+from mom.policy.snapshot import EntityData, Snapshot
+from mom.policy.trace import trace_run
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 MIB = 1024

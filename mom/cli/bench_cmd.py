@@ -29,7 +29,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mom.lab.runner import RunResult
 

@@ -23,7 +23,8 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mom import __version__
 from mom.daemon import sdnotify
@@ -94,7 +95,7 @@ def load_policies(config: Config) -> tuple[Any, list[str]]:
     return policies, [str(w) for w in warnings]
 
 
-def make_daemon(config: Config) -> tuple["Daemon", list[str]]:
+def make_daemon(config: Config) -> tuple[Daemon, list[str]]:
     """Build the Daemon for a configuration; also the policy's warnings. Raises StartupError."""
     from mom.daemon.daemon import Daemon, DaemonError
 
@@ -186,7 +187,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HANDLED_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 
 
-def make_watchdog(daemon: "Daemon", notifier: sdnotify.Notifier) -> sdnotify.Watchdog | None:
+def make_watchdog(daemon: Daemon, notifier: sdnotify.Notifier) -> sdnotify.Watchdog | None:
     """A watchdog pinging systemd while the engine finishes steps, when the unit has WatchdogSec=."""
     timeout = sdnotify.watchdog_timeout()
     if timeout is None or not notifier.enabled:
@@ -206,7 +207,7 @@ def make_watchdog(daemon: "Daemon", notifier: sdnotify.Notifier) -> sdnotify.Wat
                              stall_after=2 * longest + 3 * main.hypervisor_call_timeout)
 
 
-def serve(daemon: "Daemon", notifier: sdnotify.Notifier | None = None) -> int:
+def serve(daemon: Daemon, notifier: sdnotify.Notifier | None = None) -> int:
     """Run the daemon on its own thread; this (main) thread waits for signals.
 
     The signals are blocked and taken with sigtimedwait, so no handler ever
@@ -218,7 +219,7 @@ def serve(daemon: "Daemon", notifier: sdnotify.Notifier | None = None) -> int:
     def run() -> None:
         try:
             daemon.run()
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
+        except Exception as e:
             failed.append(e)
             log.exception("momd failed")
 
@@ -258,7 +259,7 @@ def serve(daemon: "Daemon", notifier: sdnotify.Notifier | None = None) -> int:
 STUCK = -1  # serve(): the engine did not stop in time
 
 
-def stop_deadline(daemon: "Daemon") -> float:
+def stop_deadline(daemon: Daemon) -> float:
     """Seconds a stop may take: a round of calls under their deadline, and some."""
     return 2 * daemon.config.main.hypervisor_call_timeout + 5
 

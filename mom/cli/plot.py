@@ -20,8 +20,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 EXIT_OK, EXIT_ERROR = 0, 1
 PAGE_KIB = 4  # KSM counts pages

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mom.policy.compiled import Decisions
 from mom.policy.errors import PolicyError, Source

@@ -19,7 +19,8 @@ import socket
 import sys
 import time
 import xmlrpc.client
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mom.rpc.server import MAX_BODY, MAX_BODY_HEADER
 
@@ -432,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         raise  # our stdout went away (momctl ... | head): not the daemon's fault
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         _err(f"no answer from momd at {_where(args)} within {getattr(args, 'timeout', DEFAULT_TIMEOUT):g} s")
         return EXIT_CONNECT
     except (ConnectionError, FileNotFoundError, OSError) as e:

@@ -30,7 +30,8 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, parse_key_values, register
 from mom.hypervisors.base import Capability, GuestInfo, HypervisorError

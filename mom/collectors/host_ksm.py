@@ -23,7 +23,8 @@ Fields:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mom.collectors._common import read_pid_stat, stat_field
 from mom.collectors.base import (

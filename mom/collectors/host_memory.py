@@ -18,7 +18,8 @@ Fields (memory in KiB, swap traffic in pages):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mom.collectors.base import (
     CollectionError,

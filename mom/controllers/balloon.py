@@ -11,7 +11,7 @@ line lists the actions).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from mom.controllers._common import as_int, refused
 from mom.controllers.base import Change, Controller, GuestView, Plan, PlannedCall, TickView, register

@@ -20,8 +20,9 @@ after another (for tools and tests).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from mom.core.actions import Action
 from mom.hypervisors.base import GuestInfo, HypervisorInterface

@@ -8,7 +8,8 @@ None); the engine makes the guests' calls in parallel under one deadline.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mom.controllers._common import as_int, refused
 from mom.controllers.base import Change, Controller, GuestView, Plan, PlannedCall, TickView, register

@@ -13,8 +13,9 @@ checked: every interface (libvirt, vdsm, the simulator) builds one with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
            "total_iops_sec", "read_iops_sec", "write_iops_sec")
@@ -63,7 +64,7 @@ class DiskLimits:
         return str(self.name if self.name is not None else self.path)
 
     @classmethod
-    def from_entry(cls, entry: Any) -> "DiskLimits":
+    def from_entry(cls, entry: Any) -> DiskLimits:
         """Check one control entry ``{name, path, current | ioTune}``. Raises DiskLimitError."""
         values = entry.get("current", entry.get("ioTune")) if isinstance(entry, Mapping) else None
         if not isinstance(values, Mapping):

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mom.core.clock import Clock, FastClock
 from mom.core.faults import FaultLog
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
-from mom.engine.explain import tick_trace
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
 from mom.daemon.status import TickLog
 from mom.engine.engine import Engine, EngineSettings, StepListener
+from mom.engine.explain import tick_trace
 from mom.engine.status import EngineStatus, TickRecord
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import HypervisorError, HypervisorInterface, InterfaceUnavailable
@@ -214,7 +215,7 @@ class Daemon:
         touched = set(record.decisions.guest_controls) | {a.target for a in record.actions if a.target != "host"}
         try:
             return tick_trace(trace_run(self.policies.compiled, record.snapshot), touched)
-        except Exception:  # noqa: BLE001 - an explanation must never cost a tick its record
+        except Exception:
             log.debug("tracing tick %d failed", record.number, exc_info=True)
             return None
 
@@ -245,7 +246,7 @@ class Daemon:
             if server is not None:
                 try:
                     server.close()  # the RPC server removes its socket file
-                except Exception:  # noqa: BLE001 - closing must go on
+                except Exception:
                     log.exception("closing %s failed", type(server).__name__)
         self.rpc = self.metrics_server = None
         self.engine.close()  # its pool's idle workers end

@@ -8,9 +8,9 @@ and ``momctl policy check`` build their checks here.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-import mom.collectors  # noqa: F401  (fills the registry)
+import mom.collectors
 import mom.controllers  # noqa: F401  (fills the registry)
 from mom.collectors.base import REGISTRY as COLLECTORS
 from mom.controllers.base import REGISTRY as CONTROLLERS

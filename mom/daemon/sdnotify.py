@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 
 log = logging.getLogger("mom.sdnotify")
 
@@ -31,7 +31,7 @@ class Notifier:
         self._failed = False
 
     @classmethod
-    def from_environment(cls, environ: MutableMapping[str, str] | None = None) -> "Notifier":
+    def from_environment(cls, environ: MutableMapping[str, str] | None = None) -> Notifier:
         """The notifier systemd asked for, removing NOTIFY_SOCKET from the environment
         so that nothing momd starts later takes the notifications for its own."""
         env = os.environ if environ is None else environ

@@ -19,8 +19,9 @@ by the fault log); while it goes on, its ticks are summarised like quiet ones.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from mom.core.actions import Action
 from mom.engine.status import EngineStatus

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from mom.collectors.base import CollectorContext, GuestSubject
 from mom.controllers.base import ControllerContext
@@ -181,7 +182,7 @@ class Engine:
         t0 = time.perf_counter()
         try:
             task()
-        except Exception as e:  # noqa: BLE001 - a bug in one step must not stop the daemon
+        except Exception as e:
             log.exception("%s step failed", name)
             self.faults.report(FaultKey("engine", name), f"{type(e).__name__}: {e}", logging.ERROR)
             self._publish(name)
@@ -189,7 +190,7 @@ class Engine:
         for listener in self._step_listeners:
             try:
                 listener(name, seconds)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("step listener failed")
 
     def discover(self) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mom.collectors.base import REGISTRY as COLLECTORS, CollectionError, Collector, CollectorContext, GuestSubject
+from mom.collectors.base import REGISTRY as COLLECTORS
+from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject
 from mom.core.faults import FaultKey, FaultLog
 
 Row = dict[str, Any]

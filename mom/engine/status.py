@@ -9,9 +9,10 @@ never waits for the scheduler and never sees half a step.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from mom.core.actions import Action
 from mom.core.faults import FaultCounts

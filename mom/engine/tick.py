@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
-from mom.controllers.base import (REGISTRY as CONTROLLERS, Controller, ControllerContext, GuestView, Plan,
-                                  PlannedCall, TickView)
+from mom.controllers.base import REGISTRY as CONTROLLERS
+from mom.controllers.base import Controller, ControllerContext, GuestView, Plan, PlannedCall, TickView
 from mom.core.actions import HOST, Action
 from mom.core.faults import FaultKey, FaultLog
 from mom.engine.gateway import ControlCall, Gateway

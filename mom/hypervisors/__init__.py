@@ -14,8 +14,9 @@ line for the operator, and only for the interface that needs it.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mom.hypervisors.base import Capability, HypervisorInterface, InterfaceUnavailable
 from mom.hypervisors.settings import LibvirtSettings, SimSettings, VdsmSettings

@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 from mom.core.disks import DiskLimitError, DiskLimits, find_disk
 from mom.core.errors import MomError
@@ -107,7 +108,7 @@ class HypervisorInterface(ABC):
         self.sys_root = sys_root
 
     @classmethod
-    def from_settings(cls, settings: Any, clock: Any = None) -> "HypervisorInterface":
+    def from_settings(cls, settings: Any, clock: Any = None) -> HypervisorInterface:
         """Build from the interface's typed settings (mom.hypervisors.settings); clock:
         the daemon's. Nothing is dialled here. Raises a MomError with one line."""
         raise NotImplementedError(f"{cls.__name__} has no typed settings")

@@ -30,7 +30,7 @@ class LibvirtSettings:
     stats_period: float | None = None  # the balloon statistics period set on guests (s); None: left alone
 
     @classmethod
-    def from_config(cls, config: Any) -> "LibvirtSettings":
+    def from_config(cls, config: Any) -> LibvirtSettings:
         main = config.main
         return cls(uri=main.libvirt_hypervisor_uri, sys_root=main.sys_root, proc_root=main.proc_root,
                    stats_period=main.guest_monitor_interval)
@@ -52,7 +52,7 @@ class VdsmSettings:
     sys_root: str = "/sys"
 
     @classmethod
-    def from_config(cls, config: Any) -> "VdsmSettings":
+    def from_config(cls, config: Any) -> VdsmSettings:
         v, m = config.vdsm, config.main
         shortest = min(m.host_monitor_interval, m.guest_monitor_interval, m.guest_manager_interval)
         return cls(host=v.host, port=v.port, key_path=v.key_path, cert_path=v.cert_path,
@@ -73,6 +73,6 @@ class SimSettings:
     tree_dir: str | None = None  # None: a temporary tree, removed on close
 
     @classmethod
-    def from_config(cls, config: Any) -> "SimSettings":
+    def from_config(cls, config: Any) -> SimSettings:
         s = config.sim
         return cls(scenario=s.scenario or None, seed=s.seed, tree_dir=s.tree_dir or None)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from mom.core.clock import Clock
 from mom.hypervisors.base import (
@@ -79,7 +80,7 @@ class SimHypervisor(HypervisorInterface):
         self._faults_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: SimSettings, clock: Clock | None = None) -> "SimHypervisor":
+    def from_settings(cls, settings: SimSettings, clock: Clock | None = None) -> SimHypervisor:
         """The daemon's simulator, on the daemon's clock. Raises ScenarioError for a
         bad scenario, HypervisorError when the tree cannot be written."""
         try:
@@ -88,7 +89,7 @@ class SimHypervisor(HypervisorInterface):
             raise HypervisorError(f"simulator tree: {e.strerror or e}") from None
 
     @classmethod
-    def from_config(cls, config: Any, clock: Clock | None = None) -> "SimHypervisor":
+    def from_config(cls, config: Any, clock: Clock | None = None) -> SimHypervisor:
         return cls.from_settings(SimSettings.from_config(config), clock)
 
     # -- tree ------------------------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid as uuidlib
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mom.lab.runner import LabError, PolicySpec, RunResult, RunSpec, quiet_logging, run
 from mom.sim.scenario import GuestSpec, Scenario

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from mom.core.clock import ManualClock
 from mom.daemon.config import Config, ConfigError, load_config

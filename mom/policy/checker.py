@@ -22,11 +22,12 @@ an index of one-character deletions instead of comparing with every name.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
+from mom.policy.compiler import builtin_arity_error
 from mom.policy.errors import Finding, PolicyError
 from mom.policy.parser import Node
-from mom.policy.compiler import builtin_arity_error
 from mom.policy.runtime import ALL_METHODS, BUILTINS, IO_ENTRY_FIELDS, IO_KEYS, LATER_BUILTINS, SPECIAL_FORMS
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def did_you_mean(suggestion: str | None) -> str:
 class StaticChecker:
     """One pass over compiled-clean forms; ``findings`` collects what it finds."""
 
-    def __init__(self, checks: "PolicyChecks") -> None:
+    def __init__(self, checks: PolicyChecks) -> None:
         self.host_fields = checks.host_fields
         self.guest_fields = checks.guest_fields
         self.any_fields: frozenset[str] | None = None
@@ -349,6 +350,6 @@ class StaticChecker:
         return s
 
 
-def check_forms(forms: list[Node], checks: "PolicyChecks") -> list[Finding]:
+def check_forms(forms: list[Node], checks: PolicyChecks) -> list[Finding]:
     """The static findings for forms that compiled, in the order they run."""
     return StaticChecker(checks).check(forms)

@@ -6,8 +6,9 @@ evaluates under a Budget; ``Decisions`` is what one run produces.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mom.policy.compiler import MACHINE, UNBOUND, Budget, Compiler, Machine
 from mom.policy.errors import PolicyError, Source
@@ -64,7 +65,7 @@ class CompiledPolicy:
         self.code = [compiler.compile(node) for node in self.forms]
 
     @classmethod
-    def assemble(cls, sources: list[Source], budget: Budget, forms: list[Node], code: list[Closure]) -> "CompiledPolicy":
+    def assemble(cls, sources: list[Source], budget: Budget, forms: list[Node], code: list[Closure]) -> CompiledPolicy:
         """A policy from forms already compiled (validation compiles each form
         once, collecting every error on the way)."""
         policy = cls.__new__(cls)

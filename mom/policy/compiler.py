@@ -23,14 +23,26 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
-from mom.policy.errors import Pos, PolicyError
+from mom.policy.errors import PolicyError, Pos
 from mom.policy.parser import Node
 from mom.policy.runtime import (
-    ALL_METHODS, BUILTINS, ENTITY_METHODS, LATER_BUILTINS, LIST_BUILTINS, MAX_INT_BITS, SPECIAL_FORMS,
-    Entity, IoTuneEntry, RuntimeFault, read_field, sort_numbers, type_name,
+    ALL_METHODS,
+    BUILTINS,
+    ENTITY_METHODS,
+    LATER_BUILTINS,
+    LIST_BUILTINS,
+    MAX_INT_BITS,
+    SPECIAL_FORMS,
+    Entity,
+    IoTuneEntry,
+    RuntimeFault,
+    read_field,
+    sort_numbers,
+    type_name,
 )
 
 Closure = Callable[[dict, dict], Any]
@@ -75,7 +87,7 @@ class Budget:
     max_alloc: int = 32 << 20  # bytes of strings, lists, large integers and entries built
     max_seconds: float = 5.0  # wall-clock time of one evaluation
 
-    def with_limits(self, **limits: Any) -> "Budget":
+    def with_limits(self, **limits: Any) -> Budget:
         """This budget with some fields replaced (unknown names raise TypeError)."""
         return replace(self, **limits) if limits else self
 

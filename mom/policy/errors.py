@@ -46,7 +46,7 @@ class Source:
         end = starts[lineno] - 1 if lineno < len(starts) else len(self.text)
         return self.text[starts[lineno - 1]:end].rstrip("\r")
 
-    def pos(self, offset: int) -> "Pos":
+    def pos(self, offset: int) -> Pos:
         """The line and column (both from 1) of a character offset."""
         starts = self._starts()
         line = bisect.bisect_right(starts, offset)

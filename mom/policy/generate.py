@@ -11,7 +11,8 @@ collectors provide, for the trial evaluation of a policy before the first tick.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mom.policy.snapshot import EntityData, Snapshot
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mom.policy.errors import Pos, PolicyError, Source
+from mom.policy.errors import PolicyError, Pos, Source
 from mom.policy.lexer import Token, tokenize
 
 MAX_DEPTH = 100
@@ -20,7 +20,7 @@ _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 class Node:
     __slots__ = ("kind", "value", "items", "source", "offset")
 
-    def __init__(self, kind: str, value: Any, source: Source, offset: int, items: tuple["Node", ...] = ()) -> None:
+    def __init__(self, kind: str, value: Any, source: Source, offset: int, items: tuple[Node, ...] = ()) -> None:
         self.kind = kind
         self.value = value
         self.items = items

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from mom.policy.compiled import CompiledPolicy, Decisions, compile_policy, json_value
 from mom.policy.compiler import Budget

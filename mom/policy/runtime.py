@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import operator
-from typing import Any, Callable
-
-from mom.core.disks import IO_KEYS  # the one definition; the checker imports it from here
+from collections.abc import Callable
+from typing import Any
 
 debug_log = logging.getLogger("mom.policy.debug")
 
@@ -166,8 +165,8 @@ class IoTuneEntry:
         return {"name": f["name"], "path": f["path"], "guaranteed": dict(f["guaranteed"]),
                 "maximum": dict(f["maximum"]), "current": dict(f["current"])}
 
-    def _setter(key: str) -> Callable[["IoTuneEntry", Any], None]:  # type: ignore[misc]
-        def set_value(self: "IoTuneEntry", value: Any) -> None:
+    def _setter(key: str) -> Callable[[IoTuneEntry, Any], None]:  # type: ignore[misc]
+        def set_value(self: IoTuneEntry, value: Any) -> None:
             self.fields["current"][key] = _int_or_none(value)
         set_value.__name__ = key
         return set_value

@@ -12,8 +12,9 @@ policy stored with SetVar on earlier runs).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 from mom.policy.runtime import Entity
 

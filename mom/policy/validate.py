@@ -17,9 +17,9 @@ Error findings refuse the policy; warnings do not.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
 
 from mom.policy.checker import check_forms
 from mom.policy.compiled import CompiledPolicy

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import logging
 import xmlrpc.client
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from mom.core.verbosity import parse_verbosity
 from mom.engine.status import EngineStatus, StatusSource

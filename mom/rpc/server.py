@@ -49,8 +49,9 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any
 from xml.parsers.expat import ExpatError
 
 from mom.core.faults import OncePerKind
@@ -325,7 +326,7 @@ class Dispatcher:
                 return dumps_response(xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{name}: {e}"))
             log.exception("RPC %s failed", name)
             return dumps_response(xmlrpc.client.Fault(FAULT_METHOD, f"{name}: {type(e).__name__}: {e}"))
-        except Exception as e:  # noqa: BLE001 - a failing method is a fault, never a dead server
+        except Exception as e:
             log.exception("RPC %s failed", name)
             return dumps_response(xmlrpc.client.Fault(FAULT_METHOD, f"{name}: {type(e).__name__}: {e}"))
         if isinstance(result, Marshalled):
@@ -511,7 +512,7 @@ class HttpServer:
                 events = sel.select(timeout)
                 with self.budget.turn():
                     self._handle_events(events)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.log.exception("%s: server loop failed", self.label)
         finally:
             for c in list(self._conns.values()):
@@ -530,7 +531,7 @@ class HttpServer:
                     self._accept()
                 else:
                     self._serve_event(key.data, mask)
-            except Exception:  # noqa: BLE001 - one bad connection must not end the server
+            except Exception:
                 self.log.exception("%s: dropping a connection after an unexpected error", self.label)
                 if key.data is not None:
                     self._close(key.data)
@@ -735,7 +736,7 @@ class HttpServer:
     def _handle(self, req: Request) -> bytes:
         try:
             return self.handle(req)
-        except Exception:  # noqa: BLE001 - a bug in a handler is one answer, not a dead server
+        except Exception:
             self.log.exception("%s: request failed", self.label)
             return _error("500 Internal Server Error", "internal error (see momd's log)")
 

@@ -24,8 +24,17 @@ from typing import Any
 from mom.sim.guest import PAGE, SimGuest
 from mom.sim.ksm import KsmState
 from mom.sim.observation import GuestObservation, HostObservation
-from mom.sim.proctree import KSM_DIR, KSM_STATS, ProcTree, render_cpuinfo, render_meminfo, \
-    render_pid_stat, render_pid_status, render_pressure, render_vmstat
+from mom.sim.proctree import (
+    KSM_DIR,
+    KSM_STATS,
+    ProcTree,
+    render_cpuinfo,
+    render_meminfo,
+    render_pid_stat,
+    render_pid_status,
+    render_pressure,
+    render_vmstat,
+)
 from mom.sim.scenario import IO_KEYS, ProcessSpec, Scenario
 from mom.sim.workloads import MIB, Workload, build_workload
 
@@ -118,7 +127,7 @@ class SimModel:
                 name="vda", path=f"/var/lib/libvirt/images/{g.name}.qcow2",
                 guaranteed={k: g.io_guaranteed.get(k, 0) for k in IO_KEYS},
                 maximum={k: g.io_maximum.get(k, 0) for k in IO_KEYS},
-                current={k: 0 for k in IO_KEYS})]
+                current=dict.fromkeys(IO_KEYS, 0))]
             self.guests[g.name] = guest
         self.processes = [HostProcess(spec=p, workload=build_workload(
             p.workload, random.Random(f"{self.seed}/process/{p.name}"), self.mem_total + self.swap_total))

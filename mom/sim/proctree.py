@@ -32,8 +32,8 @@ import stat
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
 KSM_CONTROLS = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes")
 KSM_STATS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans")

@@ -20,7 +20,8 @@ import os
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import libvirt
 

@@ -51,7 +51,8 @@ import logging
 import os
 import random
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import libvirt
 
@@ -139,13 +140,13 @@ class LibvirtHypervisor(HypervisorInterface):
                 pass  # logged once; retried on every call with back-off
 
     @classmethod
-    def from_settings(cls, settings: LibvirtSettings, clock: Any = None) -> "LibvirtHypervisor":
+    def from_settings(cls, settings: LibvirtSettings, clock: Any = None) -> LibvirtHypervisor:
         """The daemon's interface: it connects on the first call (momd -d forks after this)."""
         return cls(settings.uri, sys_root=settings.sys_root, proc_root=settings.proc_root,
                    stats_period=settings.stats_period, connect_now=False)
 
     @classmethod
-    def from_config(cls, config: Any, clock: Any = None) -> "LibvirtHypervisor":
+    def from_config(cls, config: Any, clock: Any = None) -> LibvirtHypervisor:
         return cls.from_settings(LibvirtSettings.from_config(config), clock)
 
     # -- the connection ---------------------------------------------------------------------
@@ -208,7 +209,7 @@ class LibvirtHypervisor(HypervisorInterface):
         if event in events_module.DISCOVERY_EVENTS and self._listener is not None:
             try:
                 self._listener()
-            except Exception:  # noqa: BLE001 - never break the event loop
+            except Exception:
                 log.exception("change listener failed")
 
     def _on_change(self, conn: Any, dom: Any, *args: Any) -> None:

@@ -39,7 +39,8 @@ import ssl
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import stomp
 from stomp.exception import StompException
@@ -151,7 +152,7 @@ class _Pending:
 class _Listener(stomp.ConnectionListener):
     """Events of one STOMP connection, handed to the client with its generation."""
 
-    def __init__(self, client: "VdsmClient", gen: int) -> None:
+    def __init__(self, client: VdsmClient, gen: int) -> None:
         self.client = client
         self.gen = gen
         self.connected = threading.Event()
@@ -520,7 +521,7 @@ class VdsmClient:
         if self.on_connect is not None:
             try:
                 self.on_connect()  # before calls can go out on the new connection
-            except Exception:  # noqa: BLE001 - a callback bug must not stop reconnecting
+            except Exception:
                 log.exception("vdsm on_connect callback failed")
         with self._lock:
             if gen != self._gen or self.state is not RunState.CONNECTING:

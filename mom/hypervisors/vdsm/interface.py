@@ -46,7 +46,8 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from mom.core.disks import entry_ident, find_disk
 from mom.hypervisors.base import (
@@ -102,7 +103,7 @@ class VdsmInterface(HypervisorInterface):
         self._io_error: HypervisorError | None = None  # why the last policy fetch failed
 
     @classmethod
-    def from_settings(cls, settings: VdsmSettings, clock: Any = None) -> "VdsmInterface":
+    def from_settings(cls, settings: VdsmSettings, clock: Any = None) -> VdsmInterface:
         """The daemon's interface. The connection starts with the first call (once
         momd's logging is set up) and is kept up in the background: vdsm may come up
         later. Raises VdsmConfigError (a MomError; its message is the operator's one
@@ -114,7 +115,7 @@ class VdsmInterface(HypervisorInterface):
         return iface
 
     @classmethod
-    def from_config(cls, config: Any, clock: Any = None) -> "VdsmInterface":
+    def from_config(cls, config: Any, clock: Any = None) -> VdsmInterface:
         """Build from a Config's [vdsm] section (see from_settings)."""
         return cls.from_settings(VdsmSettings.from_config(config), clock)
 

@@ -12,7 +12,8 @@ meet their device's current limits by the one disk rule of mom.core.disks.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mom.core.disks import entry_ident, find_disk
 

@@ -18,7 +18,8 @@ import ssl
 import threading
 import time
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from stomp.exception import StompException
 
