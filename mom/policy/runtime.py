@@ -13,9 +13,12 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from mom.core.disks import DISK_ENTRY_FIELDS, DiskLimitError, io_limit
+from mom.core.disks import IO_KEYS as IO_KEYS  # the one definition; the checker imports it from here
+
 debug_log = logging.getLogger("mom.policy.debug")
 
-IO_ENTRY_FIELDS = ("name", "path", "guaranteed", "maximum", "current")
+IO_ENTRY_FIELDS = DISK_ENTRY_FIELDS  # an io_tune entry's fields, as the checker knows them
 
 
 class RuntimeFault(Exception):
@@ -123,13 +126,15 @@ class Entity:
         return self.variables.get(name)
 
 
-def _int_or_none(value: Any) -> int | None:
+def _io_limit_or_none(disk: str, key: str, value: Any) -> int | None:
+    """nil (leave the limit as it is) or the value under core's one limit rule, so a
+    fraction is refused here, where the policy wrote it, as every interface refuses it."""
     if value is None:
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise RuntimeFault(f"IO limit must be a number, not {value!r}") from None
+        return io_limit(disk, key, value)
+    except DiskLimitError as e:
+        raise RuntimeFault(str(e)) from None
 
 
 class IoTuneEntry:
@@ -167,7 +172,8 @@ class IoTuneEntry:
 
     def _setter(key: str) -> Callable[[IoTuneEntry, Any], None]:  # type: ignore[misc]
         def set_value(self: IoTuneEntry, value: Any) -> None:
-            self.fields["current"][key] = _int_or_none(value)
+            disk = self.fields["name"] if self.fields["name"] is not None else self.fields["path"]
+            self.fields["current"][key] = _io_limit_or_none(str(disk), key, value)
         set_value.__name__ = key
         return set_value
 

@@ -246,7 +246,7 @@ def test_io_tune_and_controls_together_like_vdsm():
 
 def test_io_tune_setter_rejects_non_numbers():
     e = err('(with Guests g (with g.io_tune tune (tune.setTotalBytesSec "lots")))', *io_snapshot().entities())
-    assert "must be a number" in e.message and where(e)[1:] == (1, 38)
+    assert "must be a whole number >= 0, not 'lots'" in e.message and where(e)[1:] == (1, 38)
 
 
 def test_io_tune_from_a_json_snapshot_with_malformed_maps_does_not_crash():
