@@ -18,13 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mom.collectors._common import read_pid_stat, stat_field
-from mom.collectors.base import (
-    CollectionError,
-    Collector,
-    CollectorContext,
-    GuestSubject,
-    register,
-)
+from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, register
 
 
 @register

@@ -19,14 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mom.core.clock import Clock
-from mom.hypervisors.base import (
-    GuestGone,
-    GuestInfo,
-    HypervisorError,
-    HypervisorInterface,
-    checked_io_tunes,
-    disk_for,
-)
+from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorInterface, checked_io_tunes, disk_for
 from mom.hypervisors.settings import SimSettings
 from mom.sim.model import SimGuest, SimModel
 from mom.sim.proctree import ProcTree, TreeClosed

@@ -25,10 +25,11 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from mom.core.disks import IO_KEYS
 from mom.policy.compiler import builtin_arity_error
 from mom.policy.errors import Finding, PolicyError
 from mom.policy.parser import Node
-from mom.policy.runtime import ALL_METHODS, BUILTINS, IO_ENTRY_FIELDS, IO_KEYS, LATER_BUILTINS, SPECIAL_FORMS
+from mom.policy.runtime import ALL_METHODS, BUILTINS, IO_ENTRY_FIELDS, LATER_BUILTINS, SPECIAL_FORMS
 
 if TYPE_CHECKING:
     from mom.policy.validate import PolicyChecks

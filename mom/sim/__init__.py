@@ -3,13 +3,7 @@ the /proc and /sys tree MOM's host collectors read. See doc/sim-scenarios.md."""
 
 from mom.sim.model import SimGuest, SimModel
 from mom.sim.proctree import ProcTree
-from mom.sim.scenario import (
-    Scenario,
-    ScenarioError,
-    default_scenario,
-    load_scenario,
-    loads_scenario,
-)
+from mom.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario, loads_scenario
 
 __all__ = [
     "ProcTree", "Scenario", "ScenarioError", "SimGuest", "SimModel",

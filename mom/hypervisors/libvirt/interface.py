@@ -70,13 +70,7 @@ from mom.hypervisors.base import (
 )
 from mom.hypervisors.libvirt import events as events_module
 from mom.hypervisors.libvirt import stats
-from mom.hypervisors.libvirt.connection import (
-    GONE_CODES,
-    ConnectionLost,
-    LibvirtConnection,
-    RunState,
-    default_pid_dir,
-)
+from mom.hypervisors.libvirt.connection import GONE_CODES, ConnectionLost, LibvirtConnection, RunState, default_pid_dir
 from mom.hypervisors.libvirt.domain_xml import DomainXml, parse_domain_xml
 from mom.hypervisors.settings import LibvirtSettings
 

@@ -62,12 +62,7 @@ from mom.hypervisors.base import (
     checked_io_tunes,
 )
 from mom.hypervisors.settings import VDSM_STATS_MAX_AGE, VdsmSettings
-from mom.hypervisors.vdsm.client import (
-    VdsmCallError,
-    VdsmClient,
-    VdsmError,
-    VdsmUnavailable,
-)
+from mom.hypervisors.vdsm.client import VdsmCallError, VdsmClient, VdsmError, VdsmUnavailable
 from mom.hypervisors.vdsm.mapping import balloon_section, cpu_tune_section, io_tune_section, memory_section
 
 STATS_MAX_AGE = VDSM_STATS_MAX_AGE
