@@ -153,7 +153,7 @@ def test_controller_compares_with_the_same_disk(case: tuple[Any, Any], matches: 
 def lv(tmp_path: Path) -> Iterator[tuple[Any, GuestInfo, str]]:
     pytest.importorskip("libvirt", reason="libvirt-python is not installed")
     from mom.hypervisors.libvirt import LibvirtHypervisor
-    from tests.libvirt.lvtest import node_file
+    from tests.hypervisors.libvirt.lvtest import node_file
 
     h = LibvirtHypervisor(node_file(tmp_path / "node.xml", 1))
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.vdsm.conftest import free_port, guest_names, needs_shared
-from tests.vdsm.certs import make_cert_set
+from tests.hypervisors.vdsm.conftest import free_port, guest_names, needs_shared
+from tests.hypervisors.vdsm.certs import make_cert_set
 
 pytestmark = needs_shared
 

@@ -29,14 +29,14 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from guest_image import MEMLINE, READY, GuestImage, ImageError, guest_image  # noqa: E402
-from lvd import Libvirtd, LibvirtdError, unavailable_reason  # noqa: E402
+from .guest_image import MEMLINE, READY, GuestImage, ImageError, guest_image  # noqa: E402
+from .lvd import Libvirtd, LibvirtdError, unavailable_reason  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GUEST = "momguest"
 MAX_KIB = 524288
 SHRUNK_KIB = 262144

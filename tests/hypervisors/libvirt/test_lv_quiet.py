@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
+from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.base import GuestGone, HypervisorError  # noqa: E402
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
+from .lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
 from mom.hypervisors.base import HypervisorUnavailable  # noqa: E402
 from mom.hypervisors.libvirt import ConnectionLost  # noqa: E402
 

@@ -15,9 +15,9 @@ import pytest
 from mom.core.errors import MomError
 from mom.hypervisors.vdsm import RunState, VdsmClient, VdsmConfigError, VdsmError
 from mom.hypervisors.vdsm.client import TRANSITIONS
-from tests.vdsm.certs import CertSet
+from tests.hypervisors.vdsm.certs import CertSet
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def client_for(certs: CertSet, port: int) -> VdsmClient:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvd import Libvirtd, unavailable_reason  # noqa: E402
+from .lvd import Libvirtd, unavailable_reason  # noqa: E402
 
 
 @pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))

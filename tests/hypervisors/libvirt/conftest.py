@@ -9,13 +9,9 @@ that is impossible.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Iterator
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 NO_BINDING = ("libvirt-python is not installed (./setup.sh --test installs it; it builds against "
               "libvirt-dev with pkg-config and gcc)")

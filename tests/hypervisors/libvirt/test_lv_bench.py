@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 pytest.importorskip("libvirt", reason=NO_BINDING)
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "libvirt_bench.py"
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "libvirt_bench.py"
 
 
 def load_bench():  # type: ignore[no-untyped-def]

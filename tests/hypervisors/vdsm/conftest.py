@@ -14,8 +14,8 @@ import pytest
 from shared_policies import SHARED_POLICIES
 
 from tests.daemon.momd_helpers import Momd, read_records
-from tests.vdsm.certs import CertSet, make_cert_set
-from tests.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
+from tests.hypervisors.vdsm.certs import CertSet, make_cert_set
+from tests.hypervisors.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 VDSM_SHARED = SHARED_POLICIES / "vdsm"
 PARAMETERS = "(set balloonEnabled True)\n(set ksmEnabled True)\n"

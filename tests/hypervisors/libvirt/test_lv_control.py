@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvtest import domain_uuid, node_file  # noqa: E402
+from .lvtest import domain_uuid, node_file  # noqa: E402
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, NotSupported  # noqa: E402
 
 

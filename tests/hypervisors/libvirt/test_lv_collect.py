@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_BINDING
+from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
+from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 
