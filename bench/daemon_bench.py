@@ -11,7 +11,8 @@ Two measurements per size:
 - a real momd subprocess (clock 5x) running the same scenario for a while:
   its resident memory and its thread count (from /proc/PID/status), and its
   whole CPU time per policy tick (simulator included).
-Policies: the sample balloon and KSM policies in doc/policies.
+Policies: MOM's earlier sample balloon and KSM policies (bench/policies/mom-sample),
+which the numbers in doc/performance.md were measured with.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ guest-monitor-interval: 5
 guest-manager-interval: 5
 policy-engine-interval: 10
 controllers: Balloon, KSM
-policy-dir: {root}/doc/policies
+policy-dir: {root}/bench/policies/mom-sample
 [sim]
 scenario: {scenario}
 speed: {speed}
