@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from daemon.momd_helpers import REPO, Momd
+from tests.support.momd import REPO, Momd
 
 README = (REPO / "README.md").read_text()
 DEMO_SOCKET = "/tmp/momd-demo.sock"

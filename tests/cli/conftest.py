@@ -6,7 +6,6 @@ these tests, with a flight recorder, a plot-dir, a unix socket and a metrics end
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import shutil
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from daemon.momd_helpers import Momd, scenario_toml, write_config
+from tests.support.momd import Momd, scenario_toml, write_config
+from tests.support.net import free_port
 
 SHRINK_MIB = 10
 PRESSURE_FREE = 0.99  # the host counts as short of memory below this free share: always
@@ -49,12 +49,6 @@ class Daemon:
     @property
     def plot_dir(self) -> Path:
         return self.dir / "plots"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daemon.momd_helpers import REPO, run_momctl
+from tests.support.momd import REPO, run_momctl
 
 from .conftest import PRESSURE_FREE, SHRINK_MIB, Daemon
 

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 from .conftest import Daemon
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from daemon.momd_helpers import run_momctl
+from tests.support.momd import run_momctl
 from mom.cli import plot
 
 from .conftest import GUESTS, Daemon

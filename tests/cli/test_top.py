@@ -20,9 +20,11 @@ from typing import Iterator
 
 import pytest
 
-from daemon.momd_helpers import REPO, Momd, idle_guests, run_momctl, scenario_toml, write_config
+from tests.support.momd import REPO, Momd, idle_guests, run_momctl, scenario_toml, write_config
 
-from .conftest import GUESTS, Daemon, free_port
+from tests.support.net import free_port
+
+from .conftest import GUESTS, Daemon
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
 from mom.daemon.config import (
     RPC_DISABLED, Config, ConfigError, HostPort, TcpPort, UnixSocket, load_config,

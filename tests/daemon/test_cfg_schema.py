@@ -13,7 +13,7 @@ import pytest
 from mom.daemon import config_schema
 from mom.daemon.config import SECTION_TYPES, Config, ConfigError, load_config
 from mom.daemon.config_schema import DEFAULTS, SCHEMA, SECTIONS, Invalid, Setting, parsed_default
-from tests.daemon.momd_helpers import MOMD, REPO
+from tests.support.momd import MOMD, REPO
 
 REFERENCE = REPO / "doc" / "configuration.md"
 PACKAGED_CONFIG = REPO / "doc" / "mom.conf"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
-from .momd_helpers import POLICIES, REPO, Momd, idle_guests, run_momd, scenario_toml, write_config
+from tests.support.momd import POLICIES, REPO, Momd, idle_guests, run_momd, scenario_toml, write_config
 
 SHARED = SHARED_POLICIES
 GOOD_POLICY = '(Host.Control "ksm_run" 0)\n'

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .momd_helpers import Momd, idle_guests, scenario_toml, write_config
+from tests.support.momd import Momd, idle_guests, scenario_toml, write_config
 
 # Runs the real momd on a simulator whose set_balloon_target blocks for vm2
 # while a flag file exists (a QEMU monitor that stops answering); collection

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mom.sim.model import FIRST_GUEST_PID
 
-from .momd_helpers import REPO, Momd, idle_guests, scenario_toml, write_config
+from tests.support.momd import REPO, Momd, idle_guests, scenario_toml, write_config
 
 TICKS = 25
 FIXTURE_PROC = REPO / "tests" / "fixtures" / "proc-basic"

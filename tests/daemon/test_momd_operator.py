@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .momd_helpers import MOMCTL, REPO, Momd, idle_guests, run_momctl, run_momd, scenario_toml, write_config
+from tests.support.momd import MOMCTL, REPO, Momd, idle_guests, run_momctl, run_momd, scenario_toml, write_config
 
 POLICY = '(Host.Control "ksm_pages_to_scan" 111)\n'
 

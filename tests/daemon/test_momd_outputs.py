@@ -19,7 +19,7 @@ import pytest
 import mom.collectors  # noqa: F401  (fills the registry)
 from mom.collectors.base import REGISTRY
 
-from .momd_helpers import (POLICIES, Momd, idle_guests, read_records, run_momctl, run_momd, scenario_toml,
+from tests.support.momd import (POLICIES, Momd, idle_guests, read_records, run_momctl, run_momd, scenario_toml,
                            thread_count, write_config)
 
 HOST_COLLECTORS = ("HostMemory", "HostKSM")
@@ -280,7 +280,7 @@ def test_a_refused_second_momd_makes_no_plot_folder(tmp_path: Path, temp_dir: Pa
 
 
 def test_outputs_that_fail_later_are_faults_in_health_until_they_work(tmp_path: Path, sock_dir: Path) -> None:
-    from rpc.rpc_helpers import unix_client
+    from tests.support.rpc import unix_client
 
     plots, rec_dir = tmp_path / "plots", tmp_path / "rec"
     plots.mkdir()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .momd_helpers import POLICIES, Momd, run_momctl, scenario_toml, write_config
+from tests.support.momd import POLICIES, Momd, run_momctl, scenario_toml, write_config
 
 MAX_MIB = 2048
 MIN_MIB = {"vm1": 768, "vm2": 1024}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .momd_helpers import Momd, idle_guests, scenario_toml, write_config
+from tests.support.momd import Momd, idle_guests, scenario_toml, write_config
 
 GOOD_V1 = '# version 1\n(Host.Control "ksm_pages_to_scan" 111)\n'
 BAD = '# version 2, broken\n(defvar x (+ 1 2)\n(Host.Control "ksm_pages_to_scan" 222)\n'  # '(' at 2:1 never closed
@@ -99,7 +99,7 @@ def test_daemon_mode_detaches_ticks_and_stops_by_pid_file(daemon_config: tuple[P
     import os
     import subprocess
 
-    from .momd_helpers import MOMD, REPO
+    from tests.support.momd import MOMD, REPO
 
     cfg, _ = daemon_config
     pid_file = cfg.parent / "momd.pid"

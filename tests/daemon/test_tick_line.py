@@ -14,7 +14,7 @@ import pytest
 from mom.core.actions import Action
 from mom.daemon.status import TickLog, tick_line
 
-from .momd_helpers import REPO, Momd
+from tests.support.momd import REPO, Momd
 
 HOST = {"mem_free": 1456 * 1024, "mem_available": 8192 * 1024}
 

@@ -10,7 +10,7 @@ import pytest
 
 import mom
 from mom.cli import momd, rpc_cmds
-from tests.daemon.momd_helpers import run_momctl, run_momd
+from tests.support.momd import run_momctl, run_momd
 
 
 def test_version_options() -> None:

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from tests.daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 FRESH = REPO.parent / "shared" / "tools" / "fresh-debian.sh"
 BUILD_TIMEOUT = 600  # the base system, once per machine (~1 min measured)

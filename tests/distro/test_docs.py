@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from mom.daemon.config import DEFAULTS
-from tests.daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 CONFIGURATION = REPO / "doc" / "configuration.md"
 MAN_DIR = REPO / "doc" / "man"

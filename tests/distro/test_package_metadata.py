@@ -8,7 +8,7 @@ import re
 import tomllib
 
 import mom
-from tests.daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 CONTROL = (REPO / "debian" / "control").read_text()

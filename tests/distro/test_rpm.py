@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import mom
-from tests.daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 SPEC = REPO / "packaging" / "mom-kvm.spec"
 MACROS = REPO / "packaging" / "rpm-macros-debian"

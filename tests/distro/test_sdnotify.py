@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from mom.daemon import sdnotify
-from tests.daemon.momd_helpers import POLICIES, Momd, idle_guests, run_momctl, scenario_toml, write_config
+from tests.support.momd import POLICIES, Momd, idle_guests, run_momctl, scenario_toml, write_config
 
 
 @pytest.fixture

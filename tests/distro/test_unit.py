@@ -13,7 +13,7 @@ import pytest
 
 from mom.cli import momd, rpc_cmds
 from mom.daemon.config import load_config
-from tests.daemon.momd_helpers import REPO
+from tests.support.momd import REPO
 
 UNIT = REPO / "contrib" / "momd.service"
 PACKAGED_CONFIG = REPO / "doc" / "mom.conf"

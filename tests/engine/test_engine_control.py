@@ -25,7 +25,7 @@ from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
 
-from daemon.momd_helpers import read_records
+from tests.support.momd import read_records
 from .test_engine_hang import SCENARIO  # six idle 1 GiB guests on an 8 GiB host
 
 MIB = 1024

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.conftest import REPO, figures, json_lines, momctl
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
 HOURS = "0.05"  # three simulated minutes a run
 

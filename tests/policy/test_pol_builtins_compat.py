@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
 from mom.policy.compiled import json_value
 from mom.policy.compiler import Compiler

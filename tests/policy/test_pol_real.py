@@ -1,6 +1,6 @@
 """The real policies (vdsm's set and MOM's documented samples) load and run on generated snapshots.
 
-They are read from the workspace's shared/policies (tests/shared_policies.py) at test time; nothing of them is copied here.
+They are read from the workspace's shared/policies (tests/support/shared_policies.py) at test time; nothing of them is copied here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
 from mom.policy.compiler import Machine
 from mom.policy.errors import PolicyError, Source

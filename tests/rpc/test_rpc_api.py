@@ -15,7 +15,9 @@ from typing import Iterator
 
 import pytest
 
-from .rpc_helpers import REPO, Momd, free_port, post, raw_request, scenario, tcp_client, unix_client, write_config
+from tests.support.momd import REPO, Momd
+from tests.support.net import free_port
+from tests.support.rpc import post, raw_request, scenario, tcp_client, unix_client, write_config
 
 BIG_HOST_MIB = 3 * 1024 * 1024  # 3 TiB: mem_available in KiB is beyond 32 bits
 
@@ -213,7 +215,7 @@ def test_stale_socket_replaced_and_removed_on_exit(tmp_path: Path, sockdir: Path
         finally:
             m2.close()
         assert unix_client(sock).ping() is True
-        assert m.stop() == 0
+        assert m.stop()[0] == 0
         assert not sock.exists()
     finally:
         m.close()

@@ -13,10 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from daemon.momd_helpers import MOMD
 
-from .rpc_helpers import (Momd, free_port, post, raw_request, run_momctl, tcp_client, thread_count, unix_client,
-                          write_config)
+from tests.support.momd import MOMD, Momd, run_momctl, thread_count
+from tests.support.net import free_port
+from tests.support.rpc import post, raw_request, tcp_client, unix_client, write_config
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,9 @@ from typing import Any, Iterator, NamedTuple
 
 import pytest
 
-from .rpc_helpers import REPO, Momd, free_port, thread_count, write_config
+from tests.support.momd import REPO, Momd, thread_count
+from tests.support.net import free_port
+from tests.support.rpc import write_config
 
 INTERVAL = 2.0  # policy-engine-interval
 BOUND = 1.5 * INTERVAL  # what the p99 of tick intervals may reach

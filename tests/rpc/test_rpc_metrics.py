@@ -15,7 +15,9 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .rpc_helpers import Momd, free_port, unix_client, write_config
+from tests.support.momd import Momd
+from tests.support.net import free_port
+from tests.support.rpc import unix_client, write_config
 
 
 def scrape(port: int) -> dict[str, dict[tuple, float]]:

@@ -9,7 +9,9 @@ from typing import Iterator
 
 import pytest
 
-from .rpc_helpers import REPO, Momd, free_port, run_momctl, tcp_client, unix_client, write_config
+from tests.support.momd import REPO, Momd, run_momctl
+from tests.support.net import free_port
+from tests.support.rpc import tcp_client, unix_client, write_config
 
 
 @pytest.fixture(scope="module")

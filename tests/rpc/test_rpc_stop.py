@@ -7,7 +7,9 @@ import socket
 import time
 from pathlib import Path
 
-from .rpc_helpers import Momd, free_port, unix_client, write_config
+from tests.support.momd import Momd
+from tests.support.net import free_port
+from tests.support.rpc import unix_client, write_config
 
 
 def test_stalled_clients_do_not_delay_stop(tmp_path: Path, sockdir: Path) -> None:
@@ -29,7 +31,7 @@ def test_stalled_clients_do_not_delay_stop(tmp_path: Path, sockdir: Path) -> Non
             c.sendall(b"POST /RPC2 HTTP/1.0\r\nContent-Length: 500\r\n\r\n<?xml")
             stalled.append(c)
         time.sleep(0.3)  # let the server pick them up
-        rc = m.stop(timeout=5)  # raises if momd is still running after 5 s
+        rc, _ = m.stop(timeout=5)  # raises if momd is still running after 5 s
         assert rc == 0, m.log()
         assert "Traceback" not in m.log()
         assert not sock.exists()

@@ -11,9 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
-from .rpc_helpers import Momd, scenario, unix_client, write_config
+from tests.support.momd import Momd
+from tests.support.rpc import scenario, unix_client, write_config
 
 VDSM_POLICIES = SHARED_POLICIES / "vdsm"
 PAGE_SIZE = 4096

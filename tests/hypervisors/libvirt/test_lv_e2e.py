@@ -20,14 +20,15 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+
+from tests.support.momd import Momd
+from tests.support.wait import wait_until
 
 from .conftest import NO_BINDING
 
@@ -36,7 +37,6 @@ libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 from .guest_image import MEMLINE, READY, GuestImage, ImageError, guest_image  # noqa: E402
 from .lvd import Libvirtd, LibvirtdError, unavailable_reason  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
 GUEST = "momguest"
 MAX_KIB = 524288
 SHRUNK_KIB = 262144
@@ -69,17 +69,17 @@ def domain_xml(img: GuestImage, serial: Path) -> str:
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, on_fail: Callable[[], str] = lambda: "") -> float:
-    """Poll check() until truthy; return the seconds it took. Fails with what and on_fail()."""
+    """wait_until check() is true, a libvirt error counting as not yet (libvirtd is restarting);
+    the seconds it took."""
     t0 = time.monotonic()
-    while True:
+
+    def check_quietly() -> bool:
         try:
-            if check():
-                return time.monotonic() - t0
+            return bool(check())
         except libvirt.libvirtError:
-            pass
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"{what}: not within {timeout:g} s. {on_fail()}")
-        time.sleep(0.2)
+            return False
+    wait_until(check_quietly, timeout, 0.2, what=what, detail=on_fail)
+    return time.monotonic() - t0
 
 
 def guest_mem(serial: Path) -> int | None:
@@ -90,28 +90,6 @@ def guest_mem(serial: Path) -> int | None:
         return None
     found = re.findall(rf"^{MEMLINE} (\d+) (\d+)", text, re.M)
     return int(found[-1][0]) if found else None
-
-
-class Momd:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mom.cli.momd", "-c", str(config)], cwd=REPO,
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +119,7 @@ def world(image: GuestImage) -> Iterator[dict]:
         yield {"base": base, "lvd": lvd, "image": image, "started": started, "guest_pids": guest_pids}
     finally:
         for m in started:
-            m.stop()
+            m.close()
         guest_pids.update(lvd.guest_pids())
         if lvd.pid is not None:
             try:
@@ -217,7 +195,7 @@ collectors: HostMemory
 [guest]
 collectors: GuestQemuProc, GuestMemory, GuestBalloon
 """)
-    momd = Momd(conf, base / "momd.log")
+    momd = Momd(conf)
     world["started"].append(momd)
 
     def info_mem() -> int | None:
@@ -289,7 +267,7 @@ collectors: GuestQemuProc, GuestMemory, GuestBalloon
     assert momd.proc.poll() is None
 
     # -- stop momd by PID --------------------------------------------------------------------------
-    rc = momd.stop()
+    rc, _ = momd.stop(timeout=10)
     assert rc == 0, momd.log()[-2000:]
     conn.close()
     timings["total"] = time.monotonic() - t_start

@@ -4,18 +4,16 @@ momd run with vdsm's own mom.conf.in and policy set (placeholders filled)."""
 from __future__ import annotations
 
 import shutil
-import socket
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from shared_policies import SHARED_POLICIES
+from tests.support.shared_policies import SHARED_POLICIES
 
-from tests.daemon.momd_helpers import Momd, read_records
-from tests.hypervisors.vdsm.certs import CertSet, make_cert_set
-from tests.hypervisors.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
+from tests.support.momd import Momd
+from tests.support.certs import CertSet, make_cert_set
+from tests.support.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 VDSM_SHARED = SHARED_POLICIES / "vdsm"
 PARAMETERS = "(set balloonEnabled True)\n(set ksmEnabled True)\n"
@@ -79,44 +77,6 @@ def standard_guests() -> list[Guest]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class VdsmMomd(Momd):
-    """momd run with vdsm's mom.conf.in; its log file is mom.log under tmp_path/log."""
-
-    def __init__(self, config: Path, mom_log: Path) -> None:
-        super().__init__(config, log_name="momd.out")
-        self.mom_log = mom_log
-
-    def log(self) -> str:  # the configured log file, plus anything on stdout/stderr
-        try:
-            text = self.mom_log.read_text(errors="replace")
-        except FileNotFoundError:
-            text = ""
-        return text + self.log_path.read_text(errors="replace")
-
-    def count(self, text: str) -> int:
-        return sum(1 for line in self.log().splitlines() if text in line)
-
-    def wait_records(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0,
-                     what: str = "records") -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            records = read_records(self.record)
-            if predicate(records):
-                return records
-            if not self.alive():
-                raise AssertionError(f"momd exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not seen within {timeout} s ({len(records)} ticks):\n"
-                                     f"{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-
 def guest_names(record: dict[str, Any]) -> set[str]:
     return {g["properties"]["name"] for g in record.get("guests", [])}
 
@@ -143,12 +103,12 @@ def double_factory(tmp_path: Path, certs: CertSet) -> Iterator[Callable[..., Vds
 
 
 @pytest.fixture
-def momd_factory(tmp_path: Path, certs: CertSet) -> Iterator[Callable[..., VdsmMomd]]:
+def momd_factory(tmp_path: Path, certs: CertSet) -> Iterator[Callable[..., Momd]]:
     """Start momd with vdsm's mom.conf.in (placeholders filled) and vdsm's policies
     plus 01-parameters; every momd started is stopped by PID at teardown."""
-    started: list[VdsmMomd] = []
+    started: list[Momd] = []
 
-    def start(port: int, *, pki_dir: Path | None = None, pids: list[int] | None = None) -> VdsmMomd:
+    def start(port: int, *, pki_dir: Path | None = None, pids: list[int] | None = None) -> Momd:
         confdir = tmp_path / "etc"
         policy_dir = confdir / "mom.d"
         policy_dir.mkdir(parents=True)
@@ -173,7 +133,7 @@ def momd_factory(tmp_path: Path, certs: CertSet) -> Iterator[Callable[..., VdsmM
                                         f"proc-root: {proc}\nsys-root: {sys_}\nhypervisor-call-timeout: 5\n", 1)
         conf = tmp_path / "mom.conf"
         conf.write_text(text)
-        m = VdsmMomd(conf, logdir / "mom.log")
+        m = Momd(conf, log_name="momd.out", mom_log=logdir / "mom.log")
         started.append(m)
         return m
 

@@ -16,9 +16,9 @@ from mom.hypervisors import interface_class
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorUnavailable
 from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
 from mom.hypervisors.vdsm import VdsmClient, VdsmConfigError
-from tests.hypervisors.vdsm.certs import CertSet, make_cert_set
-from tests.hypervisors.vdsm.conftest import free_port
-from tests.hypervisors.vdsm.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
+from tests.support.certs import CertSet, make_cert_set
+from tests.support.net import free_port
+from tests.support.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
 

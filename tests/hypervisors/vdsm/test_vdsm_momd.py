@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hypervisors.vdsm.conftest import free_port, guest_names, needs_shared
-from tests.hypervisors.vdsm.certs import make_cert_set
+from tests.support.net import free_port
+
+from .conftest import guest_names, needs_shared
+from tests.support.certs import make_cert_set
 
 pytestmark = needs_shared
 

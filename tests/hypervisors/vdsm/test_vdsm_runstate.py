@@ -15,7 +15,7 @@ import pytest
 from mom.core.errors import MomError
 from mom.hypervisors.vdsm import RunState, VdsmClient, VdsmConfigError, VdsmError
 from mom.hypervisors.vdsm.client import TRANSITIONS
-from tests.hypervisors.vdsm.certs import CertSet
+from tests.support.certs import CertSet
 
 ROOT = Path(__file__).resolve().parents[3]
 

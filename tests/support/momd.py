@@ -15,8 +15,15 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, TypeVar
+
+from tests.support.wait import wait_until
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "doc" / "policies"
@@ -109,14 +116,19 @@ def thread_count(pid: int) -> int:
 
 
 class Momd:
-    """One momd subprocess; its stdout and stderr (the log) go to files in tmp_path."""
+    """One momd subprocess; its stdout and stderr go to log_name beside the configuration.
+
+    mom_log is the log file the configuration names, if any (vdsm's mom.conf
+    does): log() is then that file's text followed by stdout's. Every test's
+    daemon is stopped through close() (by PID: SIGTERM, then SIGKILL)."""
 
     def __init__(self, config: Path, args: Iterable[str] = (), *, command: list[str] | None = None,
-                 log_name: str = "momd.log") -> None:
+                 log_name: str = "momd.log", mom_log: Path | None = None) -> None:
         self.config = config
         self.dir = config.parent
         self.record = self.dir / "record.jsonl"
         self.log_path = self.dir / log_name
+        self.mom_log = mom_log
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([*(command or MOMD), "-c", str(config), *args], cwd=REPO,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
@@ -124,7 +136,17 @@ class Momd:
 
     # -- observation ---------------------------------------------------------------
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        text = ""
+        if self.mom_log is not None:
+            try:
+                text = self.mom_log.read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return text + self.log_path.read_text(errors="replace")
+
+    def count(self, text: str) -> int:
+        """How many lines of the log contain text."""
+        return sum(1 for line in self.log().splitlines() if text in line)
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.record)
@@ -132,31 +154,47 @@ class Momd:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_ticks(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        """Wait until the recorder holds at least n ticks; fails if the daemon dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while True:
-            records = self.records()
-            if len(records) >= n:
-                return records
-            if not self.alive():
-                raise AssertionError(f"momd exited with {self.proc.returncode} after {len(records)} ticks:\n"
+    def wait_for(self, what: str, ready: Callable[[], T], timeout: float = 15.0) -> T:
+        """wait_until ready() is true while the daemon runs; fails at once if it exits."""
+        def ready_while_alive() -> T:
+            value = ready()
+            if not value and not self.alive():
+                raise AssertionError(f"momd exited with {self.proc.returncode} before {what}:\n"
                                      f"{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(records)} of {n} ticks within {timeout} s:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
+            return value
+        return wait_until(ready_while_alive, timeout, what=what, detail=lambda: self.log()[-3000:])
+
+    def wait_records(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0,
+                     what: str = "records") -> list[dict[str, Any]]:
+        """The recorder's ticks once predicate holds for them."""
+        return self._wait_seen(what, self.records, predicate, timeout)
+
+    def wait_ticks(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """The recorder's ticks once there are at least n."""
+        return self.wait_records(lambda records: len(records) >= n, timeout, f"{n} ticks")
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            log = self.log()
-            if text in log:
-                return log
-            if not self.alive():
-                raise AssertionError(f"momd exited with {self.proc.returncode} before logging {text!r}:\n{log[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not logged within {timeout} s:\n{log[-3000:]}")
-            time.sleep(0.05)
+        """The log once it contains text."""
+        return self._wait_seen(f"{text!r} in the log", self.log, lambda log: text in log, timeout)
+
+    def wait_listening(self, client: xmlrpc.client.ServerProxy, timeout: float = 15.0) -> None:
+        """Until the RPC server answers client's ping."""
+        def answers() -> bool:
+            try:
+                return client.ping() is True
+            except OSError:
+                return False
+        self.wait_for("RPC server", answers, timeout)
+
+    def _wait_seen(self, what: str, look: Callable[[], V], good: Callable[[V], bool], timeout: float) -> V:
+        """What look() returned when good() first held for it."""
+        seen: list[V] = []
+
+        def check() -> bool:
+            seen[:] = [look()]
+            return good(seen[0])
+        self.wait_for(what, check, timeout)
+        return seen[0]
 
     # -- control -------------------------------------------------------------------
     def send(self, signum: int) -> None:
@@ -195,6 +233,7 @@ def run_momd(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL)
 
 
-def run_momctl(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
+def run_momctl(args: list[str], input: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """Run momctl to completion; input, if given, is its stdin."""
     return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL)

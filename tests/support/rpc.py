@@ -1,27 +1,18 @@
-"""Helpers for the RPC tests: momd as a subprocess on the simulated host with its
+"""Helpers for the RPC tests: a momd configuration for the simulated host with its
 RPC on a unix socket or a TCP port, and XML-RPC clients built from the stdlib
 the way vdsm (unix socket, 2-second timeout) and the original's client (TCP)
-build theirs. Every daemon is stopped by its PID in close()."""
+build theirs. The daemon itself is tests.support.momd's Momd."""
 
 from __future__ import annotations
 
+import base64
 import http.client
-import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from daemon.momd_helpers import Momd as BaseMomd, thread_count  # noqa: F401  (re-exported)
-
-REPO = Path(__file__).resolve().parents[2]
-MOMD = [sys.executable, "-m", "mom.cli.momd"]
-MOMCTL = [sys.executable, "-m", "mom.cli.momctl"]
+from tests.support.momd import REPO
 VDSM_TIMEOUT = 2  # vdsm's CONNECTION_TIMEOUT_SEC for its MOM client
 
 SCENARIO = """name = "rpc"
@@ -55,12 +46,6 @@ workload = {{ type = "steady", level = {level} }}
 def scenario(guests: int = 3, memory: int = 4096, guest_max: int = 2048, level: int = 1200) -> str:
     return SCENARIO.format(memory=memory) + "".join(
         GUEST.format(name=f"vm{i + 1}", max=guest_max, level=level) for i in range(guests))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(tmp_path: Path, *, rpc: str, scenario_text: str | None = None, policy_dir: str | None = None,
@@ -114,7 +99,6 @@ class _UnixTransport(xmlrpc.client.Transport):
 
 def unix_client(path: str | Path, timeout: float = VDSM_TIMEOUT) -> xmlrpc.client.ServerProxy:
     """As vdsm's UnixXmlRpcClient: the socket path hidden in the host part, allow_none."""
-    import base64
     host = base64.b16encode(str(path).encode()).decode()
     return xmlrpc.client.ServerProxy(f"http://{host}", transport=_UnixTransport(str(path), timeout),
                                      allow_none=True)
@@ -148,37 +132,3 @@ def post(body: bytes, path: str = "/RPC2", length: int | None = None) -> bytes:
     head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n"
             f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
     return head.encode() + body
-
-
-# -- the daemon -----------------------------------------------------------------------------
-
-class Momd(BaseMomd):
-    """momd for the RPC tests: the daemon tests' wrapper plus waiting on the RPC server."""
-
-    def wait_for(self, what: str, ready: Any, timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = ready()
-            if value:
-                return value
-            if not self.alive():
-                raise AssertionError(f"momd exited with {self.proc.returncode} waiting for {what}:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} within {timeout} s:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-    def wait_listening(self, client: xmlrpc.client.ServerProxy, timeout: float = 15.0) -> None:
-        def ok() -> bool:
-            try:
-                return client.ping() is True
-            except OSError:
-                return False
-        self.wait_for("RPC server", ok, timeout)
-
-    def stop(self, timeout: float = 5.0) -> int:  # type: ignore[override]
-        return super().stop(signal.SIGTERM, timeout)[0]
-
-
-def run_momctl(args: list[str], input: str | None = None, timeout: float = 20.0) -> subprocess.CompletedProcess:
-    return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          input=input, stdin=None if input is not None else subprocess.DEVNULL)
