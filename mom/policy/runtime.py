@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mom.core.disks import DISK_ENTRY_FIELDS, DiskLimitError, io_limit
-from mom.core.disks import IO_KEYS as IO_KEYS  # the one definition; the checker imports it from here
 
 debug_log = logging.getLogger("mom.policy.debug")
 
@@ -148,7 +147,7 @@ class IoTuneEntry:
         def limits(key: str) -> dict[str, Any]:  # a malformed map reads as empty, never a crash
             value = get(key)
             return dict(value) if isinstance(value, dict) else {}
-        self.fields = {"name": get("name"), "path": get("path"), "guaranteed": limits("guaranteed"),
+        self.fields: dict[str, Any] = {"name": get("name"), "path": get("path"), "guaranteed": limits("guaranteed"),
                        "maximum": limits("maximum"), "current": limits("current")}
         self.original = dict(self.fields["current"])
 
@@ -163,7 +162,8 @@ class IoTuneEntry:
 
     @property
     def changed(self) -> bool:
-        return self.fields["current"] != self.original
+        current: dict[str, Any] = self.fields["current"]
+        return current != self.original
 
     def to_json(self) -> dict[str, Any]:
         f = self.fields
@@ -249,13 +249,13 @@ def _debug(*args: Any) -> Any:
 
 
 # -- over lists: what (with Guests vm EXPR) returns -------------------------------
-def _list(what: str, seq: Any) -> list:
+def _list(what: str, seq: Any) -> list[Any]:
     if type(seq) is not list:
         raise RuntimeFault(f"{what} needs a list, got {type_name(seq)}")
     return seq
 
 
-def numbers_of(what: str, seq: Any) -> list:
+def numbers_of(what: str, seq: Any) -> list[Any]:
     """The non-nil items of a list, each checked to be a number (booleans count
     as 0 and 1, as they do for +)."""
     out = []
@@ -281,7 +281,7 @@ def _count(seq: Any) -> int:
     return len(items) - items.count(None)
 
 
-def sort_numbers(seq: Any) -> list:
+def sort_numbers(seq: Any) -> list[Any]:
     """A new list of the non-nil items, ascending (the machine charges it first)."""
     items = numbers_of("sort", seq)
     items.sort()
@@ -308,16 +308,15 @@ def _nth(seq: Any, index: Any) -> Any:
 
 
 # -- rounding ----------------------------------------------------------------------
-def number_of(what: str, x: Any) -> int | float:
+def number_of(what: str, x: object) -> int | float:
     """``x`` if it is a finite number (a boolean as 0 or 1); else a fault naming ``what``."""
-    t = type(x)
-    if t is int:
+    if type(x) is int:
         return x
-    if t is float:
+    if type(x) is float:
         if not math.isfinite(x):
             raise RuntimeFault(f"{what} of {x!r}: not a finite number")
         return x
-    if t is bool:
+    if type(x) is bool:
         return int(x)
     raise RuntimeFault(f"{what} needs a number, got {type_name(x)}")
 
@@ -325,12 +324,12 @@ def number_of(what: str, x: Any) -> int | float:
 def _round(x: Any) -> int:
     """The nearest integer, halves away from zero (2.5 is 3, -2.5 is -3): what an
     operator expects, not Python's round to even."""
-    x = number_of("round", x)
-    if type(x) is int:
-        return x
-    below = math.floor(x)
-    fraction = x - below  # exact for floats: no 0.49999999999999994 + 0.5 == 1.0 trap
-    return below + 1 if fraction > 0.5 or (fraction == 0.5 and x > 0) else below
+    n = number_of("round", x)
+    if type(n) is int:
+        return n
+    below = math.floor(n)
+    fraction = n - below  # exact for floats: no 0.49999999999999994 + 0.5 == 1.0 trap
+    return below + 1 if fraction > 0.5 or (fraction == 0.5 and n > 0) else below
 
 
 def _floor(x: Any) -> int:
