@@ -27,17 +27,29 @@ import configparser
 import difflib
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from mom.core.errors import MomError
 from mom.daemon.config_schema import (
-    DEFAULTS, KNOWN_INTERFACES, RPC_DISABLED, SECTIONS, HostPort, Invalid, RpcDisabled, RpcEndpoint,
-    TcpPort, UnixSocket, default_factory, help_text, setting, settings_of,
+    DEFAULTS,
+    RPC_DISABLED,
+    SECTIONS,
+    HostPort,
+    Invalid,
+    RpcDisabled,
+    RpcEndpoint,
+    TcpPort,
+    UnixSocket,
+    default_factory,
+    help_text,
+    setting,
+    settings_of,
 )
 
 __all__ = [
-    "Config", "ConfigError", "DEFAULTS", "HostPort", "KNOWN_INTERFACES", "LoggingConfig",
+    "Config", "ConfigError", "DEFAULTS", "HostPort", "LoggingConfig",
     "MainConfig", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint", "SimConfig", "TcpPort",
     "UnixSocket", "VdsmConfig", "add_cli_arguments", "cli_overrides", "load_config",
 ]
@@ -255,7 +267,7 @@ def _check_plugin_section(section: str, where: str) -> str | None:
     A name close to a known one is a typo (ConfigError); any other unknown name
     (a plugin of the original MOM's that this one does not have, such as
     GuestNetworkDaemon in its sample configurations) is a warning."""
-    import mom.collectors  # noqa: F401  (fill the registries)
+    import mom.collectors
     import mom.controllers  # noqa: F401
     from mom.collectors.base import REGISTRY as COLLECTORS
     from mom.controllers.base import REGISTRY as CONTROLLERS

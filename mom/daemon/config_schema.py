@@ -24,13 +24,16 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from mom.core.verbosity import parse_verbosity
+from mom.hypervisors import REGISTRY, canonical_name, known_names
+from mom.hypervisors.base import InterfaceUnavailable
 
 __all__ = [
-    "DEFAULTS", "HostPort", "Invalid", "KNOWN_INTERFACES", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint",
+    "DEFAULTS", "HostPort", "Invalid", "RPC_DISABLED", "RpcDisabled", "RpcEndpoint",
     "SCHEMA", "SECTIONS", "Setting", "TcpPort", "UnixSocket", "help_text",
     "parsed_default", "reference_table", "setting", "update_reference",
 ]
@@ -72,11 +75,6 @@ class HostPort:
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-
-# --- vocabulary --------------------------------------------------------------
-
-VDSM_ALIASES = ("vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
-KNOWN_INTERFACES = ("libvirt", "sim") + VDSM_ALIASES
 
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 
@@ -146,12 +144,18 @@ def name_list(value: str) -> tuple[str, ...]:
 
 
 def interface(value: str) -> str:
-    name = value.lower()
-    if name in VDSM_ALIASES:
-        return "vdsm"
-    if name not in KNOWN_INTERFACES:
-        raise Invalid(f"unknown hypervisor interface {value!r} (known: {', '.join(KNOWN_INTERFACES)})")
-    return name
+    """The registered name of a hypervisor interface (the registry in mom.hypervisors
+    owns the names and the original's aliases)."""
+    try:
+        return canonical_name(value)
+    except InterfaceUnavailable:
+        raise Invalid(f"unknown hypervisor interface {value!r} (known: {', '.join(known_names())})") from None
+
+
+def _vdsm_aliases() -> str:
+    """The original's other names of the vdsm interface, for the help: "`a`, `b` and `c`"."""
+    names = [f"`{alias}`" for alias in REGISTRY["vdsm"].aliases]
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def controllers(value: str) -> tuple[str, ...]:
@@ -259,7 +263,7 @@ def _main() -> tuple[Setting, ...]:
     positive = number(positive=True)
     return (
         s("hypervisor-interface", interface, "libvirt", "`libvirt`, `vdsm` or `sim`",
-          "How momd sees and controls the guests. `vdsmjsonrpcbulk`, `vdsmjsonrpc` and `vdsmjsonrpcclient` "
+          f"How momd sees and controls the guests. {_vdsm_aliases()} "
           "(vdsm's own mom.conf) name the vdsm interface. `sim` is the simulated host (`[sim]`)."),
         s("libvirt-hypervisor-uri", text, "", "URI",
           "libvirt's connection URI; empty: libvirt's default (`qemu:///system` as root)."),
