@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.momd import MOMCTL, REPO, Momd, idle_guests, run_momctl, run_momd, scenario_toml, write_config
+from tests.support.wait import wait_until
 
 POLICY = '(Host.Control "ksm_pages_to_scan" 111)\n'
 
@@ -136,19 +137,15 @@ def test_daemonize_with_stdio_log_warns_on_the_terminal(tmp_path: Path) -> None:
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_file.exists(), "the pid file is removed on exit"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    wait_until(lambda: not pid_file.exists(), 10, what="the pid file removed on exit")
+
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the detached momd did not exit on SIGTERM")
+            return True
+        return False
+    wait_until(gone, 10, what="the detached momd's exit on SIGTERM")
 
 
 def test_pid_file_without_daemonize_is_written_and_removed(tmp_path: Path) -> None:

@@ -134,19 +134,6 @@ def tick_lines(log: str) -> int:
     return int(numbers[-1]) if numbers else 0
 
 
-def wait_for(what: str, check: Callable[[], Any], m: Momd, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if not m.alive():
-            raise AssertionError(f"momd exited with {m.proc.returncode} before {what}:\n{m.log()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s:\n{m.log()[-3000:]}")
-        time.sleep(0.05)
-
-
 # momd whose files cannot grow past LIMIT bytes (argv[1]): RLIMIT_FSIZE with SIGXFSZ
 # ignored makes a write that does not fit short, then EFBIG, as a full disk does.
 FSIZE_MOMD = [sys.executable, "-c",
@@ -164,7 +151,7 @@ def test_a_record_written_through_a_full_disk_replays_every_tick(tmp_path: Path)
     try:
         m.wait_log("output record-file")
         at_fault = tick_lines(m.log())
-        wait_for("20 more ticks", lambda: tick_lines(m.log()) >= at_fault + 20, m)
+        m.wait_for("20 more ticks", lambda: tick_lines(m.log()) >= at_fault + 20, 20.0)
         assert m.stop()[0] == 0
     finally:
         m.close()
@@ -292,7 +279,7 @@ def test_outputs_that_fail_later_are_faults_in_health_until_they_work(tmp_path: 
         extra_main=f"plot-dir: {plots}\nrecord-file: {record}"), sock)
     m = Momd(cfg)
     try:
-        wait_for("ticks", lambda: len(read_records(record)) >= 3, m)
+        m.wait_for("ticks", lambda: len(read_records(record)) >= 3, 20.0)
         mom = unix_client(sock, timeout=10)
 
         def output() -> dict[str, Any]:
@@ -301,17 +288,17 @@ def test_outputs_that_fail_later_are_faults_in_health_until_they_work(tmp_path: 
         assert output()["ok"]
         shutil.rmtree(plots)
         shutil.rmtree(rec_dir)
-        active = wait_for("both output faults", lambda: len(output()["active"]) == 2 and output()["active"], m)
+        active = m.wait_for("both output faults", lambda: len(output()["active"]) == 2 and output()["active"], 20.0)
         assert active == {"output plot-dir": f"{plots}: No such file or directory",
                           "output record-file": f"{record}: No such file or directory"}
         health = json.loads(run_momctl(["--socket", str(sock), "health", "--json"]).stdout)
         assert health["ok"] is False and health["components"]["output"]["ok"] is False
         at_fault = tick_lines(m.log())
-        wait_for("more ticks", lambda: tick_lines(m.log()) >= at_fault + 10, m)
+        m.wait_for("more ticks", lambda: tick_lines(m.log()) >= at_fault + 10, 20.0)
         plots.mkdir()
         rec_dir.mkdir()
-        wait_for("the outputs to recover", lambda: output()["ok"], m)
-        wait_for("ticks written again", lambda: len(read_records(record)) >= 3, m)
+        m.wait_for("the outputs to recover", lambda: output()["ok"], 20.0)
+        m.wait_for("ticks written again", lambda: len(read_records(record)) >= 3, 20.0)
         assert m.stop()[0] == 0
     finally:
         m.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.momd import Momd, idle_guests, scenario_toml, write_config
+from tests.support.wait import wait_until
 
 GOOD_V1 = '# version 1\n(Host.Control "ksm_pages_to_scan" 111)\n'
 BAD = '# version 2, broken\n(defvar x (+ 1 2)\n(Host.Control "ksm_pages_to_scan" 222)\n'  # '(' at 2:1 never closed
@@ -108,25 +109,19 @@ def test_daemon_mode_detaches_ticks_and_stops_by_pid_file(daemon_config: tuple[P
     proc = subprocess.run([*MOMD, "-c", str(cfg), "-l", str(log_file), "-d", "--pid-file", str(pid_file)],
                           cwd=REPO, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr  # the foreground process returns at once
-    deadline = time.monotonic() + 15
-    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 15, what="the pid file")
     pid = int(pid_file.read_text())
     try:
         assert running(pid)
-        while time.monotonic() < deadline:
+
+        def three_ticks() -> list[str]:
             lines = record.read_text().splitlines() if record.exists() else []
-            if len(lines) >= 3:
-                break
-            time.sleep(0.05)
-        assert len(lines) >= 3, log_file.read_text()
+            return lines if len(lines) >= 3 else []
+        lines = wait_until(three_ticks, 15, what="3 ticks recorded", detail=log_file.read_text)
         assert all(json.loads(line)["ok"] for line in lines[:3])
     finally:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not running(pid), "the detached momd did not stop within 5 s"
+    wait_until(lambda: not running(pid), 5, what="the detached momd's stop")
     assert not pid_file.exists()
     assert "momd stopped" in log_file.read_text()
 

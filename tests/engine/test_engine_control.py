@@ -26,6 +26,7 @@ from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
 
 from tests.support.momd import read_records
+from tests.support.wait import wait_until
 from .test_engine_hang import SCENARIO  # six idle 1 GiB guests on an 8 GiB host
 
 MIB = 1024
@@ -110,13 +111,6 @@ def by_target(actions: list[Any]) -> dict[str, list[Any]]:
     for a in actions:
         out.setdefault(a.target, []).append(a)
     return out
-
-
-def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.02)
 
 
 OTHERS = ["vm0", "vm1", "vm2", "vm4", "vm5"]

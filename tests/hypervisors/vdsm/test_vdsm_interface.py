@@ -18,6 +18,7 @@ from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
 from mom.hypervisors.vdsm import VdsmClient, VdsmConfigError
 from tests.support.certs import CertSet, make_cert_set
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 from tests.support.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
@@ -25,14 +26,6 @@ ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
 
 def down_message(port: int) -> str:
     return f"no connection to vdsm at 127.0.0.1:{port} (reconnecting in the background)"
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def our_threads() -> list[str]:
@@ -260,7 +253,7 @@ def test_fails_fast_while_down_then_reconnects(double_factory, iface_factory, ca
     iface = iface_factory(double.port, stats_max_age=0.0, heartbeat_ms=1000, backoff_initial=0.2, timeout=10.0)
     assert iface.list_guests()
     double.stop()
-    wait_until(lambda: not iface.client.connected, 10, "the loss noticed")
+    wait_until(lambda: not iface.client.connected, 10, what="the loss noticed")
     t0 = time.monotonic()
     for call in (iface.list_guests, iface.refresh, lambda: iface.collect_all([], ALL),
                  lambda: iface.set_ksm_tune({"run": 1})) * 2:
@@ -269,9 +262,9 @@ def test_fails_fast_while_down_then_reconnects(double_factory, iface_factory, ca
         assert str(info.value) == down_message(double.port)  # one message for the whole outage
     assert time.monotonic() - t0 < 5  # no waiting (a wait would be 10 s per call)
     # Back-off between the attempts while vdsm is down: each wait longer than the last.
-    wait_until(lambda: len(next_attempts(caplog)) >= 2, 15, "two retries")
+    wait_until(lambda: len(next_attempts(caplog)) >= 2, 15, what="two retries")
     double.start()
-    wait_until(lambda: iface.client.connected, 15, "the reconnection")
+    wait_until(lambda: iface.client.connected, 15, what="the reconnection")
     assert [g.name for g in iface.list_guests()] == ["vm-limited", "vm-free", "vm-noagent"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "mom.vdsm"]
     assert len(warnings) == 1 and warnings[0].startswith("lost the connection to vdsm"), warnings
@@ -294,9 +287,9 @@ def test_unavailable_before_the_first_connection(certs: CertSet, double_factory,
             iface.list_guests()
         assert str(info.value) == down_message(port)
     assert time.monotonic() - t0 < 5  # the first call's wait is short, the others do not wait
-    wait_until(lambda: any("cannot connect" in r.getMessage() for r in caplog.records), 10, "the warning")
+    wait_until(lambda: any("cannot connect" in r.getMessage() for r in caplog.records), 10, what="the warning")
     double = double_factory(port=port).start()
-    wait_until(lambda: iface.client.connected, 15, "the connection")
+    wait_until(lambda: iface.client.connected, 15, what="the connection")
     assert len(iface.list_guests()) == 3
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "mom.vdsm"]
     assert lines == [("WARNING", f"cannot connect to vdsm at 127.0.0.1:{port}: connection refused; retrying in "
@@ -342,7 +335,7 @@ def test_unanswered_calls_drop_the_connection(double_factory, iface_factory, cap
     deadline = time.monotonic() + 60
     while timeouts < 8:
         assert time.monotonic() < deadline, f"{timeouts} timeouts"
-        wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection")
+        wait_until(lambda: sample() and iface.client.connected, 15, what="a reconnection")
         sent = len(double.calls_of("Host.getAllVmStats"))
         # Read after ``connected``: the client counts a connection before it marks it
         # up, so this includes the connection the call below goes out on.
@@ -362,20 +355,20 @@ def test_unanswered_calls_drop_the_connection(double_factory, iface_factory, cap
 
     # Nothing answered now, not even Host.ping2: one call times out, the others
     # fail at once while the reconnection attempts time out in the background.
-    wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection")
+    wait_until(lambda: sample() and iface.client.connected, 15, what="a reconnection")
     double.mute()
     for _ in range(20):
         with pytest.raises(HypervisorUnavailable):
             iface.list_guests()
         sample()
     wait_until(lambda: sample() and len(double.calls_of("Host.ping2")) >= iface.client.connections + 3, 15,
-               "reconnection attempts")
+               what="reconnection attempts")
     assert peak <= baseline + 3, (baseline, peak, our_threads())
 
     double.unmute()
-    wait_until(lambda: sample() and iface.client.connected, 15, "a reconnection once vdsm answers")
+    wait_until(lambda: sample() and iface.client.connected, 15, what="a reconnection once vdsm answers")
     assert [g.name for g in iface.list_guests()] == ["vm-limited", "vm-free", "vm-noagent"]
-    wait_until(lambda: len(our_threads()) <= baseline, 10, "the dropped connections' threads ending")
+    wait_until(lambda: len(our_threads()) <= baseline, 10, what="the dropped connections' threads ending")
 
 
 def test_graceful_close_is_noticed_by_heartbeats(double_factory, iface_factory) -> None:
@@ -386,19 +379,15 @@ def test_graceful_close_is_noticed_by_heartbeats(double_factory, iface_factory) 
     assert iface.list_guests()
     double.stop(graceful=True)
     double.start()
-    deadline = time.monotonic() + 10
-    while len(double.connects) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(double.connects) >= 2, 10, what="the reconnection")
     assert len(double.connects) == 2
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def lists_guests() -> bool:
         try:
-            assert iface.list_guests()
-            break
+            return bool(iface.list_guests())
         except HypervisorError:
-            time.sleep(0.1)
-    else:
-        raise AssertionError("no working connection after vdsm's restart")
+            return False
+    wait_until(lists_guests, 5, 0.1, what="a working connection after vdsm's restart")
     assert double.connects[0]["heart-beat"] == "1000,1000"
 
 
@@ -412,9 +401,7 @@ def test_client_certificate_refused_by_vdsm(tmp_path: Path, certs: CertSet, capl
     try:
         with pytest.raises(Exception, match="no connection to vdsm"):
             client.call("Host.ping2")
-        deadline = time.monotonic() + 5
-        while not caplog.records and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: caplog.records, 5, what="the connection's warning")
         line = caplog.records[0].getMessage()
         assert line.startswith(f"cannot connect to vdsm at 127.0.0.1:{double.port}: ")
         assert "certificate" in line.lower() and str(certs.client_cert) in line, line
@@ -442,10 +429,10 @@ def test_loss_noticed_without_heartbeats(double_factory, iface_factory) -> None:
     assert iface.list_guests()
     double.stop()
     cpu = time.process_time()
-    wait_until(lambda: not iface.client.connected, 15, "the loss noticed")
+    wait_until(lambda: not iface.client.connected, 15, what="the loss noticed")
     with pytest.raises(HypervisorUnavailable):
         iface.list_guests()
     double.start()
-    wait_until(lambda: iface.client.connected, 15, "the reconnection")
+    wait_until(lambda: iface.client.connected, 15, what="the reconnection")
     assert iface.list_guests()
     assert time.process_time() - cpu < 5  # no thread spun meanwhile

@@ -16,6 +16,7 @@ from mom.core.errors import MomError
 from mom.hypervisors.vdsm import RunState, VdsmClient, VdsmConfigError, VdsmError
 from mom.hypervisors.vdsm.client import TRANSITIONS
 from tests.support.certs import CertSet
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -38,10 +39,8 @@ def recording(client: VdsmClient) -> list[RunState]:
 
 
 def wait_for(client: VdsmClient, state: RunState, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.state is not state:
-        assert time.monotonic() < deadline, f"still {client.state.value}, not {state.value}"
-        time.sleep(0.02)
+    wait_until(lambda: client.state is state, timeout, 0.02, what=f"run state {state.value}",
+               detail=lambda: f"still {client.state.value}")
 
 
 def test_a_client_run_through_an_outage(certs: CertSet, double_factory: Any) -> None:
