@@ -13,6 +13,7 @@ from mom.engine.status import TickRecord
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
+from tests.support.wait import wait_until
 
 SCENARIO = """
 [host]
@@ -139,9 +140,10 @@ def test_a_blocking_collector_that_hangs_for_one_guest(tmp_path) -> None:
         assert len(last_tick(engine).snapshot.guests) == 5
         assert "guest vm1 collectors" in active_faults(engine)
         release.set()
-        deadline = time.monotonic() + 5
-        while len(last_tick(engine).snapshot.guests) < 6 and time.monotonic() < deadline:
+        def six_guests() -> bool:
             tick(engine, clock)
+            return len(last_tick(engine).snapshot.guests) >= 6
+        wait_until(six_guests, 5, 0, what="vm1 back in the snapshot")
         assert len(last_tick(engine).snapshot.guests) == 6
         assert "guest vm1 collectors" not in active_faults(engine)
     finally:

@@ -17,6 +17,7 @@ import pytest
 
 from mom.hypervisors.sim import SimHypervisor
 from mom.sim.proctree import MARKER, ProcTree, TreeClosed, remove_stale_trees
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,11 +127,7 @@ def test_a_detached_owner_keeps_its_tree(temp_dir: Path) -> None:
         assert root.is_dir()
     finally:
         os.kill(child, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while True:  # its lock goes when the kernel has closed its files
-        removed = remove_stale_trees(str(temp_dir))
-        if removed or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    # Its lock goes when the kernel has closed its files.
+    removed = wait_until(lambda: remove_stale_trees(str(temp_dir)), 10, what="the dead holder's tree removed")
     assert removed == [str(root)]
     assert list(temp_dir.iterdir()) == []

@@ -15,6 +15,7 @@ libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
 
 MEMORY_KEYS = {"mem_available", "mem_unused", "mem_free", "mem_usable", "disk_caches",
                "major_fault", "minor_fault", "swap_in", "swap_out"}
@@ -220,7 +221,5 @@ def test_metadata_change_refreshes_the_cached_xml(iface_factory, tmp_path: Path)
     h.conn.lookupByUUIDString(g.uuid).setMetadata(
         libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<qos><vcpuLimit>30</vcpuLimit></qos>", "ovirt-tune",
         "http://ovirt.org/vm/tune/1.0", libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    deadline = time.monotonic() + 5
-    while h._domain_xml(h.conn, g).vcpu_user_limit != 30:
-        assert time.monotonic() < deadline, "the metadata change did not reach the cache"
-        time.sleep(0.05)
+    wait_until(lambda: h._domain_xml(h.conn, g).vcpu_user_limit == 30, 5,
+               what="the metadata change reaching the cache")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 from .conftest import guest_names, needs_shared
 from tests.support.certs import make_cert_set
@@ -176,10 +177,8 @@ def test_wrong_ca_is_refused(tmp_path: Path, double_factory, momd_factory, certs
     line = next(line for line in log.splitlines() if "cannot connect to vdsm" in line)
     assert "certificate verify failed" in line and "ca-cert-file" in line and "cacert.pem" in line, line
     m.wait_records(lambda r: len(r) >= 3, what="rounds without vdsm")  # it keeps trying, quietly
-    deadline = time.monotonic() + 15
-    while len(double.tls_failures) < 2:  # a retry, refused again
-        assert time.monotonic() < deadline, double.tls_failures
-        time.sleep(0.05)
+    wait_until(lambda: len(double.tls_failures) >= 2, 15, what="a retry, refused again",
+               detail=lambda: str(double.tls_failures))
     assert m.count("cannot connect to vdsm") == 1
     assert double.calls == [] and double.connects == []
     assert double.tls_failures, "the double saw the refused handshakes"
