@@ -21,8 +21,8 @@ sys.path.insert(0, ROOT)
 
 from daemon_bench import scenario  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from mom.lab.runner import RunSpec, lab_config, load_policy_spec, quiet_logging, run  # noqa: E402
-from mom.sim.scenario import default_scenario, loads_scenario  # noqa: E402
+from mom.lab.runner import PolicySpec, RunSpec, lab_config, load_policy_spec, quiet_logging, run  # noqa: E402
+from mom.sim.scenario import Scenario, default_scenario, loads_scenario  # noqa: E402
 
 
 def many_guests(guests: int) -> str:
@@ -30,7 +30,7 @@ def many_guests(guests: int) -> str:
     return scenario(guests, name="host100")
 
 
-def measure(scenario, policy, hours: float) -> tuple[float, float]:
+def measure(scenario: Scenario, policy: PolicySpec, hours: float) -> tuple[float, float]:
     """(simulated s per wall s, simulated s per CPU s), best of 2."""
     best_wall = best_cpu = float("inf")
     for _ in range(2):
@@ -48,13 +48,13 @@ def main() -> None:
     quiet_logging()
     config = lab_config()
     policies = [load_policy_spec("none", [], config),
-                load_policy_spec("doc", [os.path.join(ROOT, "doc/policies")], config),
+                load_policy_spec("sample", [os.path.join(ROOT, "bench/policies/mom-sample")], config),
                 load_policy_spec("proxmox", [os.path.join(ROOT, "bench/policies/proxmox.policy")], config)]
     hosts = [(6, default_scenario(), args.hours), (100, loads_scenario(many_guests(100), "host100"), args.hours / 5)]
     print(f"{'guests':>6}  {'policy':<8} {'sim h':>6} {'sim s / wall s':>15} {'sim s / cpu s':>14}")
-    for guests, scenario, hours in hosts:
+    for guests, host_scenario, hours in hosts:
         for policy in policies:
-            wall, cpu = measure(scenario, policy, hours)
+            wall, cpu = measure(host_scenario, policy, hours)
             print(f"{guests:>6}  {policy.name:<8} {hours:>6.2f} {wall:>15,.0f} {cpu:>14,.0f}")
 
 

@@ -37,6 +37,7 @@ import tempfile
 import time
 import uuid as uuidlib
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -67,7 +68,7 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def run(count: int, mode: str, repeat: int, workdir: Path) -> dict[str, float]:
+def run(count: int, mode: str, repeat: int, workdir: Path) -> dict[str, Any]:
     path = workdir / f"node-{count}.xml"
     if not path.exists():
         path.write_text(node_xml(count))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import os
 import re
 import selectors
@@ -74,7 +75,7 @@ guest-manager-interval: 1
 policy-engine-interval: {policy_interval:g}
 sample-history-length: 3
 controllers: Balloon, KSM
-policy-dir: {ROOT}/doc/policies
+policy-dir: {ROOT}/bench/policies/mom-sample
 rpc-port: {rpc}
 metrics-address: {metrics}
 record-file: {directory}/record.jsonl
@@ -98,7 +99,8 @@ collectors: GuestMemory, GuestBalloon
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 _TICK = re.compile(rb'^\{"tick":(\d+),"time":([0-9.eE+-]+)')
@@ -120,7 +122,7 @@ def tick_times(record: Path) -> list[tuple[int, float]]:
 
 def intervals_between(ticks: list[tuple[int, float]], start: float, end: float) -> list[float]:
     """The intervals between consecutive ticks whose later tick falls within [start, end] (clock time)."""
-    return [b[1] - a[1] for a, b in zip(ticks, ticks[1:]) if start <= b[1] <= end]
+    return [b[1] - a[1] for a, b in itertools.pairwise(ticks) if start <= b[1] <= end]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -128,7 +130,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
 
 
 class Daemon:
@@ -360,11 +362,11 @@ class Hostile:
                 i += 1
                 if s is None:
                     break
-                sel.register(s, selectors.EVENT_READ)
+                sel.register(s, selectors.EVENT_READ, data=s)
             for key, _ in sel.select(0.2):
-                s = key.fileobj
-                sel.unregister(s)
-                s.close()
+                closed: socket.socket = key.data
+                sel.unregister(closed)
+                closed.close()
                 self.reconnects += 1
         sel.close()
 
@@ -485,7 +487,7 @@ def main() -> None:
     ap.add_argument("--only", default="idle,tcp,metrics,bad,hostile-tcp,unix,hostile-unix")
     args = ap.parse_args()
     only = args.only.split(",")
-    policy = "\n".join(p.read_text() for p in sorted((ROOT / "doc" / "policies").iterdir()))
+    policy = "\n".join(p.read_text() for p in sorted((ROOT / "bench" / "policies" / "mom-sample").iterdir()))
     print(f"momd on the simulated host: {args.guests} guests, clock speed 1, policy every {POLICY_INTERVAL:g} s; "
           f"{args.seconds:g} s per load; load threads at nice {args.nice}")
     print(HEADER)

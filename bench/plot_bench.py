@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import TextIO
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -66,7 +67,7 @@ def write_plot_dir(path: str, record: str) -> None:
     """The same samples as plot-dir writes them (one .dat per entity)."""
     folder = os.path.join(path, "momplot-000")
     os.makedirs(folder)
-    files: dict[str, tuple[object, list[str]]] = {}
+    files: dict[str, tuple[TextIO, list[str]]] = {}
     with open(record) as f:
         for line in f:
             rec = json.loads(line)
@@ -74,7 +75,7 @@ def write_plot_dir(path: str, record: str) -> None:
             for name, e in entities:
                 row = e["statistics"][-1]
                 if name not in files:
-                    out = open(os.path.join(folder, name + ".dat"), "w")
+                    out: TextIO = open(os.path.join(folder, name + ".dat"), "w")
                     fields = sorted(row)
                     out.write("\t".join(["# time", *fields]) + "\n")
                     files[name] = (out, fields)

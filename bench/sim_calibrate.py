@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -42,7 +43,8 @@ ACCEL = os.environ.get("MOM_CALIB_ACCEL", "tcg")
 MODULES = ["drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_modern_dev",
            "drivers/virtio/virtio_pci_legacy_dev", "drivers/virtio/virtio_pci", "drivers/virtio/virtio_balloon",
            "drivers/block/virtio_blk"]
-APPLETS = ["sh", "mount", "insmod", "cat", "awk", "sleep", "echo", "mkswap", "swapon", "dd", "mkdir", "poweroff", "grep"]
+APPLETS = ["sh", "mount", "insmod", "cat", "awk", "sleep", "echo", "mkswap", "swapon", "dd", "mkdir", "poweroff",
+           "grep"]
 INIT = f"""#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -59,7 +61,8 @@ dd if=/dev/vdb of=/dev/null bs=1M count={CACHE_MIB} 2>/dev/null
 (while true; do cat /mem/hot > /dev/null; done) &
 echo CALIB-READY
 while true; do
-    echo "CALIB-MEM $(awk '/^(MemTotal|MemFree|Buffers|Cached|SwapTotal|SwapFree|Shmem):/{{printf "%s %s ", $1, $2}}' /proc/meminfo)"
+    echo "CALIB-MEM $(awk '/^(MemTotal|MemFree|Buffers|Cached|SwapTotal|SwapFree|Shmem):/{{printf "%s %s ", $1, $2}}' \\
+        /proc/meminfo)"
     sleep 0.5
 done
 """
@@ -73,9 +76,10 @@ def build_image(cache: Path) -> tuple[Path, Path]:
     cache.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache.glob("linux-image-*.deb"))
     if not debs:
-        pkg = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True, check=True).stdout.splitlines()
-            if line.strip().startswith("Depends:") and "linux-image-" in line)
+        depends = subprocess.run(["apt-cache", "depends", "linux-image-amd64"],
+                                 capture_output=True, text=True, check=True).stdout.splitlines()
+        pkg = next(line.split(":", 1)[1].strip() for line in depends
+                   if line.strip().startswith("Depends:") and "linux-image-" in line)
         subprocess.run(["apt-get", "download", "-qq", pkg], cwd=cache, check=True)
         debs = sorted(cache.glob("linux-image-*.deb"))
     wanted = {m.rsplit("/", 1)[1]: m for m in MODULES}
@@ -149,16 +153,17 @@ class Guest:
     def log(self) -> str:
         return self.serial.read_text(errors="replace") if self.serial.exists() else ""
 
-    def cmd(self, name: str, **args: object) -> dict:
+    def cmd(self, name: str, **args: object) -> dict[str, Any]:
         self.buf.write(json.dumps({"execute": name, "arguments": args}) + "\n")
         self.buf.flush()
         while True:
-            reply = json.loads(self.buf.readline())
+            reply: dict[str, Any] = json.loads(self.buf.readline())
             if "return" in reply or "error" in reply:
                 return reply
 
     def balloon_mib(self) -> float:
-        return self.cmd("query-balloon")["return"]["actual"] / 2**20
+        actual: int = self.cmd("query-balloon")["return"]["actual"]
+        return actual / 2**20
 
     def meminfo(self) -> dict[str, int]:
         line = [x for x in self.log().splitlines() if x.startswith("CALIB-MEM") and x.count(":") == 7][-1].split()[1:]

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mom.core.errors import MomError
 from mom.lab.runner import RunResult
 
 # MOM's default (doc/policies) and what it is measured against: no manager, the
@@ -41,7 +42,7 @@ BASELINE_POLICIES = (("none", ()), ("default", ("doc/policies",)), ("sample", ("
                      ("proxmox", ("bench/policies/proxmox.policy",)), ("squeezed", ("bench/policies/squeezed.policy",)))
 
 
-class UsageError(Exception):
+class UsageError(MomError):
     """A bad argument: one line, exit status 2."""
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mom import __version__
+from mom.core.errors import MomError
 from mom.daemon import sdnotify
 from mom.daemon.config import Config, ConfigError, add_cli_arguments, cli_overrides, load_config
 from mom.daemon.preflight import check_outputs
@@ -43,7 +44,7 @@ log = logging.getLogger("mom")
 DEFAULT_CONFIG_FILES = ("/etc/mom/mom.conf", "/etc/mom.conf", "/etc/momd.conf")
 
 
-class StartupError(Exception):
+class StartupError(MomError):
     """A problem found before the daemon starts: one line, exit status 2."""
 
 
@@ -264,6 +265,10 @@ def stop_deadline(daemon: Daemon) -> float:
     return 2 * daemon.config.main.hypervisor_call_timeout + 5
 
 
+def _not_detached(status: int) -> None:
+    """Without --daemonize there is no waiting parent to tell the start-up status."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.daemonize:  # the log may be going nowhere after detaching: say it on the terminal too
             print(f"momd: warning: {warning}", file=sys.stderr)
 
-    started: Callable[[int], None] = lambda status: None
+    started: Callable[[int], None] = _not_detached
     if args.daemonize:
         started = _daemonize(args.pid_file)
     if args.pid_file:

@@ -16,13 +16,16 @@ ticks and 50 guests: one chart per guest, every sample drawn.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from mom.core.errors import MomError
 
 EXIT_OK, EXIT_ERROR = 0, 1
 PAGE_KIB = 4  # KSM counts pages
@@ -37,7 +40,7 @@ GUEST_SIZE = (12, 4.5)
 DPI = 100
 
 
-class PlotError(Exception):
+class PlotError(MomError):
     """The input cannot be drawn (one line: why)."""
 
 
@@ -140,7 +143,7 @@ def read_dat(path: str) -> Series:
             when = _num(values[0])
             if when != when:  # NaN: not a sample line
                 continue
-            series.add(when, dict(zip(fields, values[1:])))
+            series.add(when, dict(zip(fields, values[1:], strict=False)))  # a short line: what it has
     return series
 
 
@@ -169,11 +172,11 @@ def read_input(paths: list[str]) -> PlotData:
         return parts[0]
     merged = PlotData(Series(), {}, [], True)
     for part in sorted(parts, key=lambda d: d.host.times[0]):
-        for when, row in zip(part.host.times, part.host.rows):
+        for when, row in zip(part.host.times, part.host.rows, strict=True):
             merged.host.add(when, row)
         for name, series in part.guests.items():
             target = merged.guests.setdefault(name, Series())
-            for when, row in zip(series.times, series.rows):
+            for when, row in zip(series.times, series.rows, strict=True):
                 target.add(when, row)
         merged.actions.extend(part.actions)
     return merged
@@ -231,8 +234,8 @@ def draw_host(data: PlotData, path: str) -> None:
     unused = host.column("mem_unused")  # MemFree
     top = max((t for t in total if t == t), default=1.0)
     unit, div = _unit(top)
-    used = [(t - f) / div for t, f in zip(total, free)]
-    cache = [(f - u) / div for f, u in zip(free, unused)]
+    used = [(t - f) / div for t, f in zip(total, free, strict=True)]
+    cache = [(f - u) / div for f, u in zip(free, unused, strict=True)]
     spare = [u / div for u in unused]
     fig, ax = _figure(HOST_SIZE)
     x = _dates(host.times)
@@ -263,7 +266,8 @@ def draw_guest(name: str, series: Series, actions: list[dict[str, Any]], path: s
     fig, ax = _figure(GUEST_SIZE)
     x = _dates(series.times)
     ax.plot(x, [v / div for v in maximum], color=BALLOON_MAX, linestyle="--", linewidth=1, label="balloon max")
-    ax.plot(x, [(b - u) / div for b, u in zip(balloon, unused)], color=GUEST_USED, linewidth=1.5, label="used")
+    used = [(b - u) / div for b, u in zip(balloon, unused, strict=True)]
+    ax.plot(x, used, color=GUEST_USED, linewidth=1.5, label="used")
     ax.plot(x, [u / div for u in unused], color=GUEST_FREE, linewidth=1.5, label="free")
     swap = series.column("swap_usage")
     if any(s == s for s in swap):
@@ -291,8 +295,8 @@ def plot(sources: str | list[str], out_dir: str) -> list[str]:
     except OSError as e:
         raise PlotError(f"cannot make {out_dir}: {e.strerror}") from None
     written = []
-    jobs = [("host.png", lambda p: draw_host(data, p))]
-    jobs += [(file_name(name), lambda p, n=name, s=series: draw_guest(n, s, data.actions, p))
+    jobs: list[tuple[str, Callable[[str], None]]] = [("host.png", functools.partial(draw_host, data))]
+    jobs += [(file_name(name), functools.partial(draw_guest, name, series, data.actions))
              for name, series in sorted(data.guests.items())]
     for name, draw in jobs:
         path = os.path.join(out_dir, name)

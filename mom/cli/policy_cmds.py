@@ -7,6 +7,7 @@ error (a file that cannot be read, an unknown controller name).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mom.core.errors import MomError
 from mom.policy.compiled import Decisions
 from mom.policy.errors import PolicyError, Source
 from mom.policy.generate import generate_snapshot
@@ -62,7 +64,7 @@ def _err(message: str) -> None:
     print(f"momctl: {message}", file=sys.stderr)
 
 
-class _Failed(Exception):
+class _Failed(MomError):
     """A command cannot go on; ``status`` is its exit status (the message is printed)."""
 
     def __init__(self, status: int) -> None:
@@ -194,8 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.snapshots == "-":
+            if isinstance(sys.stdin, io.TextIOWrapper):  # a terminal or pipe; not when replaced by a caller
+                sys.stdin.reconfigure(errors="replace")
             stream = sys.stdin
-            stream.reconfigure(errors="replace")  # type: ignore[attr-defined]
         else:
             stream = open(args.snapshots, encoding="utf-8", errors="replace")  # a cut file may end mid-character
     except OSError as e:

@@ -20,33 +20,37 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mom.core.errors import MomError
 from mom.rpc.server import MAX_BODY, MAX_BODY_HEADER
+
+if TYPE_CHECKING:
+    from _typeshed import SizedBuffer
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_SOCKET = "/run/mom/mom.sock"  # rpc-port in the packaged mom.conf; the unit's RuntimeDirectory=mom
 
 
-class UsageError(Exception):
+class UsageError(MomError):
     pass
 
 
 # -- the client ----------------------------------------------------------------------------
 
-class RequestTooLarge(Exception):
+class RequestTooLarge(MomError):
     """momd refused the request for its size (HTTP 413), or hung up while it was sent."""
 
     def __init__(self, size: int, limit: int | None) -> None:
         super().__init__(f"request too large ({_megabytes(size)}; momd accepts at most {_mebibytes(limit)})")
 
 
-class NotRpcEndpoint(Exception):
+class NotRpcEndpoint(MomError):
     """Something answered HTTP, but not momd's XML-RPC (e.g. momd's metrics port)."""
 
 
-class HungUp(Exception):
+class HungUp(MomError):
     """momd closed the connection before answering."""
 
 
@@ -63,7 +67,7 @@ def _mebibytes(n: int | None) -> str:
 def _header(headers: Any, name: str) -> str | None:
     for key, value in dict(headers or {}).items():
         if key.lower() == name.lower():
-            return value
+            return str(value)
     return None
 
 
@@ -89,7 +93,7 @@ class _Transport(xmlrpc.client.Transport):
         conn.timeout = self._timeout
         return conn
 
-    def single_request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+    def single_request(self, host: Any, handler: str, request_body: SizedBuffer, verbose: bool = False) -> Any:
         try:
             return super().single_request(host, handler, request_body, verbose)
         except xmlrpc.client.ProtocolError as e:
@@ -167,7 +171,7 @@ def _when(t: Any) -> str:
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
     return "\n".join(lines)
 
 
@@ -359,7 +363,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _rpc(sub: Any, name: str, func: Callable[[Any, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
     _connection_options(p, suppress=True)
     p.set_defaults(func=run, rpc=func)
     return p
@@ -412,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     mom = connect(socket_path, port, getattr(args, "timeout", DEFAULT_TIMEOUT))
     try:
-        return args.rpc(mom, args)
+        status: int = args.rpc(mom, args)
+        return status
     except UsageError as e:
         _err(str(e))
         return EXIT_USAGE

@@ -119,9 +119,9 @@ class Poller:
                                  balloon - unused if balloon is not None and unused is not None else None,
                                  unused, swap_in, faults, _action_text(a) if a else "",
                                  a.get("time") if a else None))
-        faults = {key: message for c in health["components"].values() for key, message in c["active"].items()}
+        active = {key: message for c in health["components"].values() for key, message in c["active"].items()}
         return Frame(health.get("time") or time.time(), health["ticks"], health["ok"], stats.get("host") or {},
-                     rows, actions[-RECENT:], faults)
+                     rows, actions[-RECENT:], active)
 
     def _rates(self, name: str, now: float, swap_in: float | None,
                faults: float | None) -> tuple[float | None, float | None]:

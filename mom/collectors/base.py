@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from mom.core.errors import MomError
 from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
 
 
-class CollectionError(Exception):
+class CollectionError(MomError):
     """The collector could not produce its data this time (one clear message)."""
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mom.collectors.base import CollectionError, Collector, CollectorContext, GuestSubject, parse_key_values, register
+from mom.core.errors import MomError
 from mom.hypervisors.base import Capability, GuestInfo, HypervisorError
 
 log = logging.getLogger("mom.Collectors.GuestQemuAgent")
@@ -44,7 +45,7 @@ READ_CHUNK = 65536
 MAX_FILE = 1 << 20
 
 
-class AgentError(Exception):
+class AgentError(MomError):
     """The agent could not be reached or answered with an error."""
 
 
@@ -77,7 +78,8 @@ class SocketAgent:
                 raise AgentError(f"agent socket {self.path}: reply too long")
         line, self._buf = self._buf.split(b"\n", 1)
         try:
-            return json.loads(line.lstrip(b"\xff"))
+            reply: dict[str, Any] = json.loads(line.lstrip(b"\xff"))
+            return reply
         except ValueError:
             raise AgentError(f"agent socket {self.path}: bad reply {line[:80]!r}") from None
 

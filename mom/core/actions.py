@@ -27,4 +27,5 @@ class Action:
     time: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("time", "controller", "target", "control", "old", "new", "applied", "reason")}
+        fields = ("time", "controller", "target", "control", "old", "new", "applied", "reason")
+        return {k: getattr(self, k) for k in fields}

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mom.core.errors import MomError
+
 IO_KEYS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
            "total_iops_sec", "read_iops_sec", "write_iops_sec")
 DISK_ENTRY_FIELDS = ("name", "path", "guaranteed", "maximum", "current")
@@ -24,7 +26,7 @@ DISK_ENTRY_FIELDS = ("name", "path", "guaranteed", "maximum", "current")
 Disk = TypeVar("Disk")
 
 
-class DiskLimitError(ValueError):
+class DiskLimitError(MomError, ValueError):
     """An io_tune entry an interface cannot apply (one line, without the guest:
     the interface names it when it raises its own HypervisorError)."""
 

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+# A queued call: the future its result goes to, the function, its arguments.
+_Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
 
 class CallPool:
     """A fixed number of daemon worker threads taking calls from one queue."""
 
     def __init__(self, workers: int, name: str = "mom-call") -> None:
-        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         self._started = False
         self._lock = threading.Lock()
@@ -37,10 +40,10 @@ class CallPool:
                     t.start()
                 self._started = True
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue a call, starting the pool if it was not started yet."""
         self.start()
-        future: Future = Future()
+        future: Future[Any] = Future()
         self._queue.put((future, fn, args))
         return future
 

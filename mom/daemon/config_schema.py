@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mom.core.errors import MomError
 from mom.core.verbosity import parse_verbosity
 from mom.hypervisors import REGISTRY, canonical_name, known_names
 from mom.hypervisors.base import InterfaceUnavailable
@@ -81,7 +82,7 @@ _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 
 # --- parsers (raise Invalid with the problem; the loader adds where) ---------
 
-class Invalid(Exception):
+class Invalid(MomError):
     """A value that does not parse; the message is the problem, without its place."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mom.core.clock import Clock, FastClock
+from mom.core.errors import MomError
 from mom.core.faults import FaultLog
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
 from mom.daemon.plot import Plotter
@@ -24,8 +25,8 @@ from mom.daemon.status import TickLog
 from mom.engine.engine import Engine, EngineSettings, StepListener
 from mom.engine.explain import tick_trace
 from mom.engine.status import EngineStatus, TickRecord
-from mom.hypervisors import interface_class
-from mom.hypervisors.base import HypervisorError, HypervisorInterface, InterfaceUnavailable
+from mom.hypervisors import build_interface
+from mom.hypervisors.base import HypervisorError, HypervisorInterface
 from mom.policy.compiled import CompiledPolicy
 from mom.policy.generate import trial_snapshot as generated_trial_snapshot
 from mom.policy.policy import PolicySet
@@ -40,29 +41,18 @@ log = logging.getLogger("mom.daemon")
 tick_log = logging.getLogger("mom.tick")
 
 
-class DaemonError(Exception):
+class DaemonError(MomError):
     """The daemon cannot be built from this configuration (one line)."""
 
 
 def make_hypervisor(config: Config, clock: Clock) -> HypervisorInterface:
     """The configured hypervisor interface. Raises DaemonError."""
-    name = config.main.hypervisor_interface
+    from mom.sim.scenario import ScenarioError
     try:
-        cls = interface_class(name)
-    except InterfaceUnavailable as e:
+        return build_interface(config, clock)
+    except ScenarioError as e:
         raise DaemonError(str(e)) from None
-    if name == "sim":
-        from mom.sim.scenario import ScenarioError
-        try:
-            return cls(config.sim.scenario or None, seed=config.sim.seed, clock=clock,  # type: ignore[call-arg]
-                       tree_dir=config.sim.tree_dir or None)
-        except ScenarioError as e:
-            raise DaemonError(str(e)) from None
-        except OSError as e:
-            raise DaemonError(f"simulator tree: {e.strerror or e}") from None
-    try:
-        return cls.from_config(config, clock)  # type: ignore[attr-defined]
-    except HypervisorError as e:  # vdsm's key, certificate or CA files (VdsmConfigError): one line
+    except HypervisorError as e:  # unknown name, missing library, vdsm's files, the simulator's tree: one line
         raise DaemonError(str(e)) from None
 
 

@@ -14,7 +14,7 @@ info level once per QUIET_SECONDS:
 
 A failing policy is a change when it starts or stops (its error is logged once
 by the fault log); while it goes on, its ticks are summarised like quiet ones.
-"""
+"""  # noqa: E501 - the docstring quotes a log line whole
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def tick_line(number: int, host: dict[str, Any], guests_ready: int, guests_known
               quiet_since: int | None = None) -> str:
     """The line of one tick. quiet_since: the first of the quiet ticks before it
     that no line told of yet."""
-    quiet = f" (ticks {quiet_since}-{number - 1}: no change)" if quiet_since is not None and quiet_since < number else ""
+    quiet_before = quiet_since is not None and quiet_since < number
+    quiet = f" (ticks {quiet_since}-{number - 1}: no change)" if quiet_before else ""
     line = f"tick {number}{quiet}: {_host_memory(host)}, guests {guests_ready}/{guests_known}"
     if not ok:
         # The error itself is logged once by the fault log when it starts, not every tick.

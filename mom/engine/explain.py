@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mom.core.errors import MomError
 from mom.policy.compiled import CompiledPolicy
 from mom.policy.snapshot import from_json
 from mom.policy.trace import Trace, plain, trace_run
@@ -26,15 +27,17 @@ HOST_INPUTS = ("mem_free", "mem_available", "mem_unused", "swap_usage", "ksm_run
                "ksm_shareable", "some_avg10", "full_avg10")
 
 
-class ExplainError(ValueError):
+class ExplainError(MomError, ValueError):
     """Nothing to explain (one line: why)."""
 
 
 def tick_trace(trace: Trace, guests: set[str] | None = None) -> dict[str, Any]:
     """The part of a trace a record line keeps: host variables and calls, and those
     of the guests named (all when None)."""
-    keep = (lambda name: True) if guests is None else (lambda name: name in guests)
-    return {"ok": trace.ok, "error": trace.error, "host_variables": trace.host_variables, "host_calls": trace.host_calls,
+    def keep(name: str) -> bool:
+        return guests is None or name in guests
+    return {"ok": trace.ok, "error": trace.error,
+            "host_variables": trace.host_variables, "host_calls": trace.host_calls,
             "guest_variables": {g: v for g, v in trace.guest_variables.items() if keep(g)},
             "guest_calls": {g: c for g, c in trace.guest_calls.items() if keep(g)}}
 

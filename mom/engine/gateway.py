@@ -27,7 +27,7 @@ class Pool(Protocol):
     """What the engine needs of a call pool (mom.core.pool.CallPool, or an inline one)."""
 
     def start(self) -> None: ...
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future: ...
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
     def close(self) -> None: ...
 
 
@@ -37,7 +37,7 @@ class ControlCall:
 
     controller: str
     call: PlannedCall
-    future: Future
+    future: Future[Any]
 
 
 def hypervisor_key(what: str) -> FaultKey:
@@ -52,18 +52,18 @@ class Gateway:
         self.call_timeout = call_timeout
         self.faults = faults
         self.stopping = False  # set by the engine's stop(): waits end early, quietly
-        self._inflight: dict[str, Future] = {}  # call name -> its last future
-        self._guest_calls: dict[str, Future] = {}  # guest uuid -> its last collection call
-        self._guest_merges: dict[str, Future] = {}  # guest uuid -> its blocking collectors' run
+        self._inflight: dict[str, Future[Any]] = {}  # call name -> its last future
+        self._guest_calls: dict[str, Future[Any]] = {}  # guest uuid -> its last collection call
+        self._guest_merges: dict[str, Future[Any]] = {}  # guest uuid -> its blocking collectors' run
         self._controls: dict[tuple[str, str], ControlCall] = {}  # (controller, target) -> a call past its deadline
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self.pool.submit(fn, *args)
 
     def timeout_message(self) -> str:
         return f"no answer within {self.call_timeout:g} s"
 
-    def wait(self, futures: list[Future]) -> set[Future]:
+    def wait(self, futures: list[Future[Any]]) -> set[Future[Any]]:
         """Wait for futures up to the call deadline, returning early on stop; the done ones."""
         deadline = time.monotonic() + self.call_timeout
         pending = set(futures)
@@ -136,10 +136,10 @@ class Gateway:
                 self.faults.report(key, str(e) or type(e).__name__)
         return result
 
-    def per_guest(self, guests: list[GuestInfo], fn: Callable[[GuestInfo], Any]) -> dict[str, Future]:
+    def per_guest(self, guests: list[GuestInfo], fn: Callable[[GuestInfo], Any]) -> dict[str, Future[Any]]:
         """Run fn for each guest on the pool, skipping guests whose previous run is still
         busy; the futures that finished within the deadline, by uuid."""
-        futures: dict[str, Future] = {}
+        futures: dict[str, Future[Any]] = {}
         for g in guests:
             previous = self._guest_merges.get(g.uuid)
             if previous is not None and not previous.done():

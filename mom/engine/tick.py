@@ -134,7 +134,7 @@ class Ticker:
                 (a, level) for a in sent.call.actions(sent.controller, now, error, note))
         return results
 
-    def _outcome(self, sent: ControlCall, done: set[Future]) -> tuple[str | None, int]:
+    def _outcome(self, sent: ControlCall, done: set[Future[Any]]) -> tuple[str | None, int]:
         """A sent call's error (None: applied) and its fault's level, once the deadline
         has passed. A call still running stays in flight: its target gets no other
         call until it returns."""
@@ -178,7 +178,7 @@ class Ticker:
             self.faults.clear(key)
 
 
-def answer(future: Future) -> tuple[str | None, int]:
+def answer(future: Future[Any]) -> tuple[str | None, int]:
     """A finished control call's error (None: applied) and the level its fault is logged at."""
     try:
         future.result()

@@ -133,11 +133,11 @@ class HypervisorInterface(ABC):
     def list_guests(self) -> list[GuestInfo]:
         """Return the running guests."""
 
-    def refresh(self) -> None:
+    def refresh(self) -> None:  # noqa: B027 - an optional hook: nothing to do by default
         """Called once before each collection round, before the per-guest calls:
         the place to refresh a cache (the simulator advances its model here)."""
 
-    def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:
+    def guest_added(self, guest: GuestInfo, monitor_interval: float) -> None:  # noqa: B027 - optional hook
         """Called once when a guest is first seen (all new guests in one pool call)."""
 
     # -- per-guest collection ----------------------------------------------------
@@ -211,5 +211,5 @@ class HypervisorInterface(ABC):
             except OSError as e:
                 raise HypervisorError(f"cannot write {path}: {e.strerror}") from None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from mom.core.errors import MomError
 from mom.lab.runner import LabError, PolicySpec, RunResult, RunSpec, quiet_logging, run
 from mom.sim.scenario import GuestSpec, Scenario
 
@@ -24,7 +25,7 @@ Progress = Callable[[RunResult], None]
 _COPY_NS = uuidlib.UUID("8f1d3c52-5a7e-4b8e-9d0c-6c61622d6d6f")
 
 
-class RunFailed(Exception):
+class RunFailed(MomError):
     """A run raised: the message names the run and the error (one line)."""
 
 
@@ -77,7 +78,7 @@ def run_many(specs: list[RunSpec], jobs: int | None = None, progress: Progress |
                 progress(results[i])
         return [results[i] for i in range(len(specs))]
     with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), initializer=_worker_init) as pool:
-        pending: dict[Future, int] = {pool.submit(_run_one, spec): i for i, spec in enumerate(specs)}
+        pending: dict[Future[Any], int] = {pool.submit(_run_one, spec): i for i, spec in enumerate(specs)}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -193,7 +194,7 @@ def capacity(entry: ScenarioEntry, template: str, policies: list[PolicySpec], se
             break
         results = run_many([s for _, _, s in round_specs], jobs, progress)
         outcome: dict[tuple[str, int], list[RunResult]] = {}
-        for (name, count, _), result in zip(round_specs, results):
+        for (name, count, _), result in zip(round_specs, results, strict=True):
             outcome.setdefault((name, count), []).append(result)
         for (name, count), rs in outcome.items():
             searches[name].probes[count] = held(rs, stall_budget_s)

@@ -121,8 +121,8 @@ def plot_run(result: RunResult, directory: str) -> list[str]:
     minutes = [t / 60 for t in series["time"]]
     host = series["host"]
     fig, ax = plt.subplots(figsize=(10, 5))
-    used = [max(0.0, ram - free) for ram, free in zip(host["ram"], host["free"])]
-    other = [max(0.0, u - g - p) for u, g, p in zip(used, host["guests"], host["host_processes"])]
+    used = [max(0.0, ram - free) for ram, free in zip(host["ram"], host["free"], strict=True)]
+    other = [max(0.0, u - g - p) for u, g, p in zip(used, host["guests"], host["host_processes"], strict=True)]
     ax.stackplot(minutes, host["guests"], host["host_processes"], other, host["free"],
                  labels=["guests (resident, after KSM)", "host processes", "host cache and kernel", "free"],
                  colors=["#4c72b0", "#dd8452", "#c4c4c4", "#e8f1e8"])
@@ -142,7 +142,7 @@ def plot_run(result: RunResult, directory: str) -> list[str]:
         cols = min(3, len(names))
         rows = (len(names) + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
-        for ax, name in zip(axes.flat, names):
+        for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare cells
             g = series["guests"][name]
             # the balloon last and dashed: a guest that fills its balloon has resident == balloon
             for key, color, style in (("demand", "#c44e52", "-"), ("resident", "#55a868", "-"),

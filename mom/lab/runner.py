@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mom.core.clock import ManualClock
+from mom.core.errors import MomError
 from mom.daemon.config import Config, ConfigError, load_config
 from mom.engine.engine import Engine, EngineSettings
 from mom.engine.status import EngineStatus
@@ -41,7 +42,7 @@ LAB_SETTINGS: dict[str, str] = {
 }
 
 
-class LabError(Exception):
+class LabError(MomError):
     """A bad scenario, policy or setting: one line for the user."""
 
 
@@ -221,8 +222,8 @@ class InlinePool:
     (on a busy host more than the call itself) and make a run's speed depend on
     the scheduler. The engine's deadlines and fault paths are unchanged."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         future.set_running_or_notify_cancel()
         try:
             future.set_result(fn(*args))

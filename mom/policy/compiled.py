@@ -6,11 +6,11 @@ evaluates under a Budget; ``Decisions`` is what one run produces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mom.policy.compiler import MACHINE, UNBOUND, Budget, Compiler, Machine
+from mom.policy.compiler import MACHINE, UNBOUND, Budget, Closure, Compiler, Machine
 from mom.policy.errors import PolicyError, Source
 from mom.policy.parser import Node, parse
 from mom.policy.runtime import Entity
@@ -45,7 +45,6 @@ def json_value(value: Any) -> Any:
     return repr(value)
 
 
-Closure = Callable[[dict, dict], Any]
 
 
 class CompiledPolicy:

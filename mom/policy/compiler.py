@@ -45,7 +45,9 @@ from mom.policy.runtime import (
     type_name,
 )
 
-Closure = Callable[[dict, dict], Any]
+# A policy's variables (V) and a scope's record of the values its bindings hid (S).
+Scope = dict[str, Any]
+Closure = Callable[[Scope, Scope], Any]
 
 UNBOUND = object()  # saved in a scope record when a name had no outer value
 
@@ -192,7 +194,7 @@ class Machine:
         r = x * y
         return r if type(r) is not int or -_WORD <= r <= _WORD else self.big_int(r)
 
-    def repeat(self, seq: str | list, n: int) -> str | list:
+    def repeat(self, seq: str | list[Any], n: int) -> str | list[Any]:
         """SEQ * N, charged (length and bytes) before anything is built."""
         count = max(n, 0)
         length = len(seq) * count
@@ -213,7 +215,7 @@ class Machine:
         r = abs(x)
         return self.big_int(r) if type(r) is int else r
 
-    def sort(self, seq: Any) -> list:
+    def sort(self, seq: Any) -> list[Any]:
         """(sort LIST): the new list is charged (length and bytes) before it is built."""
         if type(seq) is list:
             self.charge_sequence(len(seq), list, _LIST_BYTES + 8 * len(seq))
@@ -229,7 +231,7 @@ def _size(nbytes: int) -> str:
     return f"{nbytes / (1 << 20):g} MiB" if nbytes >= 1 << 20 else f"{nbytes:,} bytes"
 
 
-def bind(V: dict, S: dict, name: str, value: Any) -> Any:
+def bind(V: Scope, S: Scope, name: str, value: Any) -> Any:
     """Bind ``name`` to ``value`` in scope ``S``, noting the value it hides; a
     name the scope already bound keeps its first value. Returns the value in force."""
     if name in S:
@@ -239,7 +241,7 @@ def bind(V: dict, S: dict, name: str, value: Any) -> Any:
     return value
 
 
-def restore(V: dict, S: dict) -> None:
+def restore(V: Scope, S: Scope) -> None:
     """Leave scope ``S`` (in ``finally``): give back the values its bindings hid.
 
     A restore is not a binding: it writes around a subclass's ``__setitem__``,
@@ -254,7 +256,7 @@ def restore(V: dict, S: dict) -> None:
 _set_item = dict.__setitem__
 
 
-def _fault(pos: Pos, what: str, args: tuple, exc: BaseException) -> PolicyError:
+def _fault(pos: Pos, what: str, args: tuple[Any, ...], exc: BaseException) -> PolicyError:
     if isinstance(exc, RuntimeFault):
         return PolicyError(str(exc), pos)
     if isinstance(exc, ZeroDivisionError):
@@ -290,7 +292,8 @@ class Compiler:
             raise PolicyError("expected a function or form name after '('", head.pos)
         name = head.value
         if name in SPECIAL_FORMS:
-            return getattr(self, "form_" + name)(node, items[1:])
+            form: Callable[[Node, tuple[Node, ...]], Closure] = getattr(self, "form_" + name)
+            return form(node, items[1:])
         if name in BUILTINS:
             return self.builtin(node, name, items[1:])
         if "." in name:
@@ -301,7 +304,7 @@ class Compiler:
     def check_name(self, node: Node, what: str = "name") -> str:
         if node.kind != "sym":
             raise PolicyError(f"expected a {what}, found {node!r}", node.pos)
-        name = node.value
+        name: str = node.value
         if name.startswith("_"):
             raise PolicyError(f"names beginning with '_' are reserved: {name!r}", node.pos)
         if not NAME.match(name) or name == "nil":
@@ -328,7 +331,7 @@ class Compiler:
             obj_name, attr = self.split_dotted(node)
             fast = attr != "io_tune"  # io_tune entries are wrapped on first read: the slow path
 
-            def read(V: dict, S: dict) -> Any:
+            def read(V: Scope, S: Scope) -> Any:
                 try:
                     obj = V[obj_name]
                 except KeyError:
@@ -348,7 +351,7 @@ class Compiler:
 
     @staticmethod
     def variable(name: str, at: Node) -> Closure:
-        def var(V: dict, S: dict) -> Any:
+        def var(V: Scope, S: Scope) -> Any:
             try:
                 return V[name]
             except KeyError:
@@ -368,7 +371,7 @@ class Compiler:
             return fs[0]
         head, last = fs[:-1], fs[-1]
 
-        def block(V: dict, S: dict) -> Any:
+        def block(V: Scope, S: Scope) -> Any:
             for f in head:
                 f(V, S)
             return last(V, S)
@@ -379,7 +382,7 @@ class Compiler:
         name = self.check_name(args[0], "variable name")
         value = self.compile(args[1])
 
-        def defvar(V: dict, S: dict) -> Any:
+        def defvar(V: Scope, S: Scope) -> Any:
             return bind(V, S, name, value(V, S))  # already bound in this scope: kept
         return defvar
 
@@ -389,7 +392,7 @@ class Compiler:
         value = self.compile(args[1])
         at = args[0]
 
-        def set_(V: dict, S: dict) -> Any:
+        def set_(V: Scope, S: Scope) -> Any:
             v = value(V, S)
             if name not in V:
                 raise PolicyError(f"set of undefined variable {name!r} (use defvar to create it)", at.pos)
@@ -408,7 +411,7 @@ class Compiler:
         body = self.compile(args[2])
         at = node
 
-        def def_(V: dict, S: dict) -> Any:
+        def def_(V: Scope, S: Scope) -> Any:
             V[MACHINE].defs[name] = (params, body, at)
             return name
         return def_
@@ -425,8 +428,8 @@ class Compiler:
             bindings.append((self.check_name(b.items[0], "variable name"), self.compile(b.items[1])))
         body = self.block(args[1:])
 
-        def let(V: dict, S: dict) -> Any:
-            F: dict = {}
+        def let(V: Scope, S: Scope) -> Any:
+            F: Scope = {}
             try:
                 for name, value in bindings:
                     bind(V, F, name, value(V, F))
@@ -454,7 +457,7 @@ class Compiler:
             return lambda V, S: a(V, S) and b(V, S) and c(V, S)
         head, last = fs[:-1], fs[-1]
 
-        def and_(V: dict, S: dict) -> Any:
+        def and_(V: Scope, S: Scope) -> Any:
             for f in head:
                 v = f(V, S)
                 if not v:
@@ -475,7 +478,7 @@ class Compiler:
             return lambda V, S: a(V, S) or b(V, S) or c(V, S)
         head, last = fs[:-1], fs[-1]
 
-        def or_(V: dict, S: dict) -> Any:
+        def or_(V: Scope, S: Scope) -> Any:
             for f in head:
                 v = f(V, S)
                 if v:
@@ -495,7 +498,7 @@ class Compiler:
         body = self.compile(args[2])
         at, form = args[0], node
 
-        def with_(V: dict, S: dict) -> list:
+        def with_(V: Scope, S: Scope) -> list[Any]:
             seq = items(V, S)
             if type(seq) is not list:
                 raise PolicyError(f"with needs a list, got {type_name(seq)}", at.pos)
@@ -508,7 +511,7 @@ class Compiler:
                 m.steps += 1
                 if m.steps > m.check_at:
                     m.over_steps(at.pos)
-                F: dict = {}
+                F: Scope = {}
                 bind(V, F, var, item)
                 try:
                     out.append(body(V, F))
@@ -534,13 +537,15 @@ class Compiler:
         name, when it defined one, else the built-in (see LATER_BUILTINS)."""
         fs = [self.compile(a) for a in args]
         own = self.call_compiled(node, name, fs)
+        native: Closure
         if wrong:
-            def native(V: dict, S: dict) -> Any:
+            def refused(V: Scope, S: Scope) -> Any:
                 raise PolicyError(wrong, node.pos)
+            native = refused
         else:
             native = self.builtin_call(node, name, fs)
 
-        def builtin_or_own(V: dict, S: dict) -> Any:
+        def builtin_or_own(V: Scope, S: Scope) -> Any:
             return own(V, S) if name in V[MACHINE].defs else native(V, S)
         return builtin_or_own
 
@@ -555,7 +560,7 @@ class Compiler:
         if len(fs) == 1:
             (a,) = fs
 
-            def call1(V: dict, S: dict) -> Any:
+            def call1(V: Scope, S: Scope) -> Any:
                 x = a(V, S)
                 try:
                     return fn(x)
@@ -566,7 +571,7 @@ class Compiler:
             a, b = fs
             return _binary_call(fn, name, a, b, at)
 
-        def calln(V: dict, S: dict) -> Any:
+        def calln(V: Scope, S: Scope) -> Any:
             xs = [f(V, S) for f in fs]
             try:
                 return fn(*xs)
@@ -590,7 +595,7 @@ class Compiler:
         if n == 1:
             (a,) = fs
 
-            def mcall1(V: dict, S: dict) -> Any:
+            def mcall1(V: Scope, S: Scope) -> Any:
                 try:
                     obj = V[obj_name]
                 except KeyError:
@@ -605,7 +610,7 @@ class Compiler:
             return mcall1
         lookup = self.variable(obj_name, at)
 
-        def mcall(V: dict, S: dict) -> Any:
+        def mcall(V: Scope, S: Scope) -> Any:
             obj = lookup(V, S)
             xs = [f(V, S) for f in fs]
             if type(obj) is not owner:
@@ -622,7 +627,7 @@ class Compiler:
         lookup = self.variable(obj_name, at)
         key, value = fs
 
-        def store(V: dict, S: dict) -> Any:
+        def store(V: Scope, S: Scope) -> Any:
             obj = lookup(V, S)
             k = key(V, S)
             v = value(V, S)
@@ -644,23 +649,24 @@ class Compiler:
     def call_compiled(self, node: Node, name: str, fs: list[Closure]) -> Closure:
         nargs, at = len(fs), node
 
-        def ucall(V: dict, S: dict) -> Any:
+        def ucall(V: Scope, S: Scope) -> Any:
             m = V[MACHINE]
             try:
                 params, body, _ = m.defs[name]
             except KeyError:
                 raise PolicyError(f"undefined function {name!r}", at.pos) from None
             if len(params) != nargs:
-                raise PolicyError(f"{name} takes {len(params)} argument{'s' if len(params) != 1 else ''}, got {nargs}", at.pos)
+                plural = "s" if len(params) != 1 else ""
+                raise PolicyError(f"{name} takes {len(params)} argument{plural}, got {nargs}", at.pos)
             m.steps += 1
             if m.steps > m.check_at:
                 m.over_steps(at.pos)
             if m.depth >= m.max_depth:
                 raise PolicyError(f"calls nested deeper than {m.max_depth} (runaway recursion?)", at.pos)
             m.depth += 1
-            F: dict = {}
+            F: Scope = {}
             try:
-                for param, arg in zip(params, fs):
+                for param, arg in zip(params, fs, strict=True):
                     bind(V, F, param, arg(V, F))  # in the new scope: a later argument sees earlier parameters
                 return body(V, F)
             except PolicyError as e:
@@ -687,13 +693,15 @@ def _with_machine(name: str) -> Callable[..., Any]:
     """Built-in ``name`` as a function of (machine, *args): the machine's version
     of those that may build something large, which charges it, and a deadline
     check first for those that read through a list."""
+    fn: Callable[..., Any]
     if name in _BUDGETED:
         fn = getattr(Machine, _BUDGETED[name])
     else:
         plain = BUILTINS[name][0]
 
-        def fn(m: Machine, *args: Any) -> Any:
+        def without_machine(m: Machine, *args: Any) -> Any:
             return plain(*args)
+        fn = without_machine
     if name not in LIST_BUILTINS:
         return fn
 
@@ -708,7 +716,7 @@ def _machine_call(fn: Callable[..., Any], name: str, fs: list[Closure], at: Node
     if len(fs) == 1:
         (a,) = fs
 
-        def mcall1(V: dict, S: dict) -> Any:
+        def mcall1(V: Scope, S: Scope) -> Any:
             x = a(V, S)
             try:
                 return fn(V[MACHINE], x)
@@ -718,7 +726,7 @@ def _machine_call(fn: Callable[..., Any], name: str, fs: list[Closure], at: Node
     if len(fs) == 2:
         a, b = fs
 
-        def mcall2(V: dict, S: dict) -> Any:
+        def mcall2(V: Scope, S: Scope) -> Any:
             x = a(V, S)
             y = b(V, S)
             try:
@@ -727,7 +735,7 @@ def _machine_call(fn: Callable[..., Any], name: str, fs: list[Closure], at: Node
                 raise _fault(at.pos, name, (x, y), e) from None
         return mcall2
 
-    def mcalln(V: dict, S: dict) -> Any:
+    def mcalln(V: Scope, S: Scope) -> Any:
         xs = [f(V, S) for f in fs]
         try:
             return fn(V[MACHINE], *xs)
@@ -743,7 +751,7 @@ def _arithmetic_call(name: str, a: Closure, b: Closure, at: Node) -> Closure:
     op = BUILTINS[name][0]
     method = getattr(Machine, _BUDGETED[name])
 
-    def arithmetic(V: dict, S: dict) -> Any:
+    def arithmetic(V: Scope, S: Scope) -> Any:
         x = a(V, S)
         y = b(V, S)
         try:
@@ -761,7 +769,7 @@ def _arithmetic_call(name: str, a: Closure, b: Closure, at: Node) -> Closure:
 
 
 def _binary_call(fn: Callable[[Any, Any], Any], name: str, a: Closure, b: Closure, at: Node) -> Closure:
-    def call2(V: dict, S: dict) -> Any:
+    def call2(V: Scope, S: Scope) -> Any:
         x = a(V, S)
         y = b(V, S)
         try:

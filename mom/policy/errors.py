@@ -13,6 +13,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from mom.core.errors import MomError
+
 
 class Source:
     """A policy text and the name errors use for it (a file name or a policy name)."""
@@ -63,7 +65,7 @@ class Pos:
         return f"{self.source.name}:{self.line}:{self.col}"
 
 
-class PolicyError(Exception):
+class PolicyError(MomError):
     """A parse, check or evaluation error in a policy.
 
     ``calls`` is the call chain (innermost first); ``bindings`` the ``with``
@@ -118,7 +120,8 @@ class PolicyError(Exception):
         while i < len(self.calls):  # runs of the same call (recursion) are shown once
             function, pos = self.calls[i]
             j = i
-            while j + 1 < len(self.calls) and self.calls[j + 1][0] == function and str(self.calls[j + 1][1]) == str(pos):
+            while (j + 1 < len(self.calls) and self.calls[j + 1][0] == function
+                   and str(self.calls[j + 1][1]) == str(pos)):
                 j += 1
             times = f" ({j - i + 1} times)" if j > i else ""
             out.append(f"  in {function}, called at {pos}{times}")

@@ -70,7 +70,7 @@ def generate_snapshot(guests: int, rows: int = 10, pressure: bool = False, seed:
         maximum = rng.choice((1, 2, 4, 8)) * GiB_KIB
         cur = int(maximum * rng.uniform(0.6, 1.0)) if rng.random() < 0.7 else maximum
         used = int(cur * rng.uniform(0.2, 0.8))
-        grows = []
+        grows: list[dict[str, Any]] = []
         for _ in range(rows):
             unused = max(0, cur - used - int(rng.uniform(0, 0.05) * cur))
             grows.append({

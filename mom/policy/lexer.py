@@ -81,7 +81,8 @@ def tokenize(source: Source) -> list[Token]:
     tokens: list[Token] = []
     append = tokens.append
     end = 0
-    for m in iter(_TOKEN.scanner(text).match, None):
+    # Pattern.scanner (undocumented, absent from typeshed): each match starts where the last ended.
+    for m in iter(_TOKEN.scanner(text).match, None):  # type: ignore[attr-defined]
         kind = m.lastgroup
         end = m.end()
         if kind == "space" or kind == "comment":

@@ -35,7 +35,8 @@ class Node:
     def head(self) -> str | None:
         """The symbol a list starts with, if any."""
         if self.kind == "list" and self.items and self.items[0].kind == "sym":
-            return self.items[0].value
+            name: str = self.items[0].value
+            return name
         return None
 
     def __repr__(self) -> str:

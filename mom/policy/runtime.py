@@ -14,13 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from mom.core.disks import DISK_ENTRY_FIELDS, DiskLimitError, io_limit
+from mom.core.errors import MomError
 
 debug_log = logging.getLogger("mom.policy.debug")
 
 IO_ENTRY_FIELDS = DISK_ENTRY_FIELDS  # an io_tune entry's fields, as the checker knows them
 
 
-class RuntimeFault(Exception):
+class RuntimeFault(MomError):
     """Raised by runtime helpers; the compiler turns it into a PolicyError at the node."""
 
 

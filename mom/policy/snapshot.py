@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from mom.core.errors import MomError
 from mom.policy.runtime import Entity
 
 
-class SnapshotError(ValueError):
+class SnapshotError(MomError, ValueError):
     """A snapshot that is not in the format above (one line: where and what)."""
 
 

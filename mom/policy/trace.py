@@ -61,7 +61,7 @@ def plain(value: Any) -> Any:
     return None
 
 
-class _Env(dict):
+class _Env(dict[str, Any]):
     """The policy's variable environment, noting each binding and its guest."""
 
     def __init__(self, base: dict[str, Any], trace: Trace) -> None:
@@ -76,7 +76,8 @@ class _Env(dict):
     def _guest(self) -> Entity | None:
         while self.scopes:
             name, guest = self.scopes[-1]
-            if dict.get(self, name) is guest:
+            bound: object = dict.get(self, name)
+            if bound is guest:
                 return guest
             self.scopes.pop()  # that binding was restored away
         return None
@@ -102,7 +103,7 @@ class _Env(dict):
             table[name] = value
 
 
-class _Functions(dict):
+class _Functions(dict[str, Any]):
     """The machine's table of the policy's functions, noting each call (the call
     looks its function up here): which branches ran, for whom."""
 

@@ -238,4 +238,5 @@ class MomApi:
         except ExplainError as err:
             raise _bad(str(err)) from None
         out["last_applied"] = applied[-1].to_json() if applied else None
-        return json_value(out)
+        answer: dict[str, Any] = json_value(out)
+        return answer

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers.expat import ExpatError
 
+from mom.core.errors import MomError
 from mom.core.faults import OncePerKind
 from mom.core.pool import CallPool
 from mom.core.sockets import existing_socket_problem
@@ -88,7 +89,7 @@ FAULT_BAD_REQUEST = 3
 FAULT_REFUSED = 4
 
 
-class RpcServerError(Exception):
+class RpcServerError(MomError):
     """The server cannot listen where it is told to (one line)."""
 
 
@@ -150,18 +151,20 @@ CLIENT_TIME = ClientTime()  # shared by the RPC servers and the metrics endpoint
 
 # -- marshalling ------------------------------------------------------------------------
 
+def _dump_int(marshaller: xmlrpc.client.Marshaller, value: int, write: Callable[[str], Any]) -> None:
+    tag = "int" if -2**31 <= value < 2**31 else "i8"
+    if not -2**63 <= value < 2**63:
+        raise OverflowError("int exceeds XML-RPC limits")
+    write(f"<value><{tag}>{int(value)}</{tag}></value>\n")
+
+
 class _I8Marshaller(xmlrpc.client.Marshaller):
     """The stdlib's marshaller, sending integers beyond 32 bits as <i8>."""
 
-    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
-
-    def dump_int(self, value: int, write: Callable[[str], Any]) -> None:
-        tag = "int" if -2**31 <= value < 2**31 else "i8"
-        if not -2**63 <= value < 2**63:
-            raise OverflowError("int exceeds XML-RPC limits")
-        write(f"<value><{tag}>{int(value)}</{tag}></value>\n")
-
-    dispatch[int] = dump_int
+    # The stdlib looks a value's dump function up in this class-level table; a copy, so
+    # the stdlib's own Marshaller keeps sending <int>.
+    dispatch = dict(xmlrpc.client.Marshaller.dispatch)  # noqa: RUF012 - the stdlib's table, by design
+    dispatch[int] = _dump_int
 
 
 def dumps_response(value: Any) -> bytes:
@@ -212,7 +215,7 @@ def cached_response(key: Callable[[Any], Hashable], max_age: float = 1.0) -> Cal
 
         @functools.wraps(method)
         def cached(self: Any) -> Marshalled:
-            cache = self.__dict__.get(attr)
+            cache: ResponseCache | None = self.__dict__.get(attr)
             if cache is None:
                 cache = self.__dict__.setdefault(attr, ResponseCache(max_age))
             return cache.get(key(self), lambda: method(self))
@@ -245,7 +248,7 @@ def _refused_markup(body: bytes) -> str | None:
     return None
 
 
-class NestingError(ValueError):
+class NestingError(MomError, ValueError):
     pass
 
 
@@ -370,7 +373,7 @@ def _limit(n: int) -> str:
     return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n >> 10} KiB" if n % 1024 == 0 else f"{n} bytes"
 
 
-class Refusal(Exception):
+class Refusal(MomError):
     """A request refused on its headers: the answer to send and the log line's kind."""
 
     def __init__(self, kind: str, status: str, message: str, extra: dict[str, str] | None = None,
@@ -897,7 +900,7 @@ class RpcServer:
     def describe(self) -> str:
         if self.path:
             return f"unix socket {self.path}"
-        host, port = self.address[:2]
+        host, port = self.sock.getsockname()[:2]
         return f"{host}:{port}{RPC_PATH}"
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from mom.core.disks import IO_KEYS
 from mom.sim.guest import PAGE, SimGuest
 from mom.sim.ksm import KsmState
 from mom.sim.observation import GuestObservation, HostObservation
@@ -35,7 +36,7 @@ from mom.sim.proctree import (
     render_pressure,
     render_vmstat,
 )
-from mom.sim.scenario import IO_KEYS, ProcessSpec, Scenario
+from mom.sim.scenario import ProcessSpec, Scenario
 from mom.sim.workloads import MIB, Workload, build_workload
 
 HOST_BUFFERS = 32 * MIB
@@ -241,7 +242,7 @@ class SimModel:
         served_share = min(1.0, HOST_SWAP_IOPS / total) if total > 0 else 0.0
         some_clear = 1.0
         full = 1.0 if self._running else 0.0
-        for g, f in zip(self._running, faults):
+        for g, f in zip(self._running, faults, strict=True):
             back = min(g.host_swap, f * served_share * PAGE * dt)
             g.host_swap -= back
             refault = g.host_refault
@@ -274,7 +275,7 @@ class SimModel:
             if room <= 0:
                 continue
             k = min(1.0, want / room)
-            for g, x in zip(self._running, limit):
+            for g, x in zip(self._running, limit, strict=True):
                 if x > 0:
                     done += g.host_swap_out(x * k, hot_too)
         return done

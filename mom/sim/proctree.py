@@ -35,6 +35,8 @@ import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from mom.core.errors import MomError
+
 KSM_CONTROLS = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes")
 KSM_STATS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans")
 KSM_DIR = os.path.join("sys", "kernel", "mm", "ksm")
@@ -96,7 +98,7 @@ def render_pid_status(pid: int, name: str, vm_size_kib: int, vm_rss_kib: int) ->
             f"VmRSS:\t{vm_rss_kib:>8} kB\nThreads:\t4\n")
 
 
-class TreeClosed(OSError):
+class TreeClosed(MomError, OSError):
     """A write to a tree that was closed (its owner is stopping)."""
 
 
@@ -243,7 +245,7 @@ def remove_stale_trees(base: str) -> list[str]:
     mom-sim-<pid>-*, owned by this user, holding the marker, and nobody holding
     the marker's lock. Returns the removed paths; errors are skipped (the
     next start tries again)."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(base)
     except OSError:

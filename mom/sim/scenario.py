@@ -67,12 +67,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mom.core.disks import IO_KEYS
+from mom.core.errors import MomError
 from mom.sim.workloads import WorkloadSpec, check_workload, read_trace
 
 _UUID_NS = uuidlib.UUID("5c0e7a1e-3b1d-4d38-9a55-6d6f6d73696d")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(MomError, ValueError):
     """A scenario file is unreadable or invalid (the message says where)."""
 
 

@@ -173,7 +173,7 @@ class WorkloadSpec:
 
 
 # type -> (factory, required parameters, optional parameters with defaults)
-_TYPES: dict[str, tuple[Callable[..., Workload], tuple[str, ...], dict[str, float]]] = {
+_TYPES: dict[str, tuple[Callable[..., Workload], tuple[str, ...], dict[str, float | str | bool]]] = {
     "idle": (Steady, (), {"level": -1.0, "noise": 0.0}),
     "steady": (Steady, ("level",), {"noise": 0.0}),
     "ramp": (Ramp, ("low", "high", "period"), {"phase": 0.0, "noise": 0.0}),

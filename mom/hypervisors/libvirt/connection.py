@@ -151,7 +151,9 @@ class LibvirtConnection:
             uri = self.uri
         ids = self._register(conn, uri) if events else None
         with self.lock:
-            if self.state is RunState.CLOSED:  # close() was called while this connection was being opened
+            # close() may have been called (another thread) while this connection was being opened;
+            # mypy still holds the state this thread saw before it let go of the lock.
+            if self.state is RunState.CLOSED:  # type: ignore[comparison-overlap]
                 closed = True
             else:
                 closed = False

@@ -46,6 +46,8 @@ class _Counter:
 
 class _Proxy:
     _wrap_names: frozenset[str] = frozenset()
+    _target: Any  # set in __init__ around __setattr__
+    _counter: _Counter
 
     def __init__(self, target: Any, counter: _Counter) -> None:
         object.__setattr__(self, "_target", target)
@@ -113,7 +115,7 @@ class BalloonStatsFiller(_Proxy):
     def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[tuple[Any, dict[str, Any]]]:
         import libvirt
 
-        out = self._target.getAllDomainStats(stats, flags)
+        out: list[tuple[Any, dict[str, Any]]] = self._target.getAllDomainStats(stats, flags)
         if not stats & libvirt.VIR_DOMAIN_STATS_BALLOON:
             return out
         filled = []

@@ -47,10 +47,13 @@ class DomainXml:
 
 
 def _kib(elem: ET.Element | None) -> int:
-    if elem is None or not (elem.text or "").strip():
+    if elem is None:
+        return 0
+    text = (elem.text or "").strip()
+    if not text:
         return 0
     factor = _UNITS.get((elem.get("unit") or "KiB").lower(), 1)
-    return int(int(elem.text.strip()) * factor)
+    return int(int(text) * factor)
 
 
 def _int(text: str | None) -> int | None:
