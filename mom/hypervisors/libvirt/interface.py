@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import random
 import time
@@ -121,7 +122,7 @@ class LibvirtHypervisor(HypervisorInterface):
         self._doms: dict[str, Any] = {}        # uuid -> virDomain of the current connection
         self._pids: dict[str, tuple[int, int | None]] = {}  # uuid -> (domain id, pid)
         self._xml: dict[str, tuple[float, DomainXml]] = {}  # uuid -> (expiry, parsed XML)
-        self._stats_period = None if stats_period is None else max(1, int(round(stats_period)))
+        self._stats_period = None if stats_period is None else max(1, round(stats_period))
         self._period_set: set[str] = set()   # uuids whose stats period is set on this connection
         self._listener: Callable[[], None] | None = None
         self._once = stats.OnceLog()
@@ -388,7 +389,8 @@ class LibvirtHypervisor(HypervisorInterface):
         xml = self._domain_xml(conn, guest)
         out = []
         for disk in xml.disks:
-            values = self._call(conn, guest, f"blockIoTune {disk.dev}", lambda d: d.blockIoTune(disk.dev, 0))
+            read_tune = operator.methodcaller("blockIoTune", disk.dev, 0)
+            values = self._call(conn, guest, f"blockIoTune {disk.dev}", read_tune)
             out.append(stats.io_tune_entry(disk.dev, disk.path, xml.io_limits(disk), values))
         return out
 
