@@ -8,13 +8,15 @@ list_guests"), so a guest's faults can be forgotten by its name rather than by
 matching text.
 
 :class:`OncePerKind` is the other shape, for events that do not clear (a
-refused client request): the first of a kind is logged, then one line per
-period with the count of those suppressed.
+refused client request, a libvirt error code seen for some guests): the first
+of a kind is logged, then one line per period with the count of those
+suppressed; with no period, only the first of each kind.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -141,24 +143,35 @@ class FaultLog:
 class OncePerKind:
     """Logs the first problem of each kind, then at most one line per period with the
     number seen in between: a flood of bad clients is a few log lines, not thousands.
+    With the default period (math.inf) a kind is logged once for good.
 
     For events rather than states: a refused request has no "cleared", and a
     client's mistake is not the daemon's health, so these are not FaultLog faults.
+    A caller that writes its own line asks :meth:`due` and logs when it says so.
     """
 
-    def __init__(self, logger: logging.Logger, period: float) -> None:
+    def __init__(self, logger: logging.Logger, period: float = math.inf) -> None:
         self.log = logger
         self.period = period
-        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
+        self._seen: dict[object, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
         self._lock = threading.Lock()
 
-    def report(self, kind: str, message: str, level: int = logging.INFO) -> None:
+    def due(self, kind: object) -> int | None:
+        """Whether a line for ``kind`` is due now: the number suppressed since the last
+        line (0 the first time), or None when one was logged within the period (this
+        one is then counted as suppressed)."""
         now = time.monotonic()
         with self._lock:
             last, suppressed = self._seen.get(kind, (None, 0))
             if last is not None and now - last < self.period:
                 self._seen[kind] = (last, suppressed + 1)
-                return
+                return None
             self._seen[kind] = (now, 0)
+        return suppressed
+
+    def report(self, kind: object, message: str, level: int = logging.INFO) -> None:
+        suppressed = self.due(kind)
+        if suppressed is None:
+            return
         more = f" ({suppressed} more since the last such line)" if suppressed else ""
         self.log.log(level, "%s%s", message, more)

@@ -57,6 +57,7 @@ from typing import Any
 
 import libvirt
 
+from mom.core.faults import FaultKey, FaultLog, OncePerKind
 from mom.hypervisors.base import (
     SECTIONS,
     Capability,
@@ -76,6 +77,8 @@ from mom.hypervisors.libvirt.domain_xml import DomainXml, parse_domain_xml
 from mom.hypervisors.settings import LibvirtSettings
 
 log = logging.getLogger("mom.libvirt")
+# getAllDomainStats failing: logged once ("libvirt bulk statistics: ..."), and once when it works again.
+BULK_STATS = FaultKey("libvirt", "bulk statistics")
 
 
 def _disk_ident(disk: Any) -> tuple[str, str | None]:
@@ -125,8 +128,8 @@ class LibvirtHypervisor(HypervisorInterface):
         self._stats_period = None if stats_period is None else max(1, round(stats_period))
         self._period_set: set[str] = set()   # uuids whose stats period is set on this connection
         self._listener: Callable[[], None] | None = None
-        self._once = stats.OnceLog()
-        self._period_faults = stats.PerKindLog("cannot set the balloon statistics period")
+        self._faults = FaultLog(stats.log, monotonic)  # the bulk call's fall-back, logged once until it clears
+        self._period_kinds = OncePerKind(stats.log)  # libvirt error codes warned about when setting the period
         self.events_active = False
         if connect_now:
             try:
@@ -291,12 +294,12 @@ class LibvirtHypervisor(HypervisorInterface):
                 uuid = dom.UUIDString()
                 records[uuid] = record
                 self._doms.setdefault(uuid, dom)
-            self._once.clear("libvirt bulk statistics")
+            self._faults.clear(BULK_STATS)
         except libvirt.libvirtError as e:
             err = self._error(e, "getAllDomainStats", conn)
             if isinstance(err, ConnectionLost):
                 raise err from None
-            self._once.report("libvirt bulk statistics", f"{err}; collecting per domain", logging.INFO)
+            self._faults.report(BULK_STATS, f"{err}; collecting per domain", logging.INFO)
         result: dict[str, GuestData] = {}
         for guest in guests:
             rec = None
@@ -438,7 +441,7 @@ class LibvirtHypervisor(HypervisorInterface):
                     if self.conn is conn:
                         self._period_set.add(uuid)
         finally:
-            self._period_faults.report(failed)
+            stats.report_failed_round(self._period_kinds, "cannot set the balloon statistics period", failed)
 
     # Per-guest getters (the base class's collect_all contract; used by tools and tests).
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:

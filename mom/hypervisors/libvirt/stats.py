@@ -11,13 +11,13 @@ memoryStats().
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import libvirt
 
 from mom.core.disks import IO_KEYS
+from mom.core.faults import OncePerKind
 
 log = logging.getLogger("mom.libvirt")
 
@@ -76,45 +76,17 @@ def io_tune_entry(name: str, path: str | None, policy: Mapping[str, Mapping[str,
             "maximum": dict(policy["maximum"]), "current": {k: int(values.get(k, 0)) for k in IO_KEYS}}
 
 
-class OnceLog:
-    """Log each distinct message per key once, and once when the key clears."""
-
-    def __init__(self) -> None:
-        self._active: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def report(self, key: str, message: str, level: int = logging.WARNING) -> None:
-        with self._lock:
-            if self._active.get(key) == message:
-                return
-            self._active[key] = message
-        log.log(level, "%s: %s", key, message)
-
-    def clear(self, key: str, note: str | None = None) -> None:
-        with self._lock:
-            if self._active.pop(key, None) is None:
-                return
-        log.info("%s: %s", key, note or "recovered")
-
-
-class PerKindLog:
+def report_failed_round(once: OncePerKind, what: str, failed: Mapping[int, list[tuple[str, str]]]) -> None:
     """One warning per kind of per-guest problem, not one per guest: the first time
     a kind (a libvirt error code) is seen, one warning says for how many guests and
-    why (the first guest's message); later rounds of the same kind are debug lines."""
+    why (the first guest's message); later rounds of the same kind are debug lines.
 
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._warned: set[int] = set()
-        self._lock = threading.Lock()
-
-    def report(self, failed: Mapping[int, list[tuple[str, str]]]) -> None:
-        """failed: kind -> [(guest name, message)] of one round."""
-        for kind, hits in failed.items():
-            with self._lock:
-                new = kind not in self._warned
-                self._warned.add(kind)
-            names = sorted(name for name, _ in hits)
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            count = f"{len(names)} guest{'s' if len(names) != 1 else ''}"
-            log.log(logging.WARNING if new else logging.DEBUG, "libvirt: %s for %s (%s): %s%s", self.what, count,
-                    shown, hits[0][1], "; later guests with this error are logged at debug level" if new else "")
+    failed: kind -> [(guest name, message)] of one round; ``once`` (no period)
+    remembers the kinds warned about."""
+    for kind, hits in failed.items():
+        new = once.due(kind) is not None
+        names = sorted(name for name, _ in hits)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        count = f"{len(names)} guest{'s' if len(names) != 1 else ''}"
+        log.log(logging.WARNING if new else logging.DEBUG, "libvirt: %s for %s (%s): %s%s", what, count,
+                shown, hits[0][1], "; later guests with this error are logged at debug level" if new else "")
