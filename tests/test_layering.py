@@ -75,8 +75,8 @@ def imports(path: Path, root: Path) -> list[Edge]:
             else:
                 target = node.module or ""
             if target == "mom":  # from mom import engine: the subpackage is the target (not __version__)
-                out.extend(Edge(name, f"mom.{alias.name}" if alias.name in RANK or (root / alias.name).is_dir() else "mom", node.lineno)
-                           for alias in node.names)
+                out.extend(Edge(name, f"mom.{alias.name}" if alias.name in RANK or (root / alias.name).is_dir()
+                                else "mom", node.lineno) for alias in node.names)
             else:
                 out.append(Edge(name, target, node.lineno))
     return [e for e in out if e.target == "mom" or e.target.startswith("mom.")]

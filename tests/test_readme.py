@@ -29,7 +29,8 @@ def test_momctl_examples_run_in_order_against_the_demo(tmp_path: Path) -> None:
     sock = tmp_path / "demo.sock"
     conf = tmp_path / "demo.conf"
     # The demo as the README runs it, on a private socket and with a recorder to wait on.
-    conf.write_text(demo.replace(f"rpc-port: {DEMO_SOCKET}", f"rpc-port: {sock}\nrecord-file: {tmp_path / 'record.jsonl'}")
+    conf.write_text(demo.replace(f"rpc-port: {DEMO_SOCKET}",
+                                 f"rpc-port: {sock}\nrecord-file: {tmp_path / 'record.jsonl'}")
                     .replace("policy-dir: doc/policies", f"policy-dir: {REPO / 'doc' / 'policies'}"))
     m = Momd(conf)
     try:

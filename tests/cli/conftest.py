@@ -6,11 +6,11 @@ these tests, with a flight recorder, a plot-dir, a unix socket and a metrics end
 
 from __future__ import annotations
 
-import tempfile
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -100,8 +100,8 @@ def test_explain_bad_input_is_one_line(shrinking: Daemon, tmp_path: Path) -> Non
 
 
 def test_a_trace_is_bounded_and_a_failing_policy_traces_nothing() -> None:
-    from mom.policy.policy import compile_policy
     from mom.policy.errors import Source
+    from mom.policy.policy import compile_policy
     from mom.policy.snapshot import EntityData, Snapshot
     from mom.policy.trace import MAX_TEXT, MAX_VARIABLES, trace_run
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.support.momd import run_momctl
 from mom.cli import plot
+from tests.support.momd import run_momctl
 
 from .conftest import GUESTS, Daemon
 

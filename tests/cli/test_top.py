@@ -15,13 +15,12 @@ import struct
 import sys
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.support.momd import REPO, Momd, idle_guests, run_momctl, scenario_toml, write_config
-
 from tests.support.net import free_port
 
 from .conftest import GUESTS, Daemon
@@ -98,13 +97,14 @@ def steady(tmp_path_factory) -> Iterator[tuple[Momd, int]]:
 
 def host_numbers(text: str) -> dict[str, int]:
     """The newest frame's host line: total, used, cache, free in MiB."""
-    line = [l for l in text.splitlines() if "host memory:" in l][-1]
+    line = [ln for ln in text.splitlines() if "host memory:" in ln][-1]
     return {k: int(v) for k, v in re.findall(r"(total|used|cache|free) (\d+) MiB", line)}
 
 
 def stats_numbers(address: list[str]) -> dict[str, int]:
     host = json.loads(run_momctl([*address, "stats", "--json"]).stdout)["host"]
-    return {"total": round(host["mem_available"] / 1024), "used": round((host["mem_available"] - host["mem_free"]) / 1024),
+    return {"total": round(host["mem_available"] / 1024),
+            "used": round((host["mem_available"] - host["mem_free"]) / 1024),
             "cache": round((host["mem_free"] - host["mem_unused"]) / 1024), "free": round(host["mem_unused"] / 1024)}
 
 
@@ -144,7 +144,7 @@ def test_top_not_on_a_terminal_is_plain_text(shrinking: Daemon) -> None:
                        "--sort", "name"])
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and proc.stdout.count("host memory:") == 2
-    head, bar, host = proc.stdout.splitlines()[:3]
+    _head, bar, host = proc.stdout.splitlines()[:3]
     numbers = host_numbers(host)
     for char, part in (("█", "used"), ("▒", "cache"), ("░", "free")):  # the bar's parts in proportion
         assert abs(bar.count(char) - 80 * numbers[part] / numbers["total"]) <= 1, (bar, numbers)

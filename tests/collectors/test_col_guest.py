@@ -4,14 +4,10 @@ from pathlib import Path
 import pytest
 
 from mom.collectors.base import CollectionError, CollectorContext, GuestSubject
-from mom.collectors.guest_balloon import GuestBalloon
-from mom.collectors.guest_balloon_optional import GuestBalloonOptional
-from mom.collectors.guest_cpu_tune import GuestCpuTune
-from mom.collectors.guest_cpu_tune_optional import GuestCpuTuneOptional
-from mom.collectors.guest_io_tune import GuestIoTune
-from mom.collectors.guest_io_tune_optional import GuestIoTuneOptional
-from mom.collectors.guest_memory import GuestMemory
-from mom.collectors.guest_memory_optional import GuestMemoryOptional
+from mom.collectors.guest_balloon import GuestBalloon, GuestBalloonOptional
+from mom.collectors.guest_cpu_tune import GuestCpuTune, GuestCpuTuneOptional
+from mom.collectors.guest_io_tune import GuestIoTune, GuestIoTuneOptional
+from mom.collectors.guest_memory import GuestMemory, GuestMemoryOptional
 from mom.collectors.guest_qemu_proc import GuestQemuProc
 from mom.hypervisors.base import GuestData, GuestInfo
 
@@ -74,7 +70,7 @@ def test_guest_memory_missing_section_names_guest_and_reason() -> None:
 
 
 def test_guest_memory_missing_section_without_reason() -> None:
-    with pytest.raises(CollectionError, match="no memory data for guest web01 .*: the hypervisor returned no data"):
+    with pytest.raises(CollectionError, match=r"no memory data for guest web01 .*: the hypervisor returned no data"):
         GuestMemory(ctx()).collect(GuestSubject(INFO, GuestData()))
 
 
@@ -91,7 +87,7 @@ def test_guest_balloon() -> None:
     assert GuestBalloon(ctx()).collect(full_subject()) == BALLOON
     assert GuestBalloonOptional(ctx()).collect(full_subject()) == BALLOON
     bare = GuestSubject(INFO, GuestData(errors={"balloon": "no balloon device"}))
-    with pytest.raises(CollectionError, match="GuestBalloon: no balloon data for guest web01 .*: no balloon device"):
+    with pytest.raises(CollectionError, match=r"GuestBalloon: no balloon data for guest web01 .*: no balloon device"):
         GuestBalloon(ctx()).collect(bare)
     assert GuestBalloonOptional(ctx()).collect(bare) == {}
 
@@ -124,7 +120,7 @@ def test_guest_io_tune_empty_and_missing() -> None:
     empty = GuestSubject(INFO, GuestData(io_tune=[]))
     assert GuestIoTune(ctx()).collect(empty) == {"io_tune": [], "io_tune_current": []}
     missing = GuestSubject(INFO, GuestData(errors={"io_tune": "not supported"}))
-    with pytest.raises(CollectionError, match="GuestIoTune: no io_tune data for guest web01 .*: not supported"):
+    with pytest.raises(CollectionError, match=r"GuestIoTune: no io_tune data for guest web01 .*: not supported"):
         GuestIoTune(ctx()).collect(missing)
     assert GuestIoTuneOptional(ctx()).collect(missing) == {}
 

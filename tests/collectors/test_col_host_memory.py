@@ -5,7 +5,7 @@ import pytest
 from mom.collectors.base import CollectionError, CollectorContext
 from mom.collectors.host_memory import HostMemory
 
-from .conftest import replace_line  # noqa: E402
+from .conftest import replace_line
 
 
 def test_values_from_fixture(basic_ctx: CollectorContext) -> None:
@@ -46,7 +46,8 @@ def test_counter_going_back_reports_zero(proc_tree: Path) -> None:
 
 def test_mem_available_kernel_optional(proc_tree: Path) -> None:
     meminfo = proc_tree / "meminfo"
-    meminfo.write_text("".join(l for l in meminfo.read_text().splitlines(True) if not l.startswith("MemAvailable:")))
+    kept = [line for line in meminfo.read_text().splitlines(True) if not line.startswith("MemAvailable:")]
+    meminfo.write_text("".join(kept))
     data = HostMemory(CollectorContext(proc_root=str(proc_tree))).collect(None)
     assert "mem_available_kernel" not in data
     assert data["mem_available"] == 65798292
@@ -61,7 +62,8 @@ def test_malformed_meminfo_names_file_and_line(proc_tree: Path) -> None:
 
 def test_missing_key_names_file_and_key(proc_tree: Path) -> None:
     meminfo = proc_tree / "meminfo"
-    meminfo.write_text("".join(l for l in meminfo.read_text().splitlines(True) if not l.startswith("AnonPages:")))
+    kept = [line for line in meminfo.read_text().splitlines(True) if not line.startswith("AnonPages:")]
+    meminfo.write_text("".join(kept))
     with pytest.raises(CollectionError, match=r"meminfo: no AnonPages line"):
         HostMemory(CollectorContext(proc_root=str(proc_tree))).collect(None)
 

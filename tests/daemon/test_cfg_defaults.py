@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mom.daemon.config import RPC_DISABLED, Config, ConfigError, HostPort, TcpPort, UnixSocket, load_config
 from tests.support.shared_policies import SHARED_POLICIES
-
-from mom.daemon.config import (
-    RPC_DISABLED, Config, ConfigError, HostPort, TcpPort, UnixSocket, load_config,
-)
 
 SHARED = SHARED_POLICIES
 MOM_DOC = SHARED / "mom-doc"
@@ -222,7 +219,8 @@ def test_metrics_address_str() -> None:
     ("[whatever]\nfoo: bar\n", ":1: unknown section [whatever]"),
     ("[main]\n[Collector: GuestQemuAgnet]\nsocket_path: /x\n",
      ":2: [Collector: GuestQemuAgnet]: unknown collector 'GuestQemuAgnet' (did you mean [Collector: GuestQemuAgent]?)"),
-    ("[Controller: Ballon]\n", ":1: [Controller: Ballon]: unknown controller 'Ballon' (did you mean [Controller: Balloon]?)"),
+    ("[Controller: Ballon]\n",
+     ":1: [Controller: Ballon]: unknown controller 'Ballon' (did you mean [Controller: Balloon]?)"),
     # [DEFAULT] has no special meaning in MOM: it is an unknown section, not defaults for [main].
     ("[DEFAULT]\npolicy: x\n", ":1: unknown section [DEFAULT]"),
 ])

@@ -38,7 +38,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_overrides_beat_file(tmp_path: Path) -> None:
-    path = _conf(tmp_path, "[main]\npolicy-engine-interval: 10\nplot-dir: /a\n[logging]\nverbosity: error\nlog: stdio\n")
+    path = _conf(tmp_path,
+                 "[main]\npolicy-engine-interval: 10\nplot-dir: /a\n[logging]\nverbosity: error\nlog: stdio\n")
     cfg = load_config(path, {
         "main.policy-engine-interval": "2", "main.plot-dir": "/b",
         "logging.verbosity": "debug", "logging.log": "/tmp/mom.log",

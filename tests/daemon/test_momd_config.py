@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shared_policies import SHARED_POLICIES
-
 from tests.support.momd import POLICIES, REPO, Momd, idle_guests, run_momd, scenario_toml, write_config
+from tests.support.shared_policies import SHARED_POLICIES
 
 SHARED = SHARED_POLICIES
 GOOD_POLICY = '(Host.Control "ksm_run" 0)\n'
@@ -43,10 +42,13 @@ def assert_one_line_error(proc, *needles: str) -> str:
 
 
 CASES = {
-    "unknown interface": ("hypervisor-interface: xen\n", "", ["[main] hypervisor-interface", "unknown hypervisor interface 'xen'"]),
-    "unknown collector": ("", "[host]\ncollectors: HostMemory, HostTeleport\n", ["[host] collectors", "unknown collector 'HostTeleport'"]),
+    "unknown interface": ("hypervisor-interface: xen\n", "",
+                          ["[main] hypervisor-interface", "unknown hypervisor interface 'xen'"]),
+    "unknown collector": ("", "[host]\ncollectors: HostMemory, HostTeleport\n",
+                          ["[host] collectors", "unknown collector 'HostTeleport'"]),
     "unknown controller": ("controllers: Balloon, Turbo\n", "", ["[main] controllers", "unknown controller 'Turbo'"]),
-    "non-numeric interval": ("policy-engine-interval: often\n", "", ["[main] policy-engine-interval", "expected a number, got 'often'"]),
+    "non-numeric interval": ("policy-engine-interval: often\n", "",
+                             ["[main] policy-engine-interval", "expected a number, got 'often'"]),
 }
 
 

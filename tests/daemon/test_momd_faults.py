@@ -8,14 +8,12 @@ go on and that the fault's log line appears exactly once.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
 from pathlib import Path
 
 from mom.sim.model import FIRST_GUEST_PID
-
 from tests.support.momd import REPO, Momd, idle_guests, scenario_toml, write_config
 
 TICKS = 25

@@ -41,7 +41,7 @@ def test_sighup_storm_does_not_wedge_momd(tmp_path: Path) -> None:
         assert during >= 20, f"{during} ticks in 10 s of SIGHUPs (nominal 50)"
         after = len(m.records())
         m.wait_ticks(after + 5, timeout=5)  # and it keeps ticking afterwards
-        rc, took = m.stop(signal.SIGTERM, timeout=5)
+        rc, _ = m.stop(signal.SIGTERM, timeout=5)
         assert rc == 0
         log = m.log()
         assert "Traceback" not in log and "Logging error" not in log

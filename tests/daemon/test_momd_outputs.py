@@ -11,16 +11,25 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 import mom.collectors  # noqa: F401  (fills the registry)
 from mom.collectors.base import REGISTRY
-
-from tests.support.momd import (POLICIES, Momd, idle_guests, read_records, run_momctl, run_momd, scenario_toml,
-                           thread_count, write_config)
+from tests.support.momd import (
+    POLICIES,
+    Momd,
+    idle_guests,
+    read_records,
+    run_momctl,
+    run_momd,
+    scenario_toml,
+    thread_count,
+    write_config,
+)
 
 HOST_COLLECTORS = ("HostMemory", "HostKSM")
 GUEST_COLLECTORS = ("GuestMemory", "GuestBalloon")
@@ -42,7 +51,7 @@ def check_dat(path: Path, fields: list[str], min_rows: int) -> None:
     for row in rows:
         assert len(row) == len(fields) + 1, row
         times.append(float(row[0]))
-        assert all(cell != "" for cell, name in zip(row[1:], fields) if name != "ksm_merge_across_nodes")
+        assert all(cell != "" for cell, name in zip(row[1:], fields, strict=False) if name != "ksm_merge_across_nodes")
     assert times == sorted(times)
 
 
@@ -77,14 +86,14 @@ def test_thread_count_does_not_grow_with_guests(tmp_path: Path) -> None:
                                policy=None, speed=50)
             daemons.append((n, Momd(cfg)))
         counts: dict[int, set[int]] = {}
-        for n, m in daemons:
+        for _n, m in daemons:
             records = m.wait_ticks(3, timeout=20)
             assert len(records[-1]["guests"]) == n
         for _ in range(5):  # sample a few times while they run
-            for n, m in daemons:
+            for _n, m in daemons:
                 counts.setdefault(n, set()).add(thread_count(m.pid))
             time.sleep(0.1)
-        for n, m in daemons:
+        for _n, m in daemons:
             assert m.alive()
         assert len(counts[2]) == 1 and counts[2] == counts[40], counts
         assert max(counts[2]) < 20
@@ -167,7 +176,7 @@ def test_a_record_written_through_a_full_disk_replays_every_tick(tmp_path: Path)
     assert replay.returncode == 0, replay.stderr
     decisions = [json.loads(line) for line in replay.stdout.splitlines()]
     assert len(decisions) == len(ticks) and all(d["ok"] for d in decisions)
-    for line, decided in zip(lines, decisions):  # the same decisions as momd made
+    for line, decided in zip(lines, decisions, strict=False):  # the same decisions as momd made
         recorded = json.loads(line)
         assert decided["guest_controls"] == recorded["guest_controls"]
         assert decided["host_controls"] == recorded["host_controls"]

@@ -193,6 +193,6 @@ def test_flight_recorder_replays_to_the_same_decisions(pressure_run: dict[str, A
     # The run must have had decisions worth comparing.
     assert sum(bool(r["guest_controls"]) for r in records) >= 5
     assert any(r["host_controls"] for r in records)
-    for rec, rep in zip(records, replayed):
+    for rec, rep in zip(records, replayed, strict=False):
         for key in ("ok", "host_controls", "guest_controls"):
             assert rep[key] == rec[key], (rec["tick"], key, rep[key], rec[key])

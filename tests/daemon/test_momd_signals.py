@@ -4,7 +4,6 @@ reloads the policy, keeping the old one when the new one is bad."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest

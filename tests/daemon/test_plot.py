@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mom.core.clock import ManualClock
-from mom.engine.engine import Engine, EngineSettings
 from mom.daemon.plot import Plotter
+from mom.engine.engine import Engine, EngineSettings
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario

@@ -13,7 +13,6 @@ import pytest
 
 from mom.core.actions import Action
 from mom.daemon.status import TickLog, tick_line
-
 from tests.support.momd import REPO, Momd
 
 HOST = {"mem_free": 1456 * 1024, "mem_available": 8192 * 1024}

@@ -62,8 +62,8 @@ def test_mom_conf_man_page_is_generated_from_the_reference() -> None:
 def test_man_page_renders_without_warnings(page: str) -> None:
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed")
-    r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-P-cbou", str(MAN_DIR / page)], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-P-cbou", str(MAN_DIR / page)], capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert "NAME" in r.stdout and "SEE ALSO" in r.stdout
 

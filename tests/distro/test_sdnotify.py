@@ -11,8 +11,8 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -39,7 +39,7 @@ def receive(sock: socket.socket, timeout: float) -> list[str] | None:
     sock.settimeout(timeout)
     try:
         data = sock.recv(4096)
-    except socket.timeout:
+    except TimeoutError:
         return None
     return data.decode().split("\n")
 

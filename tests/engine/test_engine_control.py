@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,17 @@ import pytest
 from mom.controllers.base import REGISTRY, Controller, Plan, TickView
 from mom.core.clock import ManualClock
 from mom.core.pool import CallPool
+from mom.daemon.recorder import FlightRecorder
 from mom.engine.engine import Engine, EngineSettings
 from mom.engine.gateway import POOL_SIZE
 from mom.engine.status import EngineStatus, TickRecord
-from mom.daemon.recorder import FlightRecorder
 from mom.hypervisors.base import GuestInfo
 from mom.hypervisors.sim import SimHypervisor
 from mom.policy.policy import PolicySet
 from mom.sim.scenario import loads_scenario
-
 from tests.support.momd import read_records
 from tests.support.wait import wait_until
+
 from .test_engine_hang import SCENARIO  # six idle 1 GiB guests on an 8 GiB host
 
 MIB = 1024

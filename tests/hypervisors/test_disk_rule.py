@@ -5,8 +5,9 @@ policies to devices) and the IoTune controller's comparison."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,6 @@ from mom.hypervisors.base import GuestInfo, HypervisorError
 from mom.hypervisors.sim import SimHypervisor
 from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
 from tests.hypervisors.disk_cases import MATCH_CASES, VALUE_CASES, entry
-
 
 # -- the rule itself ---------------------------------------------------------------------
 

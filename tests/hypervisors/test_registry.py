@@ -11,14 +11,7 @@ import pytest
 
 from mom.core.clock import ManualClock
 from mom.daemon.config import load_config
-from mom.hypervisors import (
-    REGISTRY,
-    build_interface,
-    canonical_name,
-    interface_class,
-    known_names,
-    settings_for,
-)
+from mom.hypervisors import REGISTRY, build_interface, canonical_name, interface_class, known_names, settings_for
 from mom.hypervisors.base import Capability, GuestInfo, HypervisorError, InterfaceUnavailable, NotSupported
 from mom.hypervisors.settings import LibvirtSettings, SimSettings, VdsmSettings
 from mom.hypervisors.sim import SimHypervisor
@@ -77,7 +70,7 @@ def test_an_unwritable_simulator_tree_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     cfg = load_config(None, {"main.hypervisor-interface": "sim", "sim.tree-dir": str(blocker / "tree")})
-    with pytest.raises(HypervisorError, match="^simulator tree: Not a directory$"):
+    with pytest.raises(HypervisorError, match=r"^simulator tree: Not a directory$"):
         build_interface(cfg, ManualClock())
 
 

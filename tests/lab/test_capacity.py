@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from lab.conftest import TINY, json_lines, momctl
 from mom.lab.bench import LabError, _Search, with_copies
 from mom.sim.scenario import loads_scenario
-
-from lab.conftest import TINY, json_lines, momctl
 
 ROOMY = """\
 name = "roomy"

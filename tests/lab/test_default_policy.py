@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
+from lab.conftest import REPO
 from mom.lab.runner import RunSpec, lab_config, load_policy_spec, run
 from mom.sim.scenario import loads_scenario
-
-from lab.conftest import REPO
 
 # An 8 GiB host, four 4 GiB guests; "spike" jumps from 1 GiB to 3.5 GiB at 20 min.
 STEP = """\

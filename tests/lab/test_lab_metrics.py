@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from mom.lab.metrics import RunMetrics
 from mom.sim.observation import GuestObservation, HostObservation
 
@@ -73,7 +71,8 @@ def test_stall_and_oom_come_from_the_simulators_totals():
 def test_balloon_changes_moves_and_reversals():
     sizes = [1024, 900, 800, 800, 950, 700]  # down, down, still, up (reversal), down (reversal)
     targets = [1024, 800, 800, 800, 1024, 700]
-    obs = [host(5 * i, [guest(balloon_kib=s * MIB, target_kib=t * MIB)]) for i, (s, t) in enumerate(zip(sizes, targets))]
+    obs = [host(5 * i, [guest(balloon_kib=s * MIB, target_kib=t * MIB)])
+           for i, (s, t) in enumerate(zip(sizes, targets, strict=True))]
     f = figures(obs)
     assert f["balloon_moved_mib"] == 124 + 100 + 0 + 150 + 250
     assert f["balloon_reversals"] == 2

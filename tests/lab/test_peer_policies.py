@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.conftest import REPO
 from mom.policy.policy import PolicySet
 from mom.policy.snapshot import EntityData, Snapshot
-
-from lab.conftest import REPO
 
 MIB = 1024
 RAM = 8192 * MIB

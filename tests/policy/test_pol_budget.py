@@ -13,7 +13,7 @@ import tracemalloc
 import pytest
 
 from mom.policy.compiler import Budget, Machine
-from mom.policy.errors import PolicyRejected, Source
+from mom.policy.errors import PolicyError, PolicyRejected, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy
 
@@ -87,7 +87,9 @@ print(json.dumps({{"grew_kib": after - before, "errors": errors}}))
 def test_the_deadline_stops_a_long_evaluation():
     text = "(def f (n) (if (< n 1) 0 (+ (f (- n 1)) (f (- n 1)))))\n(f 40)"  # 2**41 calls
     start = time.monotonic()
-    e = pytest.raises(Exception, compiled(text, max_steps=10**12, max_seconds=0.05).evaluate).value
+    with pytest.raises(PolicyError) as raised:
+        compiled(text, max_steps=10**12, max_seconds=0.05).evaluate()
+    e = raised.value
     assert time.monotonic() - start < 5
     assert e.message == "policy budget exceeded: evaluation took longer than 0.05 s"
     assert where(e)[:2] == ("t.policy", 1) and e.calls  # where it was, inside f
@@ -105,14 +107,18 @@ def test_one_string_or_list_is_bounded_by_max_size():
     for text, what in [('(* "ab" 501)', "string of 1,002 characters"),
                        ('(+ (* "a" 600) (* "b" 401))', "string of 1,001 characters"),
                        ("(* (with Guests g 1) 1001)", "list of 1,001 items")]:
-        e = pytest.raises(Exception, compiled(text, max_size=1000).evaluate, None, [None]).value
+        with pytest.raises(PolicyError) as raised:
+            compiled(text, max_size=1000).evaluate(None, [None])
+        e = raised.value
         assert e.message == f"{BUDGET_EXCEEDED}{what}, longer than the limit of 1,000", text
 
 
 def test_bytes_built_are_summed_over_the_evaluation():
     text = '(defvar s (* "x" 100000)) (with (* Guests 30) g (+ s "!"))'
     assert len(compiled(text, max_alloc=4 * MiB).evaluate(None, [None])[-1]) == 30
-    e = pytest.raises(Exception, compiled(text, max_alloc=2 * MiB).evaluate, None, [None]).value
+    with pytest.raises(PolicyError) as raised:
+        compiled(text, max_alloc=2 * MiB).evaluate(None, [None])
+    e = raised.value
     assert e.message == f"{BUDGET_EXCEEDED}more than 2 MiB of strings, lists and entries built in one evaluation"
     assert where(e) == ("t.policy", 1, 50)
 
@@ -123,14 +129,17 @@ def test_bytes_built_are_summed_over_the_evaluation():
     "(with (* Guests 40000) g (Host.Control (+ \"c\" (g.Prop \"name\")) 1))",
 ])
 def test_other_things_a_policy_keeps_are_charged(text):
-    e = pytest.raises(Exception, compiled(text, max_alloc=2 * MiB).evaluate, None,
-                      generate_snapshot(5).entities()[1]).value
+    with pytest.raises(PolicyError) as raised:
+        compiled(text, max_alloc=2 * MiB).evaluate(None, generate_snapshot(5).entities()[1])
+    e = raised.value
     assert e.message.startswith(BUDGET_EXCEEDED), e.message
 
 
 def test_budget_errors_carry_the_call_chain():
     text = '(def grow (s) (grow (+ s s)))\n(def start () (grow "ab"))\n(start)'
-    e = pytest.raises(Exception, compiled(text, max_size=1000).evaluate).value
+    with pytest.raises(PolicyError) as raised:
+        compiled(text, max_size=1000).evaluate()
+    e = raised.value
     assert e.message.startswith(BUDGET_EXCEEDED + "string of 1,024")
     assert [(name, p.line) for name, p in e.calls][-2:] == [("grow", 2), ("start", 3)]
 

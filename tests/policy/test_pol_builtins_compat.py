@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.shared_policies import SHARED_POLICIES
-
 from mom.policy.compiled import json_value
 from mom.policy.compiler import Compiler
 from mom.policy.errors import PolicyError, Source
@@ -22,6 +20,7 @@ from mom.policy.policy import compile_policy
 from mom.policy.snapshot import Snapshot
 from mom.policy.trace import plain, trace_run
 from mom.policy.validate import PolicyChecks, check_policy
+from tests.support.shared_policies import SHARED_POLICIES
 
 from .util import REPO, run_momctl
 

@@ -20,7 +20,8 @@ from .util import registry_checks
 
 def findings(text: str, checks: PolicyChecks | None = None) -> list[str]:
     checks = checks if checks is not None else PolicyChecks()
-    return [f"{f.pos.line}:{f.pos.col} {f.severity}: {f.message}" for f in check_policy([Source("t", text)], checks).findings]
+    findings = check_policy([Source("t", text)], checks).findings
+    return [f"{f.pos.line}:{f.pos.col} {f.severity}: {f.message}" for f in findings]
 
 
 @pytest.mark.parametrize("text", [
@@ -135,7 +136,8 @@ DIAGNOSTICS: dict[str, list[tuple[str, str]]] = {
         ("(defvar counter 1) (setq countr 2)",
          "1:26 error: setq of undefined variable 'countr' (did you mean 'counter'?)")],
     "error: no collector provides statistic {} for {}{}": [
-        ("Host.mem_fre", "1:1 error: no collector provides statistic 'mem_fre' for the host (did you mean 'mem_free'?)"),
+        ("Host.mem_fre",
+         "1:1 error: no collector provides statistic 'mem_fre' for the host (did you mean 'mem_free'?)"),
         ("(with Guests g (g.StatAvg \"swap\"))", "1:27 error: no collector provides statistic 'swap' for a guest"),
         ("(def f (e) e.balloon_curr)",
          "1:12 error: no collector provides statistic 'balloon_curr' for any entity (did you mean 'balloon_cur'?)")],
@@ -147,7 +149,8 @@ DIAGNOSTICS: dict[str, list[tuple[str, str]]] = {
     "error: unknown control {}: no controller acts on it{}": [
         ("(with Guests g (g.Control \"balloon_targt\" 1))",
          "1:27 error: unknown control 'balloon_targt': no controller acts on it (did you mean 'balloon_target'?)"),
-        ("(def f (e) (e.Control \"cpu_shares\" 1))", "1:23 error: unknown control 'cpu_shares': no controller acts on it")],
+        ("(def f (e) (e.Control \"cpu_shares\" 1))",
+         "1:23 error: unknown control 'cpu_shares': no controller acts on it")],
     "warning: controller {} is not enabled: {} has no effect": [
         ("(Host.Control \"ksm_run\" 1) (Host.Control \"ksm_run\" 0)",  # once per control
          "1:15 warning: controller KSM is not enabled: ksm_run has no effect")],

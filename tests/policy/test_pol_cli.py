@@ -56,7 +56,8 @@ def test_check_reports_each_finding_rendered(tmp_path: Path):
         f"{bad}:2:2: error: undefined function 'frobnicate'",
         "    (frobnicate 1 2)",
         "     ^",
-        f"{bad}:3:27: error: unknown control 'balloon_targt': no controller acts on it (did you mean 'balloon_target'?)",
+        f"{bad}:3:27: error: unknown control 'balloon_targt': no controller acts on it "
+        "(did you mean 'balloon_target'?)",
         '    (with Guests g (g.Control "balloon_targt" 1))',
         "                              ^"]
 

@@ -30,7 +30,7 @@ def atoms(names=NAMES + DOTTED + STRINGS + FORMS + BUILTIN_NAMES):
     numbers = st.one_of(
         st.integers(-10**6, 10**6).map(str),
         st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
-        st.integers(0, 4096).map(hex), st.integers(0, 4096).map(lambda i: "0o%o" % i),
+        st.integers(0, 4096).map(hex), st.integers(0, 4096).map(lambda i: f"0o{i:o}"),
         st.sampled_from([".3", "1e3", "10.0e3", "-0.05", "4096", "100000000"]))
     return st.one_of(numbers, st.sampled_from(names))
 
@@ -49,22 +49,22 @@ def expressions():
             st.tuples(st.sampled_from(["and", "or", "min", "max", "null", "valid", "debug"]), many).map(
                 lambda t: f"({t[0]} {t[1]})"),
             st.tuples(st.sampled_from(["not", "abs"]), children).map(lambda t: f"({t[0]} {t[1]})"),
-            st.tuples(children, children, children).map(lambda t: "(if %s %s %s)" % t),
-            st.tuples(st.sampled_from(["defvar", "set", "setq"]), var, children).map(lambda t: "(%s %s %s)" % t),
+            st.tuples(children, children, children).map(lambda t: "(if {} {} {})".format(*t)),
+            st.tuples(st.sampled_from(["defvar", "set", "setq"]), var, children).map(lambda t: "({} {} {})".format(*t)),
             st.tuples(st.sampled_from(["def", "defun"]), fn, st.lists(var, max_size=3, unique=True).map(" ".join),
-                      children).map(lambda t: "(%s %s (%s) %s)" % t),
-            st.tuples(fn, st.lists(children, max_size=3).map(" ".join)).map(lambda t: "(%s %s)" % t),
-            st.tuples(var, children, many).map(lambda t: "(let ((%s %s)) %s)" % t),
+                      children).map(lambda t: "({} {} ({}) {})".format(*t)),
+            st.tuples(fn, st.lists(children, max_size=3).map(" ".join)).map(lambda t: "({} {})".format(*t)),
+            st.tuples(var, children, many).map(lambda t: "(let (({} {})) {})".format(*t)),
             st.tuples(st.sampled_from(["Guests", "guest.io_tune", "Guests", "x"]), var, children).map(
-                lambda t: "(with %s %s %s)" % t),
+                lambda t: "(with {} {} {})".format(*t)),
             many.map(lambda xs: "{" + xs + "}"),
             st.tuples(st.sampled_from(["Host", "guest", "g"]), st.sampled_from(["Stat", "StatAvg", "Prop", "GetControl",
                                                                                 "GetVar"]),
-                      st.sampled_from(STRINGS + ["x"])).map(lambda t: "(%s.%s %s)" % t),
+                      st.sampled_from(STRINGS + ["x"])).map(lambda t: "({}.{} {})".format(*t)),
             st.tuples(st.sampled_from(["Host", "guest"]), st.sampled_from(["Control", "SetVar"]),
-                      st.sampled_from(STRINGS), children).map(lambda t: "(%s.%s %s %s)" % t),
+                      st.sampled_from(STRINGS), children).map(lambda t: "({}.{} {} {})".format(*t)),
             st.tuples(st.sampled_from(["setTotalBytesSec", "setReadIopsSec"]), children).map(
-                lambda t: "(tune.%s %s)" % t),
+                lambda t: "(tune.{} {})".format(*t)),
             # chaos: any head, any arguments, brackets
             st.tuples(st.sampled_from(FORMS + BUILTIN_NAMES + DOTTED + ["f", "g"]),
                       st.lists(children, max_size=4)).map(lambda t: "[" + " ".join([t[0], *t[1]]) + "]"),

@@ -11,7 +11,6 @@ from mom.policy.policy import DEFAULT_POLICY_NAME, PolicySet, compile_policy, re
 
 from .util import compiled, host, snapshot
 
-
 # -- one evaluation, one fresh environment ------------------------------------------------------
 
 def test_variables_do_not_leak_between_runs():

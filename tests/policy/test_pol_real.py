@@ -1,6 +1,7 @@
 """The real policies (vdsm's set and MOM's documented samples) load and run on generated snapshots.
 
-They are read from the workspace's shared/policies (tests/support/shared_policies.py) at test time; nothing of them is copied here.
+They are read from the workspace's shared/policies (tests/support/shared_policies.py) at test
+time; nothing of them is copied here.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shared_policies import SHARED_POLICIES
-
 from mom.policy.compiler import Machine
 from mom.policy.errors import PolicyError, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy, read_policy_paths
+from tests.support.shared_policies import SHARED_POLICIES
 
 SHARED = SHARED_POLICIES
 VDSM = SHARED / "vdsm"
@@ -216,7 +216,8 @@ def test_vdsm_set_with_1000_guests_fits_the_default_budget():
         machine = Machine(budget)
         d = ps.compiled.run(generate_snapshot(1000, pressure=pressure), machine)
         assert d.ok, d.error
-    assert machine.steps < budget.max_steps / 50 and machine.alloc < budget.max_alloc / 50, (machine.steps, machine.alloc)
+    assert machine.steps < budget.max_steps / 50, machine.steps
+    assert machine.alloc < budget.max_alloc / 50, machine.alloc
 
 
 def test_mom_doc_rules_pass_validation_with_their_sample_config():

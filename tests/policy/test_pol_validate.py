@@ -78,7 +78,8 @@ def test_control_names_are_checked_per_scope(text, message):
 
 def test_a_control_of_a_controller_that_is_not_enabled_is_a_warning():
     ps = policy_set(controllers=["Balloon"])
-    warnings = ps.set("20-ksm", '(Host.Control "ksm_run" 1)\n(Host.Control "ksm_run" 0)\n(Host.Control "ksm_pages_to_scan" 64)')
+    warnings = ps.set("20-ksm",
+                      '(Host.Control "ksm_run" 1)\n(Host.Control "ksm_run" 0)\n(Host.Control "ksm_pages_to_scan" 64)')
     assert [str(w) for w in warnings] == [
         "20-ksm:1:15: warning: controller KSM is not enabled: ksm_run has no effect",
         "20-ksm:3:15: warning: controller KSM is not enabled: ksm_pages_to_scan has no effect"]

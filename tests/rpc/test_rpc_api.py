@@ -8,10 +8,9 @@ import os
 import re
 import socket
 import stat
-import time
 import xmlrpc.client
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -170,7 +169,7 @@ def test_recent_actions_and_health(unix_momd: tuple[Momd, Path]) -> None:
 
 
 def test_tcp_on_loopback_only(tcp_momd: tuple[Momd, int]) -> None:
-    m, port = tcp_momd
+    _m, port = tcp_momd
     mom = tcp_client(port)
     assert mom.ping() is True
     assert sorted(mom.getStatistics()["guests"]) == mom.getActiveGuests() == ["vm1", "vm2", "vm3"]

@@ -8,11 +8,10 @@ import socket
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 
 from tests.support.momd import MOMD, Momd, run_momctl, thread_count
 from tests.support.net import free_port
@@ -207,7 +206,7 @@ def test_deeply_nested_request_is_one_fault_and_one_line(momd: tuple[Momd, str])
 
 
 def _address(momd: tuple[Momd, str] | tuple[Momd, int]) -> list[str]:
-    m, where = momd
+    _m, where = momd
     return ["--socket", where] if isinstance(where, str) else ["--port", str(where)]
 
 
@@ -265,7 +264,7 @@ SET_POLICY = (b"<?xml version='1.0'?><methodCall><methodName>setPolicy</methodNa
     ("Host: evil.example:8888\r\nContent-Type: text/xml\r\n", b"403"),
 ])
 def test_tcp_refuses_what_a_browser_could_send(tcp_momd: tuple[Momd, int], headers: str, status: bytes) -> None:
-    m, port = tcp_momd
+    _m, port = tcp_momd
     before = tcp_client(port).getPolicy()
     request = (f"POST /RPC2 HTTP/1.1\r\n{headers}Content-Length: {len(SET_POLICY)}\r\n\r\n").encode() + SET_POLICY
     answer = raw_request(("127.0.0.1", port), request)

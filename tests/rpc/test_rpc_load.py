@@ -26,9 +26,10 @@ import os
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 

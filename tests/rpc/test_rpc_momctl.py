@@ -4,8 +4,8 @@ and its exit codes (0 ok, 1 daemon error, 2 usage, 3 cannot connect)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -90,7 +90,7 @@ def test_policy_commands(momd: tuple[Momd, str, Path]) -> None:
 
 
 def test_verbosity_actions_health(momd: tuple[Momd, str, Path]) -> None:
-    m, sock, _ = momd
+    _m, sock, _ = momd
     r = run_momctl(["--socket", sock, "verbosity", "info"])
     assert r.returncode == 0
     r = run_momctl(["--socket", sock, "verbosity", "loud"])

@@ -6,15 +6,14 @@ next policy tick."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.support.shared_policies import SHARED_POLICIES
-
 from tests.support.momd import Momd
 from tests.support.rpc import scenario, unix_client, write_config
+from tests.support.shared_policies import SHARED_POLICIES
 
 VDSM_POLICIES = SHARED_POLICIES / "vdsm"
 PAGE_SIZE = 4096

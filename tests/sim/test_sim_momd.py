@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the daemon tests' helpers
-from tests.support.momd import POLICIES, Momd, scenario_toml, write_config  # noqa: E402
+from tests.support.momd import POLICIES, Momd, scenario_toml, write_config
 
 GUESTS = [
     {"name": "quiet", "max": 2048, "min": 512, "stats": False, "workload": {"type": "steady", "level": 600}},

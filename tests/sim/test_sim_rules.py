@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from mom.hypervisors.base import GuestInfo, HypervisorError
@@ -275,7 +277,7 @@ def test_statistics_update_period_and_going_stale():
     for t in range(1, 60):
         m.advance_to(t)
         seen.append(g.memory_stats()["mem_unused"])
-    changes = sum(1 for a, b in zip(seen, seen[1:]) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(seen) if a != b)
     assert 9 <= changes <= 12  # every 5 s, not every second
     m.advance_to(100)
     frozen = g.memory_stats()
@@ -364,7 +366,7 @@ def test_guest_info_for_a_vanished_guest(tmp_path):
         info = hv.list_guests()[0]
         hv.vanish("a")
         assert not hv.model.observe().guests[0].running
-        with pytest.raises(Exception):
+        with pytest.raises(HypervisorError):
             hv.guest_memory_stats(GuestInfo(uuid=info.uuid, name="a", pid=info.pid))
     finally:
         hv.close()

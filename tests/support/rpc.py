@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.momd import REPO
+
 VDSM_TIMEOUT = 2  # vdsm's CONNECTION_TIMEOUT_SEC for its MOM client
 
 SCENARIO = """name = "rpc"

@@ -50,7 +50,7 @@ class Disk:
     path: str
     guaranteed: dict[str, int]
     maximum: dict[str, int]
-    current: dict[str, int] = field(default_factory=lambda: {k: 0 for k in IO_KEYS})
+    current: dict[str, int] = field(default_factory=lambda: dict.fromkeys(IO_KEYS, 0))
 
 
 @dataclass
@@ -214,7 +214,7 @@ class FrameReader:
 class _Conn:
     """One client connection; only its own thread touches the TLS socket."""
 
-    def __init__(self, double: "VdsmDouble", sock: ssl.SSLSocket, peer: Any) -> None:
+    def __init__(self, double: VdsmDouble, sock: ssl.SSLSocket, peer: Any) -> None:
         self.double = double
         self.sock = sock
         self.peer = peer
@@ -278,7 +278,7 @@ class VdsmDouble:
         self._running = False
 
     # -- life cycle ------------------------------------------------------------------
-    def start(self) -> "VdsmDouble":
+    def start(self) -> VdsmDouble:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(self.server_cert), str(self.server_key))
         ctx.load_verify_locations(str(self.ca_cert))
@@ -368,7 +368,7 @@ class VdsmDouble:
         while self._running:
             try:
                 raw, peer = lsock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -406,7 +406,7 @@ class VdsmDouble:
             while conn.closing is None:
                 try:
                     data = sock.recv(65536)
-                except (socket.timeout, ssl.SSLWantReadError):
+                except (TimeoutError, ssl.SSLWantReadError):
                     conn.heartbeat_due()
                     continue
                 except (ssl.SSLError, OSError) as e:

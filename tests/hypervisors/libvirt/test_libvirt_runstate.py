@@ -9,12 +9,7 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
-from mom.hypervisors.libvirt.connection import (  # noqa: E402
-    TRANSITIONS,
-    ConnectionLost,
-    LibvirtConnection,
-    RunState,
-)
+from mom.hypervisors.libvirt.connection import TRANSITIONS, ConnectionLost, LibvirtConnection, RunState  # noqa: E402
 
 
 class Conn:
@@ -65,7 +60,7 @@ def test_a_run_from_idle_through_outages_to_closed(setup: Any) -> None:
     assert link.state is RunState.IDLE and link.conn is None
 
     opener.failing = True
-    with pytest.raises(ConnectionLost, match="not connected .*Connection refused") as first:
+    with pytest.raises(ConnectionLost, match=r"not connected .*Connection refused") as first:
         link.ensure()
     assert link.state is RunState.DISCONNECTED
     with pytest.raises(ConnectionLost) as again:  # within the back-off: no attempt, the same message
@@ -102,7 +97,7 @@ def test_a_run_from_idle_through_outages_to_closed(setup: Any) -> None:
 
 
 def test_close_while_connecting_releases_the_new_connection(setup: Any) -> None:
-    link, opener, now = setup
+    link, opener, _now = setup
     opener.during = link.close
     with pytest.raises(ConnectionLost, match="closed"):
         link.ensure()
@@ -111,7 +106,7 @@ def test_close_while_connecting_releases_the_new_connection(setup: Any) -> None:
 
 
 def test_a_second_caller_does_not_open_twice(setup: Any) -> None:
-    link, opener, now = setup
+    link, opener, _now = setup
 
     def second_caller() -> None:
         assert link.state is RunState.CONNECTING
@@ -123,7 +118,7 @@ def test_a_second_caller_does_not_open_twice(setup: Any) -> None:
 
 
 def test_only_the_listed_transitions_happen(setup: Any) -> None:
-    link, opener, now = setup
+    link, _opener, _now = setup
     with pytest.raises(RuntimeError, match="no transition from idle to running"):
         link._to(RunState.RUNNING)
     assert TRANSITIONS[RunState.CLOSED] == frozenset()

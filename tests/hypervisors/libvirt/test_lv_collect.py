@@ -12,10 +12,11 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection  # noqa: E402
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 from tests.support.wait import wait_until  # noqa: E402
+
+from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 
 MEMORY_KEYS = {"mem_available", "mem_unused", "mem_free", "mem_usable", "disk_caches",
                "major_fault", "minor_fault", "swap_in", "swap_out"}
@@ -213,7 +214,6 @@ def test_domain_xml_parsing() -> None:
 
 
 def test_metadata_change_refreshes_the_cached_xml(iface_factory, tmp_path: Path) -> None:
-    import time
 
     h = iface_factory(node_file(tmp_path / "n.xml", 1))
     g = h.list_guests()[0]

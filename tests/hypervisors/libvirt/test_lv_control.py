@@ -10,8 +10,9 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .lvtest import domain_uuid, node_file  # noqa: E402
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, NotSupported  # noqa: E402
+
+from .lvtest import domain_uuid, node_file  # noqa: E402
 
 
 def test_balloon_target_reaches_info(iface_factory, tmp_path: Path) -> None:

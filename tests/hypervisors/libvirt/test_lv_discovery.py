@@ -13,10 +13,11 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .lvtest import domain_uuid, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors import interface_class  # noqa: E402
 from mom.hypervisors.libvirt import LibvirtHypervisor, default_pid_dir  # noqa: E402
 from mom.hypervisors.libvirt.count import CountingConnection  # noqa: E402
+
+from .lvtest import domain_uuid, new_domain_xml, node_file  # noqa: E402
 
 
 def test_interface_is_registered() -> None:

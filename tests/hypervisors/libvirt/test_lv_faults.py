@@ -13,9 +13,10 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
 from mom.hypervisors.base import HypervisorUnavailable  # noqa: E402
 from mom.hypervisors.libvirt import ConnectionLost  # noqa: E402
+
+from .lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
 
 
 class Opener:
@@ -150,7 +151,10 @@ def test_close_does_not_wait_for_a_hung_open(tmp_path: Path) -> None:
             return not t.is_alive()
         assert returns_promptly(lambda: h._drop(object(), "a stale connection"))
         assert returns_promptly(lambda: h._on_lifecycle(None, FakeDom(), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None))
-        assert returns_promptly(lambda: pytest.raises(ConnectionLost, h.list_guests))
+        def list_guests_fails() -> None:
+            with pytest.raises(ConnectionLost):
+                h.list_guests()
+        assert returns_promptly(list_guests_fails)
         assert returns_promptly(h.close)
     finally:
         release.set()

@@ -14,8 +14,9 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 from mom.hypervisors.base import GuestGone, HypervisorError  # noqa: E402
+
+from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 
 
 class Opener:

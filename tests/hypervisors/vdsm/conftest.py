@@ -4,15 +4,15 @@ momd run with vdsm's own mom.conf.in and policy set (placeholders filled)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from tests.support.shared_policies import SHARED_POLICIES
-
-from tests.support.momd import Momd
 from tests.support.certs import CertSet, make_cert_set
+from tests.support.momd import Momd
+from tests.support.shared_policies import SHARED_POLICIES
 from tests.support.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
 
 VDSM_SHARED = SHARED_POLICIES / "vdsm"
@@ -46,7 +46,7 @@ def make_host_tree(root: Path, pids: list[int]) -> tuple[Path, Path]:
     (proc / "cpuinfo").write_text("".join(f"processor\t: {i}\nmodel name\t: test\n\n" for i in range(4)))
     for pid in pids:
         (proc / str(pid)).mkdir()
-        (proc / str(pid) / "status").write_text(f"Name:\tqemu-kvm\nVmSize:\t 4200000 kB\n")
+        (proc / str(pid) / "status").write_text("Name:\tqemu-kvm\nVmSize:\t 4200000 kB\n")
     ksm = sys_ / "kernel" / "mm" / "ksm"
     ksm.mkdir(parents=True)
     for key, value in KSM_START.items():
@@ -64,7 +64,7 @@ def standard_guests() -> list[Guest]:
     - vm-down (Down), vm-paused (Paused): never managed.
     """
     disk = Disk("vda", "/rhev/data-center/mnt/disk-a",
-                guaranteed={k: 100 for k in IO_KEYS},
+                guaranteed=dict.fromkeys(IO_KEYS, 100),
                 maximum={"total_bytes_sec": 10_000_000, "read_bytes_sec": 0, "write_bytes_sec": 0,
                          "total_iops_sec": 500, "read_iops_sec": 0, "write_iops_sec": 0})
     return [

@@ -6,20 +6,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from mom.daemon.config import load_config
 from mom.hypervisors import interface_class
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorUnavailable
-from mom.hypervisors.vdsm import VdsmInterface, io_tune_section
-from mom.hypervisors.vdsm import VdsmClient, VdsmConfigError
+from mom.hypervisors.vdsm import VdsmClient, VdsmConfigError, VdsmInterface, io_tune_section
 from tests.support.certs import CertSet, make_cert_set
 from tests.support.net import free_port
-from tests.support.wait import wait_until
 from tests.support.vdsm_double import IO_KEYS, Disk, Guest, VdsmDouble
+from tests.support.wait import wait_until
 
 ALL = {"memory", "balloon", "cpu_tune", "io_tune"}
 
@@ -85,8 +85,8 @@ def test_bad_pki_is_a_startup_error(tmp_path: Path, certs: CertSet) -> None:
 
 
 def test_mapping_and_only_up_guests(double_factory, iface_factory) -> None:
-    disk = Disk("vda", "/dev/vda", guaranteed={k: 1 for k in IO_KEYS}, maximum={k: 1000 for k in IO_KEYS},
-                current={k: 7 for k in IO_KEYS})
+    disk = Disk("vda", "/dev/vda", guaranteed=dict.fromkeys(IO_KEYS, 1), maximum=dict.fromkeys(IO_KEYS, 1000),
+                current=dict.fromkeys(IO_KEYS, 7))
     guests = [
         Guest("u-1", "one", pid=321, majflt=5, pageflt=505, swap_total=2048, swap_usage=1024,
               vcpu_user_limit=40, vcpu_quota=25000, vcpu_period=100000, vcpu_count=3, disks=[disk]),
@@ -106,8 +106,8 @@ def test_mapping_and_only_up_guests(double_factory, iface_factory) -> None:
                           "swap_total": 2048, "swap_usage": 1024}
     assert one.balloon == {"balloon_cur": 4194304, "balloon_max": 4194304, "balloon_min": 1048576}
     assert one.cpu_tune == {"vcpu_user_limit": 40, "vcpu_quota": 25000, "vcpu_period": 100000, "vcpu_count": 3}
-    assert one.io_tune == [{"name": "vda", "path": "/dev/vda", "guaranteed": {k: 1 for k in IO_KEYS},
-                            "maximum": {k: 1000 for k in IO_KEYS}, "current": {k: 7 for k in IO_KEYS}}]
+    assert one.io_tune == [{"name": "vda", "path": "/dev/vda", "guaranteed": dict.fromkeys(IO_KEYS, 1),
+                            "maximum": dict.fromkeys(IO_KEYS, 1000), "current": dict.fromkeys(IO_KEYS, 7)}]
     assert one.errors == {}
     noagent = data["u-2"]
     assert noagent.memory is None and "guest agent is not active" in noagent.errors["memory"]
@@ -121,7 +121,8 @@ def test_io_tune_matching() -> None:
     """Policies meet their device's current limits by path, by name when a path
     is missing; a policy for a device without current limits is left out."""
     entry = {
-        "policy": [{"name": "vda", "path": "/p/a", "guaranteed": {"total_iops_sec": 1}, "maximum": {"total_iops_sec": 9}},
+        "policy": [{"name": "vda", "path": "/p/a", "guaranteed": {"total_iops_sec": 1},
+                    "maximum": {"total_iops_sec": 9}},
                    {"name": "vdb", "path": None, "guaranteed": {}, "maximum": {"read_iops_sec": 5}},
                    {"name": "vdc", "path": "/p/c", "guaranteed": {}, "maximum": {}}],
         "current_values": [{"name": "vdb", "path": "/p/b", "ioTune": {"read_iops_sec": 2}},
@@ -227,7 +228,8 @@ def test_error_replies_raised_not_logged(double_factory, iface_factory, caplog) 
     double.fail("VM.setBalloonTarget", "Balloon operation is not available", code=53)
     caplog.set_level(logging.DEBUG, logger="mom.vdsm")
     for _ in range(4):
-        with pytest.raises(HypervisorError, match=r"VM.setBalloonTarget: Balloon operation is not available \(code 53\)") as info:
+        refused = r"VM.setBalloonTarget: Balloon operation is not available \(code 53\)"
+        with pytest.raises(HypervisorError, match=refused) as info:
             iface.set_balloon_target(g, 1000)
         assert not isinstance(info.value, (GuestGone, HypervisorUnavailable))
     double.fail("VM.setBalloonTarget", "Another message", code=53)

@@ -7,16 +7,13 @@ expected values below follow from vdsm's policies on that host."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pytest
-
+from tests.support.certs import make_cert_set
 from tests.support.net import free_port
 from tests.support.wait import wait_until
 
 from .conftest import guest_names, needs_shared
-from tests.support.certs import make_cert_set
 
 pytestmark = needs_shared
 

@@ -4,6 +4,7 @@ close); and stomp.py's patches installed on first use, not at import."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def test_a_client_run_through_an_outage(certs: CertSet, double_factory: Any) -> 
     assert seen[:3] == [RunState.IDLE, RunState.CONNECTING, RunState.CONNECTED]
     assert RunState.DISCONNECTED in seen and seen[-2:] == [RunState.CONNECTED, RunState.CLOSED]
     assert seen.count(RunState.CONNECTING) >= 3  # the first connection, retries, the reconnection
-    for before, after in zip(seen, seen[1:]):
+    for before, after in itertools.pairwise(seen):
         assert after in TRANSITIONS[before], (before, after)
 
 
