@@ -72,20 +72,20 @@ def stat_field(rest: list[str], number: int, path: str) -> int:
 class SectionCollector(Collector):
     """Base of the guest collectors that copy fields out of one GuestData section.
 
-    A strict collector raises CollectionError when the section or a mandatory
-    field is missing; a lenient one (the *Optional variants) returns what is
-    there. Either returns only its declared fields.
+    collect() raises CollectionError when the section or a mandatory field is
+    missing; collect_present() (the Optional variant's) returns what is there.
+    Either returns only the declared fields.
     """
 
     scope = "guest"
     section: ClassVar[str]
-    strict: ClassVar[bool] = True
 
     def collect(self, subject: GuestSubject | None) -> dict[str, Any]:
-        if not self.strict:
-            if subject is None:
-                return {}
-            return pick_present(getattr(subject.data, self.section), self.fields())
         values = guest_section(subject, self.section, self.name)
         assert subject is not None
         return pick(values, self.mandatory, self.optional, self.name, subject)
+
+    def collect_present(self, subject: GuestSubject | None) -> dict[str, Any]:
+        if subject is None:
+            return {}
+        return pick_present(getattr(subject.data, self.section), self.fields())

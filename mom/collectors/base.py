@@ -15,10 +15,11 @@ interface returned for the tick (or /proc/PID for GuestQemuProc).
 from __future__ import annotations
 
 import os
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from mom.core.errors import MomError
 from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
@@ -77,6 +78,12 @@ class Collector(ABC):
         Raises CollectionError when the data cannot be had this time.
         """
 
+    def collect_present(self, subject: GuestSubject | None) -> dict[str, Any]:
+        """What there is for the subject, every field optional, never an error: the
+        collect() of this collector's Optional variant (:func:`optional_variant`).
+        A collector that has such a variant overrides this."""
+        raise NotImplementedError(f"{self.name} has no Optional variant")
+
     # helpers ---------------------------------------------------------------
     def proc_path(self, *parts: str) -> str:
         return os.path.join(self.ctx.proc_root, *parts)
@@ -94,6 +101,33 @@ def register(cls: type[Collector]) -> type[Collector]:
         raise ValueError(f"collector {cls.name} registered twice")
     REGISTRY[cls.name] = cls
     return cls
+
+
+C = TypeVar("C", bound=Collector)
+
+
+def optional_variant(strict: type[C]) -> type[C]:
+    """Register the original MOM's "<Name>Optional" twin of a guest collector and return it.
+
+    The twin reads the same sections with the same field meanings, but every field
+    is optional and it never raises: its collect() is the strict collector's
+    collect_present(), so a guest without the data (no balloon device, no IO
+    tune) still takes part in the policy with those fields nil. MOM
+    configurations name the twins (GuestMemoryOptional ...), so the names stay."""
+    name = strict.name + "Optional"
+
+    def collect(self: C, subject: GuestSubject | None) -> dict[str, Any]:
+        return self.collect_present(subject)
+
+    def body(namespace: dict[str, Any]) -> None:
+        namespace.update(
+            __doc__=f"{strict.name}'s fields when available, all optional; never raises.",
+            __module__=strict.__module__, __qualname__=name,
+            name=name, mandatory=frozenset(), optional=strict.fields(), collect=collect)
+
+    variant: type[C] = types.new_class(name, (strict,), exec_body=body)
+    register(variant)
+    return variant
 
 
 def parse_key_values(text: str, where: str) -> dict[str, int]:

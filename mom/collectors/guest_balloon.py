@@ -13,7 +13,7 @@ Fields (all KiB):
 from __future__ import annotations
 
 from mom.collectors._common import SectionCollector
-from mom.collectors.base import register
+from mom.collectors.base import optional_variant, register
 
 BALLOON_FIELDS = frozenset({"balloon_cur", "balloon_max", "balloon_min"})
 
@@ -26,3 +26,7 @@ class GuestBalloon(SectionCollector):
     section = "balloon"
     sections = frozenset({"balloon"})
     mandatory = BALLOON_FIELDS
+
+
+# MOM's GuestBalloonOptional: the same fields, all optional; never raises.
+GuestBalloonOptional = optional_variant(GuestBalloon)

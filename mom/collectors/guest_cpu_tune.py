@@ -16,7 +16,7 @@ Fields:
 from __future__ import annotations
 
 from mom.collectors._common import SectionCollector
-from mom.collectors.base import register
+from mom.collectors.base import optional_variant, register
 
 CPU_TUNE_FIELDS = frozenset({"vcpu_quota", "vcpu_period", "vcpu_user_limit", "vcpu_count"})
 
@@ -29,3 +29,7 @@ class GuestCpuTune(SectionCollector):
     section = "cpu_tune"
     sections = frozenset({"cpu_tune"})
     mandatory = CPU_TUNE_FIELDS
+
+
+# MOM's GuestCpuTuneOptional: the same fields, all optional; never raises.
+GuestCpuTuneOptional = optional_variant(GuestCpuTune)

@@ -21,7 +21,7 @@ import copy
 from typing import Any
 
 from mom.collectors._common import guest_section
-from mom.collectors.base import CollectionError, Collector, GuestSubject, register
+from mom.collectors.base import CollectionError, Collector, GuestSubject, optional_variant, register
 from mom.core.disks import DISK_ENTRY_FIELDS
 
 IO_TUNE_FIELDS = frozenset({"io_tune", "io_tune_current"})
@@ -60,3 +60,16 @@ class GuestIoTune(Collector):
         entries = guest_section(subject, "io_tune", self.name)
         assert subject is not None
         return io_tune_fields(entries, f"{self.name}: guest {subject.info.name} ({subject.info.uuid})")
+
+    def collect_present(self, subject: GuestSubject | None) -> dict[str, Any]:
+        # Both fields or neither: no section, or an entry lacking a key, is no fields.
+        if subject is None or subject.data.io_tune is None:
+            return {}
+        try:
+            return io_tune_fields(subject.data.io_tune, self.name)
+        except CollectionError:
+            return {}
+
+
+# MOM's GuestIoTuneOptional: both fields optional; no fields when the guest has no usable IO tune data.
+GuestIoTuneOptional = optional_variant(GuestIoTune)

@@ -23,7 +23,7 @@ Optional fields:
 from __future__ import annotations
 
 from mom.collectors._common import SectionCollector
-from mom.collectors.base import register
+from mom.collectors.base import optional_variant, register
 
 MEMORY_MANDATORY = frozenset({
     "mem_available", "mem_unused", "major_fault", "minor_fault", "swap_in", "swap_out",
@@ -40,3 +40,7 @@ class GuestMemory(SectionCollector):
     sections = frozenset({"memory"})
     mandatory = MEMORY_MANDATORY
     optional = MEMORY_OPTIONAL
+
+
+# MOM's GuestMemoryOptional: the same fields, all optional; never raises.
+GuestMemoryOptional = optional_variant(GuestMemory)
