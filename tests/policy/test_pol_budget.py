@@ -16,8 +16,9 @@ from mom.policy.compiler import Budget, Machine
 from mom.policy.errors import PolicyError, PolicyRejected, Source
 from mom.policy.generate import generate_snapshot
 from mom.policy.policy import PolicySet, compile_policy
+from tests.support.momd import REPO
 
-from .util import REPO, compiled, ev1, registry_checks, where
+from .util import compiled, ev1, registry_checks, where
 
 MiB = 1 << 20
 

@@ -20,9 +20,8 @@ from mom.policy.policy import compile_policy
 from mom.policy.snapshot import Snapshot
 from mom.policy.trace import plain, trace_run
 from mom.policy.validate import PolicyChecks, check_policy
+from tests.support.momd import REPO, run_momctl
 from tests.support.shared_policies import SHARED_POLICIES
-
-from .util import REPO, run_momctl
 
 VDSM = SHARED_POLICIES / "vdsm"
 MOM_DOC = SHARED_POLICIES / "mom-doc"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from mom.policy.generate import generate_snapshot
-
-from .util import REPO, run_momctl
+from tests.support.momd import REPO, run_momctl
 
 SHRINK = """\
 (with Guests vm

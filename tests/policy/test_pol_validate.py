@@ -14,8 +14,9 @@ from mom.policy.errors import PolicyError, PolicyRejected, Source
 from mom.policy.generate import UNKNOWN_FIELD_VALUE, trial_snapshot
 from mom.policy.policy import PolicySet
 from mom.policy.validate import check_policy, validate_policy
+from tests.support.momd import REPO
 
-from .util import REPO, registry_checks, snapshot
+from .util import registry_checks, snapshot
 
 GOOD = '(with Guests g (g.Control "balloon_target" g.balloon_cur))\n'
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,16 +59,6 @@ def snapshot(host_rows: list[dict[str, Any]] | None = None,
              guests: dict[str, list[dict[str, Any]]] | None = None) -> Snapshot:
     return Snapshot(EntityData({"name": "host"}, host_rows or [{"mem_free": 1}]),
                     [EntityData({"name": n}, rows) for n, rows in (guests or {}).items()])
-
-
-REPO = Path(__file__).resolve().parents[2]
-MOMCTL = [sys.executable, "-m", "mom.cli.momctl"]
-
-
-def run_momctl(args: list[str], input: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """momctl as a user runs it: a subprocess, its exit status and both outputs."""
-    return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
 
 def registry_checks(controllers: list[str] | None = None, collectors: list[str] | None = None,

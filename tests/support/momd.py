@@ -233,7 +233,7 @@ def run_momd(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL)
 
 
-def run_momctl(args: list[str], input: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess:
+def run_momctl(args: list[str], input: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
     """Run momctl to completion; input, if given, is its stdin."""
     return subprocess.run([*MOMCTL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           input=input, stdin=None if input is not None else subprocess.DEVNULL)
