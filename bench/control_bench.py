@@ -28,6 +28,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 from mom.core.clock import ManualClock  # noqa: E402
+from mom.daemon.config import load_config  # noqa: E402
 from mom.engine.engine import Engine, EngineSettings  # noqa: E402
 from mom.hypervisors.base import GuestInfo  # noqa: E402
 from mom.hypervisors.sim import SimHypervisor  # noqa: E402
@@ -64,9 +65,10 @@ def measure(guests: int, latency: float, ticks: int, tmp: str) -> tuple[float, f
     hv.latency = latency
     policies = PolicySet()
     policies.set("flip", POLICY)
-    settings = EngineSettings(call_timeout=30, host_collectors=("HostMemory",),
-                              guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
-                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    settings = EngineSettings.from_config(
+        load_config(None), call_timeout=30, host_collectors=("HostMemory",),
+        guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
+        proc_root=hv.proc_root, sys_root=hv.sys_root)
     engine = Engine(settings, hv, policies, clock)
     engine_ms: list[float] = []
     in_place_ms: list[float] = []

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
 
+from mom.daemon.config import load_config
 from mom.engine.engine import Engine, EngineSettings
 from mom.hypervisors.libvirt import LibvirtHypervisor
 from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection
@@ -82,8 +83,10 @@ def run(count: int, mode: str, repeat: int, workdir: Path) -> dict[str, Any]:
         return holder["conn"]
 
     hv = LibvirtHypervisor(f"test://{path}", opener=opener)
-    settings = EngineSettings(host_collectors=(), guest_collectors=("GuestMemory", "GuestBalloon"),
-                              guest_interval=5, call_timeout=10)
+    settings = EngineSettings.from_config(
+        load_config(None),
+        host_collectors=(), guest_collectors=("GuestMemory", "GuestBalloon"),
+        guest_interval=5, call_timeout=10)
     engine = Engine(settings, hv, PolicySet())
     try:
         engine.discover()

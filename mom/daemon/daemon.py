@@ -128,14 +128,7 @@ class Daemon:
                 proc_root = self.hypervisor.proc_root  # type: ignore[attr-defined]
             if sys_root == "/sys":
                 sys_root = self.hypervisor.sys_root
-        settings = EngineSettings(
-            host_interval=main.host_monitor_interval, guest_interval=main.guest_monitor_interval,
-            discovery_interval=main.guest_manager_interval, policy_interval=main.policy_engine_interval,
-            history_length=main.sample_history_length, call_timeout=main.hypervisor_call_timeout,
-            host_collectors=config.host_collectors, guest_collectors=config.guest_collectors,
-            collector_settings=config.collector_settings, controllers=main.controllers,
-            controller_settings=config.controller_settings,
-            proc_root=proc_root, sys_root=sys_root)
+        settings = EngineSettings.from_config(config, proc_root=proc_root, sys_root=sys_root)
         self.engine = Engine(settings, self.hypervisor, policies, self.clock, faults=self.faults,
                              on_tick=self._on_tick,
                              on_sample=self.plotter.sample if self.plotter else None,

@@ -44,21 +44,40 @@ Tracer = Callable[[TickRecord], dict[str, Any] | None]  # a tick's trace for its
 
 @dataclass
 class EngineSettings:
-    """The engine's part of the configuration (intervals in clock seconds)."""
+    """The engine's part of the configuration (intervals in clock seconds).
 
-    host_interval: float = 5.0
-    guest_interval: float = 5.0
-    discovery_interval: float = 5.0
-    policy_interval: float = 10.0
-    history_length: int = 10
-    call_timeout: float = 10.0
-    host_collectors: tuple[str, ...] = ("HostMemory",)
-    guest_collectors: tuple[str, ...] = ("GuestQemuProc", "GuestMemory")
+    No defaults here: the configuration schema (mom.daemon.config_schema) owns
+    them. :meth:`from_config` reads a configuration (the daemon's Config, or the
+    defaults, ``load_config(None)``) as momd does."""
+
+    host_interval: float
+    guest_interval: float
+    discovery_interval: float
+    policy_interval: float
+    history_length: int
+    call_timeout: float
+    host_collectors: tuple[str, ...]
+    guest_collectors: tuple[str, ...]
+    controllers: tuple[str, ...]
+    proc_root: str
+    sys_root: str
     collector_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     controller_settings: dict[str, dict[str, str]] = field(default_factory=dict)
-    controllers: tuple[str, ...] = ("Balloon",)
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
+
+    @classmethod
+    def from_config(cls, config: Any, **changes: Any) -> EngineSettings:
+        """The settings a configuration gives (read by attribute: the engine does not
+        import the daemon's Config), with ``changes`` over them (a simulated host's
+        proc_root and sys_root, a test's collectors)."""
+        main = config.main
+        settings = cls(
+            host_interval=main.host_monitor_interval, guest_interval=main.guest_monitor_interval,
+            discovery_interval=main.guest_manager_interval, policy_interval=main.policy_engine_interval,
+            history_length=main.sample_history_length, call_timeout=main.hypervisor_call_timeout,
+            host_collectors=config.host_collectors, guest_collectors=config.guest_collectors,
+            controllers=main.controllers, proc_root=main.proc_root, sys_root=main.sys_root,
+            collector_settings=config.collector_settings, controller_settings=config.controller_settings)
+        return replace(settings, **changes)
 
     def schedule(self) -> list[tuple[str, float]]:
         """The steps in pipeline order, with their intervals."""

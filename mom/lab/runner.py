@@ -87,18 +87,6 @@ def lab_config(config_file: str | None = None, settings: dict[str, str] | None =
         raise LabError(str(e)) from None
 
 
-def engine_settings(config: Config, proc_root: str, sys_root: str) -> EngineSettings:
-    """The engine's settings from a configuration, as momd builds them."""
-    main = config.main
-    return EngineSettings(
-        host_interval=main.host_monitor_interval, guest_interval=main.guest_monitor_interval,
-        discovery_interval=main.guest_manager_interval, policy_interval=main.policy_engine_interval,
-        history_length=main.sample_history_length, call_timeout=main.hypervisor_call_timeout,
-        host_collectors=config.host_collectors, guest_collectors=config.guest_collectors,
-        collector_settings=config.collector_settings, controllers=main.controllers,
-        controller_settings=config.controller_settings, proc_root=proc_root, sys_root=sys_root)
-
-
 def policy_set(config: Config, spec: PolicySpec) -> PolicySet:
     """A PolicySet holding the spec's texts, validated as momd validates. Raises LabError."""
     from mom.daemon.policy_checks import policy_checks
@@ -203,8 +191,9 @@ def _run(spec: RunSpec, config: Config, policies: PolicySet, clock: ManualClock,
         if status.last_tick is not None and not status.last_tick.decisions.ok:
             errors[0] += 1
 
-    engine = Engine(engine_settings(config, hv.proc_root, hv.sys_root), hv, policies, clock, pool=InlinePool(),
-                    on_tick=on_tick)
+    # The engine sees the simulated host through its tree, as momd does.
+    settings = EngineSettings.from_config(config, proc_root=hv.proc_root, sys_root=hv.sys_root)
+    engine = Engine(settings, hv, policies, clock, pool=InlinePool(), on_tick=on_tick)
     metrics = RunMetrics(keep_series=spec.keep_series)
     try:
         _drive(engine, hv, clock, metrics, spec.hours * 3600.0, spec.sample_s)

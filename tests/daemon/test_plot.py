@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mom.core.clock import ManualClock
+from mom.daemon.config import load_config
 from mom.daemon.plot import Plotter
 from mom.engine.engine import Engine, EngineSettings
 from mom.hypervisors.sim import SimHypervisor
@@ -106,8 +107,10 @@ def test_the_engine_tells_the_plotter_when_a_guest_goes(tmp_path: Path) -> None:
     clock = ManualClock()
     hv = SimHypervisor(loads_scenario(CHURN, "churn.toml"), clock=clock, tree_dir=str(tmp_path / "tree"))
     plotter = Plotter(str(tmp_path))
-    settings = EngineSettings(host_collectors=("HostMemory",), guest_collectors=("GuestMemory",), controllers=(),
-                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    settings = EngineSettings.from_config(
+        load_config(None),
+        host_collectors=("HostMemory",), guest_collectors=("GuestMemory",), controllers=(),
+        proc_root=hv.proc_root, sys_root=hv.sys_root)
     engine = Engine(settings, hv, PolicySet(), clock, on_sample=plotter.sample, on_guest_gone=plotter.forget)
     try:
         for _ in range(6):

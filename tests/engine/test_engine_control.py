@@ -15,6 +15,7 @@ import pytest
 from mom.controllers.base import REGISTRY, Controller, Plan, TickView
 from mom.core.clock import ManualClock
 from mom.core.pool import CallPool
+from mom.daemon.config import load_config
 from mom.daemon.recorder import FlightRecorder
 from mom.engine.engine import Engine, EngineSettings
 from mom.engine.gateway import POOL_SIZE
@@ -57,9 +58,10 @@ class Rig:
         self.clock = ManualClock()
         self.hv = StuckBalloonSim(loads_scenario(SCENARIO, "s.toml"), clock=self.clock,
                                   tree_dir=str(tmp_path / "tree"))
-        settings = EngineSettings(call_timeout=timeout, host_collectors=("HostMemory",),
-                                  guest_collectors=("GuestMemory", "GuestBalloon"), controllers=controllers,
-                                  proc_root=self.hv.proc_root, sys_root=self.hv.sys_root)
+        settings = EngineSettings.from_config(
+            load_config(None), call_timeout=timeout, host_collectors=("HostMemory",),
+            guest_collectors=("GuestMemory", "GuestBalloon"), controllers=controllers,
+            proc_root=self.hv.proc_root, sys_root=self.hv.sys_root)
         policies = PolicySet()
         policies.set("shrink", SHRINK)
         self.record_path = tmp_path / "record.jsonl"

@@ -8,6 +8,7 @@ import threading
 import time
 
 from mom.core.clock import ManualClock
+from mom.daemon.config import load_config
 from mom.engine.engine import Engine, EngineSettings
 from mom.engine.status import TickRecord
 from mom.hypervisors.sim import SimHypervisor
@@ -29,9 +30,10 @@ workload = {{ type = "steady", level = 300 }}
 def make_engine(tmp_path, timeout: float) -> tuple[Engine, SimHypervisor, ManualClock]:
     clock = ManualClock()
     hv = SimHypervisor(loads_scenario(SCENARIO, "s.toml"), clock=clock, tree_dir=str(tmp_path / "tree"))
-    settings = EngineSettings(call_timeout=timeout, host_collectors=("HostMemory",),
-                              guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
-                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    settings = EngineSettings.from_config(
+        load_config(None), call_timeout=timeout, host_collectors=("HostMemory",),
+        guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
+        proc_root=hv.proc_root, sys_root=hv.sys_root)
     policies = PolicySet()
     policies.set("shrink", '(with Guests g (g.Control "balloon_target" (- g.balloon_cur 10240)))')
     return Engine(settings, hv, policies, clock), hv, clock
@@ -126,9 +128,10 @@ def test_a_blocking_collector_that_hangs_for_one_guest(tmp_path) -> None:
     REGISTRY[SlowAgent.name] = SlowAgent
     clock = ManualClock()
     hv = SimHypervisor(loads_scenario(SCENARIO, "s.toml"), clock=clock, tree_dir=str(tmp_path / "tree"))
-    settings = EngineSettings(call_timeout=0.5, host_collectors=("HostMemory",),
-                              guest_collectors=("GuestMemory", "GuestBalloon", SlowAgent.name), controllers=(),
-                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    settings = EngineSettings.from_config(
+        load_config(None), call_timeout=0.5, host_collectors=("HostMemory",),
+        guest_collectors=("GuestMemory", "GuestBalloon", SlowAgent.name), controllers=(),
+        proc_root=hv.proc_root, sys_root=hv.sys_root)
     engine = Engine(settings, hv, PolicySet(), clock)
     try:
         t0 = time.monotonic()

@@ -16,6 +16,7 @@ import pytest
 from mom.core.actions import Action
 from mom.core.clock import ManualClock
 from mom.core.faults import FaultCounts
+from mom.daemon.config import load_config
 from mom.engine.engine import Engine, EngineSettings
 from mom.engine.status import EngineStatus, GuestStatus
 from mom.hypervisors.sim import SimHypervisor
@@ -30,9 +31,10 @@ from .test_engine_hang import SCENARIO, tick  # six idle 1 GiB guests on an 8 Gi
 def make_engine(tmp_path: Path) -> tuple[Engine, SimHypervisor, ManualClock]:
     clock = ManualClock()
     hv = SimHypervisor(loads_scenario(SCENARIO, "s.toml"), clock=clock, tree_dir=str(tmp_path / "tree"))
-    settings = EngineSettings(call_timeout=5, host_collectors=("HostMemory",),
-                              guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
-                              proc_root=hv.proc_root, sys_root=hv.sys_root)
+    settings = EngineSettings.from_config(
+        load_config(None), call_timeout=5, host_collectors=("HostMemory",),
+        guest_collectors=("GuestMemory", "GuestBalloon"), controllers=("Balloon",),
+        proc_root=hv.proc_root, sys_root=hv.sys_root)
     policies = PolicySet()
     policies.set("shrink", '(with Guests g (g.Control "balloon_target" (- g.balloon_cur 10240)))')
     return Engine(settings, hv, policies, clock), hv, clock

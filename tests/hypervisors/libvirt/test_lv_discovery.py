@@ -164,11 +164,14 @@ def test_event_loop_is_started_again_in_a_forked_process(monkeypatch) -> None:
 
 
 def test_engine_registers_for_events(iface_factory, tmp_path: Path) -> None:
+    from mom.daemon.config import load_config
     from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
     h = iface_factory(node_file(tmp_path / "node.xml", 1))
-    engine = Engine(EngineSettings(guest_collectors=("GuestMemory",), host_collectors=()), h, PolicySet())
+    engine = Engine(EngineSettings.from_config(
+        load_config(None),
+        guest_collectors=("GuestMemory",), host_collectors=()), h, PolicySet())
     try:
         assert h._listener == engine.discover_soon
     finally:

@@ -249,13 +249,16 @@ def test_unreachable_uri_at_start_does_not_raise(iface_factory, caplog) -> None:
 
 
 def test_engine_keeps_guests_while_disconnected(iface_factory, tmp_path: Path) -> None:
+    from mom.daemon.config import load_config
     from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
     opener = Opener()
     h = iface_factory(node_file(tmp_path / "n.xml", 4), opener=opener, retry_min=60)
-    engine = Engine(EngineSettings(guest_collectors=("GuestMemory", "GuestBalloon"), host_collectors=(),
-                                   call_timeout=5), h, PolicySet())
+    engine = Engine(EngineSettings.from_config(
+        load_config(None),
+        guest_collectors=("GuestMemory", "GuestBalloon"), host_collectors=(),
+        call_timeout=5), h, PolicySet())
     try:
         engine.discover()
         engine.collect_guests()

@@ -92,6 +92,7 @@ def test_churn_is_recorded_but_not_warned_about(iface_factory, tmp_path: Path, c
     """Guests destroyed between listing, collection and control, tick after tick:
     their refused controls are in the tick record, and nothing is a warning."""
     from mom.core.clock import ManualClock
+    from mom.daemon.config import load_config
     from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
 
@@ -99,8 +100,10 @@ def test_churn_is_recorded_but_not_warned_about(iface_factory, tmp_path: Path, c
     clock = ManualClock()
     policies = PolicySet()
     policies.set("shrink", '(with Guests g (g.Control "balloon_target" (- g.balloon_cur 10240)))')
-    engine = Engine(EngineSettings(host_collectors=("HostTime",), guest_collectors=("GuestMemory", "GuestBalloon"),
-                                   controllers=("Balloon",), call_timeout=5), h, policies, clock)
+    engine = Engine(EngineSettings.from_config(
+        load_config(None),
+        host_collectors=("HostTime",), guest_collectors=("GuestMemory", "GuestBalloon"),
+        controllers=("Balloon",), call_timeout=5), h, policies, clock)
     rnd = random.Random(7)
     created = 0
 
