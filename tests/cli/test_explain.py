@@ -57,9 +57,9 @@ def test_explain_offline_from_the_record(shrinking: Daemon) -> None:
     assert x["variables"]["target"] == newest(vm1, "balloon_cur") - SHRINK_MIB * 1024
     assert x["trace"] == "recorded" and x["tick"] == tick["tick"]
 
-    # The repo's balloon policy, evaluated on the same snapshot: what it would have done, and why.
+    # MOM's earlier sample balloon policy, evaluated on the same snapshot: what it would have done, and why.
     rc, out, err = explain("--record", str(shrinking.record), "vm1", "--tick", str(tick["tick"]),
-                           "--policy", str(REPO / "doc" / "policies" / "balloon.policy"), "--json")
+                           "--policy", str(REPO / "bench" / "policies" / "mom-sample" / "balloon.policy"), "--json")
     assert rc == 0, err
     x = json.loads(out)
     assert x["trace"] == "recorded"  # the record's own trace wins for a guest it has
@@ -73,7 +73,8 @@ def test_explain_a_guest_without_a_recorded_trace_evaluates_again(shrinking: Dae
                                 for line in lines))
     rc, _, err = explain("--record", str(stripped), "vm3")
     assert rc == 1 and "--policy" in err and len(err.splitlines()) == 1
-    rc, out, err = explain("--record", str(stripped), "vm3", "--policy", str(REPO / "doc" / "policies"), "--json")
+    sample = REPO / "bench" / "policies" / "mom-sample"
+    rc, out, err = explain("--record", str(stripped), "vm3", "--policy", str(sample), "--json")
     assert rc == 0, err
     x = json.loads(out)
     assert x["trace"] == "evaluated again" and x["host_variables"]["low_free"] == 0.2
