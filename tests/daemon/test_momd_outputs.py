@@ -86,11 +86,11 @@ def test_thread_count_does_not_grow_with_guests(tmp_path: Path) -> None:
                                policy=None, speed=50)
             daemons.append((n, Momd(cfg)))
         counts: dict[int, set[int]] = {}
-        for _n, m in daemons:
+        for n, m in daemons:
             records = m.wait_ticks(3, timeout=20)
             assert len(records[-1]["guests"]) == n
         for _ in range(5):  # sample a few times while they run
-            for _n, m in daemons:
+            for n, m in daemons:
                 counts.setdefault(n, set()).add(thread_count(m.pid))
             time.sleep(0.1)
         for _n, m in daemons:
