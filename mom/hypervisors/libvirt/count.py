@@ -1,6 +1,6 @@
 """Measuring tools for the libvirt interface: benchmark and test tooling, not used
 by MOM itself. It lives in the package because both ``bench/libvirt_bench.py``
-and ``tests/libvirt`` import it.
+and ``tests/hypervisors/libvirt`` import it.
 
 :class:`CountingConnection` wraps a libvirt connection, and the domain objects
 it hands out, and counts the calls that reach libvirt. Accessors that libvirt
