@@ -97,6 +97,8 @@ class HypervisorInterface(ABC):
     # the engine calls it per guest, in parallel and with a deadline, so one hung guest
     # cannot hold up the others. Derived from capabilities; setting it declares the capability.
     bulk: ClassVar[bool] = False
+    # The interface's typed settings (mom.hypervisors.settings), read by from_config.
+    settings_type: ClassVar[Any] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,6 +114,13 @@ class HypervisorInterface(ABC):
         """Build from the interface's typed settings (mom.hypervisors.settings); clock:
         the daemon's. Nothing is dialled here. Raises a MomError with one line."""
         raise NotImplementedError(f"{cls.__name__} has no typed settings")
+
+    @classmethod
+    def from_config(cls, config: Any, clock: Any = None) -> HypervisorInterface:
+        """Build from a Config: its typed settings (``settings_type``), then from_settings."""
+        if cls.settings_type is None:
+            raise NotImplementedError(f"{cls.__name__} has no typed settings")
+        return cls.from_settings(cls.settings_type.from_config(config), clock)
 
     def supports(self, capability: Capability) -> bool:
         """Whether this interface has an optional capability."""

@@ -45,6 +45,7 @@ class Fault:
 class SimHypervisor(HypervisorInterface):
     """A HypervisorInterface backed by a SimModel and its proc/sys tree."""
 
+    settings_type = SimSettings
 
     def __init__(self, scenario: Scenario | str | os.PathLike[str] | None = None, *,
                  seed: int | None = None, clock: Clock | None = None,
@@ -80,10 +81,6 @@ class SimHypervisor(HypervisorInterface):
             return cls(settings.scenario, seed=settings.seed, clock=clock, tree_dir=settings.tree_dir)
         except OSError as e:
             raise HypervisorError(f"simulator tree: {e.strerror or e}") from None
-
-    @classmethod
-    def from_config(cls, config: Any, clock: Clock | None = None) -> SimHypervisor:
-        return cls.from_settings(SimSettings.from_config(config), clock)
 
     # -- tree ------------------------------------------------------------------
     @property

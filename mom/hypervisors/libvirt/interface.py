@@ -89,6 +89,7 @@ class LibvirtHypervisor(HypervisorInterface):
     """The libvirt hypervisor interface (see the module documentation)."""
 
     capabilities = frozenset({Capability.BULK_STATS, Capability.EVENTS, Capability.GUEST_AGENT})
+    settings_type = LibvirtSettings
 
     def __init__(self, uri: str = "", *, sys_root: str = "/sys", proc_root: str = "/proc",
                  pid_dir: str | None = None, events: bool = True,
@@ -142,10 +143,6 @@ class LibvirtHypervisor(HypervisorInterface):
         """The daemon's interface: it connects on the first call (momd -d forks after this)."""
         return cls(settings.uri, sys_root=settings.sys_root, proc_root=settings.proc_root,
                    stats_period=settings.stats_period, connect_now=False)
-
-    @classmethod
-    def from_config(cls, config: Any, clock: Any = None) -> LibvirtHypervisor:
-        return cls.from_settings(LibvirtSettings.from_config(config), clock)
 
     # -- the connection ---------------------------------------------------------------------
     @property

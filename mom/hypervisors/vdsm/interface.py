@@ -74,6 +74,7 @@ class VdsmInterface(HypervisorInterface):
     """The hypervisor interface over vdsm's JSON-RPC API."""
 
     capabilities = frozenset({Capability.BULK_STATS})  # getAllVmStats is one call for all guests
+    settings_type = VdsmSettings
 
     def __init__(self, client: VdsmClient, *, stats_max_age: float = STATS_MAX_AGE,
                  io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys",
@@ -108,11 +109,6 @@ class VdsmInterface(HypervisorInterface):
         iface = cls(client, stats_max_age=settings.stats_max_age, sys_root=settings.sys_root)
         client.on_connect = iface._connected
         return iface
-
-    @classmethod
-    def from_config(cls, config: Any, clock: Any = None) -> VdsmInterface:
-        """Build from a Config's [vdsm] section (see from_settings)."""
-        return cls.from_settings(VdsmSettings.from_config(config), clock)
 
     # -- calls ---------------------------------------------------------------------
     def _call(self, method: str, params: dict[str, Any]) -> Any:
