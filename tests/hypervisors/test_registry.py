@@ -28,16 +28,6 @@ def test_names_and_the_originals_aliases() -> None:
     assert interface_class("sim") is SimHypervisor
 
 
-def test_the_config_knows_the_registrys_names() -> None:
-    """mom.daemon.config normalises the same names (a copy the config owner may drop for these)."""
-    from mom.daemon import config
-
-    names = getattr(config, "KNOWN_INTERFACES", None)
-    if names is None:
-        pytest.skip("the configuration takes its names from the registry")
-    assert set(names) == set(known_names())
-
-
 def test_typed_settings_from_the_configuration(tmp_path: Path) -> None:
     cfg = load_config(None, {"main.libvirt-hypervisor-uri": "qemu:///system", "main.guest-monitor-interval": "7",
                              "main.sys-root": str(tmp_path / "sys")})
