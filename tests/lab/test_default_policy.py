@@ -107,10 +107,6 @@ def test_a_guest_whose_demand_jumps_gets_memory_at_once(step_runs: dict[str, dic
     assert default["stall_s"] < sample["stall_s"] / 10, (default["stall_s"], sample["stall_s"])
 
 
-def test_balloons_stay_within_guarantee_and_maximum(step_runs: dict[str, dict[str, Any]]) -> None:
-    assert step_runs["default"]["below_min_s"] == 0 and step_runs["default"]["above_max_s"] == 0
-
-
 def test_it_moves_balloons_less_than_the_sample_policy(step_runs: dict[str, dict[str, Any]]) -> None:
     default, sample = step_runs["default"], step_runs["sample"]
     assert default["balloon_moved_mib"] < sample["balloon_moved_mib"], (default, sample)
