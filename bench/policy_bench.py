@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from checker_bench import best_seconds  # bench/ is on sys.path when run as a script
+
 from mom.policy.compiled import CompiledPolicy
 from mom.policy.errors import Source
 from mom.policy.generate import generate_snapshot
@@ -39,15 +41,6 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
-
-
-def best_cpu_ms(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        best = min(best, (time.process_time() - t0) * 1000)
-    return best
 
 
 def evaluate_seconds(policy: CompiledPolicy, snap: Snapshot) -> float:
@@ -90,8 +83,8 @@ def main() -> None:
 
 def policy_table(policy: CompiledPolicy, repeat: int) -> None:
     """Evaluation and run times per guest count, with and without host pressure.
-    'cpu ms' is the best process time of the repeats: the figure that a busy
-    machine disturbs least."""
+    'cpu ms' is the best process time of the repeats (checker_bench's timer): the
+    figure that a busy machine disturbs least."""
     print(f"{'guests':>7} {'pressure':>9} {'eval ms':>9} {'run ms':>9} {'cpu ms':>9} {'us/guest':>9} {'controls':>9}")
     for guests in (10, 100, 500, 1000):
         for pressure in (False, True):
@@ -100,7 +93,7 @@ def policy_table(policy: CompiledPolicy, repeat: int) -> None:
             for _ in range(repeat):
                 evals.append(evaluate_seconds(policy, snap) * 1000)
             run_ms = median_ms(functools.partial(policy.run, snap), repeat)
-            cpu_ms = best_cpu_ms(functools.partial(policy.run, snap), repeat)
+            cpu_ms = best_seconds(functools.partial(policy.run, snap), repeat)[0] * 1000
             decisions = policy.run(snap)
             assert decisions.ok, decisions.error
             n_controls = sum(len(c) for c in decisions.guest_controls.values()) + len(decisions.host_controls)
