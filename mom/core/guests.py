@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Data sections a guest collector may ask the hypervisor interface for, in collection order.
-SECTIONS = ("memory", "balloon", "cpu_tune", "io_tune")
+SECTIONS = ("memory", "balloon", "cpu_tune", "io_tune", "virtio_mem")
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,16 @@ class GuestData:
 
     - memory: mem_available (guest total), mem_unused, mem_free, major_fault,
       minor_fault, swap_in, swap_out, swap_total, swap_usage, and where known
-      mem_usable, disk_caches (KiB or counts).
-    - balloon: balloon_cur, balloon_max, balloon_min (KiB).
+      mem_usable, disk_caches (KiB), hugetlb_pgalloc, hugetlb_pgfail, oom_kills,
+      alloc_stalls (counts).
+    - balloon: balloon_cur, balloon_max, balloon_min (KiB); where known
+      balloon_free_page_reporting (1/0: the balloon device reports free pages).
     - cpu_tune: vcpu_quota, vcpu_period, vcpu_user_limit, vcpu_count.
     - io_tune: list of {name, path, guaranteed, maximum, current}, the value maps
       keyed by :data:`mom.core.disks.IO_KEYS`.
+    - virtio_mem: virtio_mem_size (plugged), virtio_mem_requested,
+      virtio_mem_block, virtio_mem_max (the device's region) in KiB; None
+      when the guest has no virtio-mem device.
     - errors: section -> message for sections that failed.
     """
 
@@ -46,4 +51,5 @@ class GuestData:
     balloon: dict[str, Any] | None = None
     cpu_tune: dict[str, Any] | None = None
     io_tune: list[dict[str, Any]] | None = None
+    virtio_mem: dict[str, Any] | None = None
     errors: dict[str, str] = field(default_factory=dict)

@@ -166,6 +166,12 @@ class HypervisorInterface(ABC):
         """IO tune entries (see GuestData.io_tune), None when the guest has none."""
         raise NotSupported("IO tuning information")
 
+    def guest_virtio_mem(self, guest: GuestInfo) -> dict[str, Any]:
+        """The guest's virtio-mem device (see GuestData.virtio_mem): virtio_mem_size
+        (plugged), virtio_mem_requested, virtio_mem_block, virtio_mem_max (its
+        region), all KiB. Raises NotSupported when the guest has no device."""
+        raise NotSupported("virtio-mem")
+
     def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
         """Collect the asked sections for all guests: {uuid: GuestData}.
 
@@ -178,6 +184,7 @@ class HypervisorInterface(ABC):
             "balloon": self.guest_balloon_info,
             "cpu_tune": self.guest_cpu_tune,
             "io_tune": self.guest_io_tune,
+            "virtio_mem": self.guest_virtio_mem,
         }
         wanted = [s for s in SECTIONS if s in set(sections)]
         result: dict[str, GuestData] = {}
@@ -199,6 +206,12 @@ class HypervisorInterface(ABC):
     # -- control -------------------------------------------------------------------
     def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
         raise NotSupported("balloon control")
+
+    def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
+        """Ask the guest's virtio-mem device for size_kib plugged (the caller rounds
+        it to the block size and keeps it within [0, virtio_mem_max]). Raises
+        NotSupported when the guest has no device."""
+        raise NotSupported("virtio-mem control")
 
     def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
         raise NotSupported("CPU tuning")
