@@ -1,6 +1,14 @@
-"""The tiny guest of the end-to-end test: a Debian kernel and a busybox initramfs
-that loads the virtio-pci and virtio_balloon modules, then prints its memory to
-the serial console every second.
+"""The tiny guest of the end-to-end tests: a Debian kernel and a busybox initramfs
+that loads the virtio-pci, virtio_balloon and virtio_mem modules, then prints its
+memory to the serial console every second.
+
+Memory a virtio-mem device plugs is onlined at once (ZONE_MOVABLE, so it can be
+unplugged again): the init writes ``online_movable`` to
+``/sys/devices/system/memory/auto_online_blocks`` before loading virtio_mem, and
+:data:`KERNEL_CMDLINE` says the same with ``memhp_default_state``. The Debian
+kernel leaves hot-plugged memory offline by default
+(CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set), which would leave a virtio-mem
+device's memory out of MemTotal.
 
 The kernel is not installed: the package that ``linux-image-amd64`` depends on
 is fetched with ``apt-get download`` and only the kernel image and the few
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -27,15 +36,20 @@ CACHE = Path(os.environ.get("MOM_TEST_GUEST_CACHE", "/var/tmp/mom-test-guest"))
 BUSYBOX = "/bin/busybox"
 # insmod order (the initramfs has no modprobe): dependencies first.
 MODULES = ["virtio/virtio_ring", "virtio/virtio", "virtio/virtio_pci_modern_dev",
-           "virtio/virtio_pci_legacy_dev", "virtio/virtio_pci", "virtio/virtio_balloon"]
+           "virtio/virtio_pci_legacy_dev", "virtio/virtio_pci", "virtio/virtio_balloon", "virtio/virtio_mem"]
 APPLETS = ["sh", "mount", "insmod", "cat", "grep", "sleep", "echo", "awk", "uname", "poweroff"]
 READY = "MOMGUEST-READY"
 MEMLINE = "MOMGUEST-MEM"
+# The guest's kernel command line: serial console, exit on panic (with -no-reboot), and
+# hot-plugged memory onlined as movable (virtio-mem; the init sets it too).
+KERNEL_CMDLINE = "console=ttyS0 panic=-1 quiet memhp_default_state=online_movable"
 
 INIT = f"""#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# virtio-mem's memory is usable only once onlined: online it as it arrives.
+echo online_movable > /sys/devices/system/memory/auto_online_blocks 2>/dev/null
 for m in $(cat /lib/modules/order); do
     insmod /lib/modules/$m.ko || echo "MOMGUEST-INSMOD-FAILED $m"
 done
@@ -56,6 +70,10 @@ class GuestImage:
     kernel: Path
     initrd: Path
     version: str
+
+
+# What the initramfs is made of: a cached image made from another recipe is made again.
+RECIPE = hashlib.sha256(repr((MODULES, APPLETS, INIT)).encode()).hexdigest()[:16]
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
@@ -163,28 +181,46 @@ def build_initramfs(modules_dir: Path, out: Path) -> None:
     tmp.replace(out)
 
 
+def _has_modules(modules_dir: Path) -> bool:
+    names = (m.rsplit("/", 1)[1] for m in MODULES)
+    return all((modules_dir / f"{n}.ko").exists() or (modules_dir / f"{n}.ko.xz").exists() for n in names)
+
+
+def _fetch_kernel(cache: Path, pkg: str) -> None:
+    """Download the kernel package and unpack the kernel and modules into cache/pkg."""
+    for tool in ("apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise ImageError(f"{tool} is not available")
+    root = cache / pkg
+    work = cache / f"{pkg}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _run(["apt-get", "download", "-qq", pkg], cwd=work)
+    debs = sorted(work.glob("*.deb"))
+    if not debs:
+        raise ImageError(f"apt-get download {pkg} left no .deb")
+    version = _extract_kernel(debs[0], work)
+    debs[0].unlink()
+    build_initramfs(work / "modules", work / "initramfs.cpio.gz")
+    (work / "version").write_text(version + "\n")
+    (work / "recipe").write_text(RECIPE + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    work.rename(root)
+
+
 def guest_image(cache: Path = CACHE) -> GuestImage:
-    """The cached kernel and initramfs, made first when needed. Raises ImageError."""
+    """The cached kernel and initramfs, made first when needed. Raises ImageError.
+
+    An image cached by an older recipe (fewer modules, another init) gets a new
+    initramfs; the kernel package is fetched again only when a module is missing."""
     pkg = kernel_package()
     root = cache / pkg
-    kernel, initrd, stamp = root / "vmlinuz", root / "initramfs.cpio.gz", root / "version"
-    if not (kernel.exists() and initrd.exists() and stamp.exists()):
-        for tool in ("apt-get", "dpkg-deb"):
-            if shutil.which(tool) is None:
-                raise ImageError(f"{tool} is not available")
-        work = cache / f"{pkg}.partial"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        _run(["apt-get", "download", "-qq", pkg], cwd=work)
-        debs = sorted(work.glob("*.deb"))
-        if not debs:
-            raise ImageError(f"apt-get download {pkg} left no .deb")
-        version = _extract_kernel(debs[0], work)
-        debs[0].unlink()
-        build_initramfs(work / "modules", work / "initramfs.cpio.gz")
-        (work / "version").write_text(version + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        work.rename(root)
+    kernel, initrd, stamp, recipe = root / "vmlinuz", root / "initramfs.cpio.gz", root / "version", root / "recipe"
+    if not (kernel.exists() and initrd.exists() and stamp.exists() and _has_modules(root / "modules")):
+        _fetch_kernel(cache, pkg)
+    if not recipe.exists() or recipe.read_text().strip() != RECIPE:
+        build_initramfs(root / "modules", initrd)
+        recipe.write_text(RECIPE + "\n")
     # QEMU may run as an unprivileged user: everything on the way must be readable.
     for p in (cache, root):
         p.chmod(0o755)
