@@ -111,6 +111,6 @@ def test_build_libvirt_connects_on_the_first_call() -> None:
     hv: Any = build_interface(load_config(None, {"main.libvirt-hypervisor-uri": "test:///default"}))
     try:
         assert hv.run_state is RunState.IDLE and hv.uri == "test:///default"  # momd -d forks after this
-        assert hv.list_guests() and hv.run_state is RunState.RUNNING
+        assert hv.list_guests() and hv.run_state is RunState.CONNECTED
     finally:
         hv.close()

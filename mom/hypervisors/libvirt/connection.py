@@ -8,13 +8,14 @@ up to retry_max); the first attempt after a lost connection is at once. The
 connection is opened outside the lock, so close() and libvirt's event thread
 never wait for a libvirtd that does not answer.
 
-The state is one :class:`RunState` (as qemu.qmp's ``Runstate``), changed only
-along :data:`TRANSITIONS`; the interface reads it rather than a set of flags.
+The state is the shared :class:`~mom.hypervisors.runstate.RunState`, held by a
+:class:`~mom.hypervisors.runstate.RunStateMachine` (``run``), which refuses a
+move outside its table and tells listeners of every move; the interface reads
+it rather than a set of flags.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import libvirt
 
 from mom.hypervisors.base import GuestGone, HypervisorError, HypervisorUnavailable, NotSupported
+from mom.hypervisors.runstate import RunState, RunStateMachine
 
 log = logging.getLogger("mom.libvirt")
 
@@ -49,28 +51,6 @@ class ConnectionLost(HypervisorUnavailable):
 
     The interface reconnects on later calls, with back-off. Every error of one
     outage carries the same message, so the engine records one fault."""
-
-
-class RunState(enum.Enum):
-    """Where the connection is. IDLE: never opened (the daemon connects lazily,
-    after ``momd -d`` forked). CONNECTING: one thread is opening it, outside the
-    lock. RUNNING: a live connection. DISCONNECTED: an outage; the next attempt
-    waits for the back-off. CLOSED: close() was called; final."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    RUNNING = "running"
-    DISCONNECTED = "disconnected"
-    CLOSED = "closed"
-
-
-TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.IDLE: frozenset({RunState.CONNECTING, RunState.CLOSED}),
-    RunState.CONNECTING: frozenset({RunState.RUNNING, RunState.DISCONNECTED, RunState.CLOSED}),
-    RunState.RUNNING: frozenset({RunState.DISCONNECTED, RunState.CLOSED}),
-    RunState.DISCONNECTED: frozenset({RunState.CONNECTING, RunState.CLOSED}),
-    RunState.CLOSED: frozenset(),
-}
 
 
 def default_pid_dir(uri: str) -> str | None:
@@ -118,7 +98,7 @@ class LibvirtConnection:
         # Guards the state; never held while talking to libvirtd. The interface
         # guards its per-connection caches with it too.
         self.lock = threading.RLock()
-        self.state = RunState.IDLE
+        self.run = RunStateMachine(self.name)  # moved only with the lock held
         self.conn: Any = None
         self.connected_uri = ""
         self.connections = 0  # successful opens (1 = first connection; more = reconnections)
@@ -127,17 +107,19 @@ class LibvirtConnection:
         self._backoff = retry_min
         self._next_attempt = 0.0
 
+    @property
+    def state(self) -> RunState:
+        return self.run.state
+
     def _to(self, state: RunState) -> None:
-        """Change the run state (lock held). A transition outside TRANSITIONS is a bug."""
-        if state not in TRANSITIONS[self.state]:
-            raise RuntimeError(f"libvirt connection: no transition from {self.state.value} to {state.value}")
-        self.state = state
+        """Change the run state (lock held); RunStateError for a move outside its table."""
+        self.run.move(state)
 
     # -- opening -------------------------------------------------------------------------
     def ensure(self) -> Any:
         """The live connection, opening one when needed. Raises ConnectionLost."""
         with self.lock:
-            if self.state is RunState.RUNNING:
+            if self.state is RunState.CONNECTED:
                 return self.conn
             if self.state is RunState.CLOSED:
                 raise ConnectionLost(f"{self.name}: the interface is closed")
@@ -157,7 +139,7 @@ class LibvirtConnection:
                 closed = True
             else:
                 closed = False
-                self._to(RunState.RUNNING)
+                self._to(RunState.CONNECTED)
                 self.conn, self.connected_uri, self.callback_ids = conn, uri, ids or []
                 self.connections += 1
                 self._backoff, self._next_attempt, self._outage = self.retry_min, 0.0, None
@@ -209,7 +191,7 @@ class LibvirtConnection:
     def drop(self, conn: Any, why: str) -> str:
         """Forget a broken connection (the next call opens a new one); the outage's message."""
         with self.lock:
-            if conn is None or self.conn is not conn or self.state is not RunState.RUNNING:
+            if conn is None or self.conn is not conn or self.state is not RunState.CONNECTED:
                 return self._outage or f"{self.name}: connection lost; reconnecting in the background"
             self._to(RunState.DISCONNECTED)
             self.conn, self.callback_ids = None, []

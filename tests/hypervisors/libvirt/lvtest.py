@@ -67,7 +67,8 @@ def lv_error(code: int, message: str = "injected", domain: int | None = None):  
 
 
 class FaultyDomain:
-    """A virDomain whose methods named in ``faults`` raise."""
+    """A virDomain whose methods named in ``faults`` raise and whose methods named in
+    ``overrides`` are replaced (both on its FaultyConnection)."""
 
     def __init__(self, dom, owner) -> None:  # type: ignore[no-untyped-def]
         self._dom, self._owner = dom, owner
@@ -78,8 +79,9 @@ class FaultyDomain:
             return attr
 
         def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self._owner.check(name, self._dom.UUIDString())
-            return attr(*args, **kwargs)
+            uuid = self._dom.UUIDString()
+            self._owner.check(name, uuid)
+            return self._owner.overrides.get((name, uuid), attr)(*args, **kwargs)
         return call
 
 
@@ -91,6 +93,8 @@ class FaultyConnection:
     - ``faults[(method, uuid or None)] = error``: that domain method (or
       connection method, uuid None) raises ``error``.
     - ``no_bulk = True``: getAllDomainStats is not supported.
+    - ``overrides[(method, uuid)] = fn``: that domain method is fn (what a driver
+      other than the test driver would do, e.g. QEMU's scheduler parameters).
     """
 
     def __init__(self, conn) -> None:  # type: ignore[no-untyped-def]
@@ -98,6 +102,7 @@ class FaultyConnection:
         self.dead = False
         self.no_bulk = False
         self.faults: dict = {}
+        self.overrides: dict = {}
         self.calls: list[str] = []
 
     def check(self, name: str, uuid: str | None) -> None:
@@ -133,6 +138,23 @@ class FaultyConnection:
                 return [(FaultyDomain(d, self), s) for d, s in value]
             return value
         return call
+
+
+class FaultyOpener:
+    """An opener (LibvirtHypervisor's ``opener``) of FaultyConnections; ``conn`` is the latest."""
+
+    def __init__(self) -> None:
+        self.opened: list[FaultyConnection] = []
+
+    def __call__(self, uri):  # type: ignore[no-untyped-def]
+        import libvirt
+
+        self.opened.append(FaultyConnection(libvirt.open(uri)))
+        return self.opened[-1]
+
+    @property
+    def conn(self) -> FaultyConnection:
+        return self.opened[-1]
 
 
 def new_domain_xml(name: str, uuid: str, memory_kib: int = 524288) -> str:

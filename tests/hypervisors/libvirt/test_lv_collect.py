@@ -16,7 +16,7 @@ from mom.hypervisors.libvirt.count import BalloonStatsFiller, CountingConnection
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 from tests.support.wait import wait_until  # noqa: E402
 
-from .lvtest import FaultyConnection, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
+from .lvtest import FaultyConnection, FaultyOpener, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 
 MEMORY_KEYS = {"mem_available", "mem_unused", "mem_free", "mem_usable", "disk_caches",
                "major_fault", "minor_fault", "swap_in", "swap_out"}
@@ -122,6 +122,7 @@ def test_stats_period_error_is_logged_once_and_spoils_nothing(iface_factory, tmp
 
 
 def test_from_config_takes_the_guest_monitor_interval(tmp_path: Path) -> None:
+    """The period is set live (the test driver shows it in the live XML), not in the definition."""
     from mom.daemon.config import load_config
     from mom.hypervisors.libvirt import LibvirtHypervisor
 
@@ -130,19 +131,12 @@ def test_from_config_takes_the_guest_monitor_interval(tmp_path: Path) -> None:
     h = LibvirtHypervisor.from_config(cfg)
     try:
         assert h.conn is None  # connects lazily
-        calls: list[tuple[int, int]] = []
         h.list_guests()
-        real = h.conn.lookupByName("vm0")
-
-        class Dom:
-            def __getattr__(self, name):  # type: ignore[no-untyped-def]
-                return getattr(real, name)
-
-            def setMemoryStatsPeriod(self, period, flags):  # type: ignore[no-untyped-def]
-                calls.append((period, flags))
-        h._doms[real.UUIDString()] = Dom()
+        dom = h.conn.lookupByName("vm0")
+        assert "<stats period='2'/>" in dom.XMLDesc(0)  # as node_file defines it
         h.refresh()
-        assert calls == [(3, libvirt.VIR_DOMAIN_AFFECT_LIVE)]
+        assert "<stats period='3'/>" in dom.XMLDesc(0)
+        assert "<stats period='2'/>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     finally:
         h.close()
 
@@ -157,20 +151,16 @@ def test_cpu_tune_not_supported_by_the_test_driver_spoils_nothing(iface_factory,
 
 
 def test_cpu_tune_fields_from_scheduler_parameters_and_metadata(iface_factory, tmp_path: Path) -> None:
-    """vcpu_quota/vcpu_period from the scheduler parameters (faked: the test driver has
+    """vcpu_quota/vcpu_period from the scheduler parameters (replaced: the test driver has
     none), vcpu_user_limit from oVirt's tune metadata, vcpu_count from the XML."""
-    h = iface_factory(node_file(tmp_path / "n.xml", 1, vcpu_limit=40, vcpus=3))
+    opener = FaultyOpener()
+    h = iface_factory(node_file(tmp_path / "n.xml", 1, vcpu_limit=40, vcpus=3), opener=opener)
     g = h.list_guests()[0]
-    real = h._dom(h.conn, g)
-
-    class Dom:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            return getattr(real, name)
-
-        def schedulerParameters(self):  # type: ignore[no-untyped-def]
-            return {"cpu_shares": 1024, "vcpu_period": 100000, "vcpu_quota": None}
-    h._doms[g.uuid] = Dom()
+    opener.conn.overrides[("schedulerParameters", g.uuid)] = \
+        lambda: {"cpu_shares": 1024, "vcpu_period": 100000, "vcpu_quota": None}
     assert h.guest_cpu_tune(g) == {"vcpu_quota": 0, "vcpu_period": 100000, "vcpu_user_limit": 40, "vcpu_count": 3}
+    data = h.collect_all([g], ["cpu_tune"])[g.uuid]
+    assert data.cpu_tune == h.guest_cpu_tune(g) and not data.errors
 
 
 def test_io_tune_section(iface_factory, tmp_path: Path) -> None:
@@ -217,9 +207,9 @@ def test_metadata_change_refreshes_the_cached_xml(iface_factory, tmp_path: Path)
 
     h = iface_factory(node_file(tmp_path / "n.xml", 1))
     g = h.list_guests()[0]
-    assert h._domain_xml(h.conn, g).vcpu_user_limit == 100
+    assert h.domain_xml(g).vcpu_user_limit == 100
     h.conn.lookupByUUIDString(g.uuid).setMetadata(
         libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<qos><vcpuLimit>30</vcpuLimit></qos>", "ovirt-tune",
         "http://ovirt.org/vm/tune/1.0", libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    wait_until(lambda: h._domain_xml(h.conn, g).vcpu_user_limit == 30, 5,
+    wait_until(lambda: h.domain_xml(g).vcpu_user_limit == 30, 5,
                what="the metadata change reaching the cache")

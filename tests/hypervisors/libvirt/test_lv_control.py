@@ -12,7 +12,7 @@ libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, NotSupported  # noqa: E402
 
-from .lvtest import domain_uuid, node_file  # noqa: E402
+from .lvtest import FaultyOpener, domain_uuid, node_file  # noqa: E402
 
 
 def test_balloon_target_reaches_info(iface_factory, tmp_path: Path) -> None:
@@ -56,22 +56,25 @@ def test_cpu_tune_unsupported_by_the_test_driver(iface_factory, tmp_path: Path) 
 
 
 def test_cpu_tune_sends_scheduler_parameters(iface_factory, tmp_path: Path) -> None:
-    h = iface_factory(node_file(tmp_path / "n.xml", 1))
+    """What reaches libvirt (the test driver has no vcpu_quota: the domain's call is
+    replaced, as QEMU's driver would take it)."""
+    opener = FaultyOpener()
+    h = iface_factory(node_file(tmp_path / "n.xml", 1), opener=opener)
     g = h.list_guests()[0]
     sent = []
-    real = h._dom(h.conn, g)
-
-    class Dom:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            return getattr(real, name)
-
-        def setSchedulerParametersFlags(self, params, flags):  # type: ignore[no-untyped-def]
-            sent.append((params, flags))
-    h._doms[g.uuid] = Dom()
+    opener.conn.overrides[("setSchedulerParametersFlags", g.uuid)] = lambda params, flags: sent.append((params, flags))
     h.set_cpu_tune(g, quota=-1, period=None)
     h.set_cpu_tune(g, quota=25000, period=100000)
     assert sent == [({"vcpu_quota": -1}, libvirt.VIR_DOMAIN_AFFECT_LIVE),
                     ({"vcpu_quota": 25000, "vcpu_period": 100000}, libvirt.VIR_DOMAIN_AFFECT_LIVE)]
+
+
+def test_domain_is_the_guests_libvirt_domain(iface_factory, tmp_path: Path) -> None:
+    h = iface_factory(node_file(tmp_path / "n.xml", 2))
+    guests = h.list_guests()
+    assert [h.domain(g).UUIDString() for g in guests] == [g.uuid for g in guests]
+    with pytest.raises(GuestGone):
+        h.domain(GuestInfo(uuid="00000000-0000-0000-0000-000000000001", name="ghost"))
 
 
 def test_ksm_through_sysfs_fixture(iface_factory, tmp_path: Path) -> None:

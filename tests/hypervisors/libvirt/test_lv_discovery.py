@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid as uuidlib
 from pathlib import Path
@@ -140,39 +139,60 @@ def test_from_config_connects_lazily(monkeypatch, tmp_path: Path) -> None:
         h.close()
 
 
-def test_event_loop_is_started_again_in_a_forked_process(monkeypatch) -> None:
-    """A loop started by another process (the parent before a fork) does not run here:
-    ensure() starts one in this process."""
-    from mom.hypervisors.libvirt.events import EventLoop as _EventLoop
+FORKED_CHILD_GETS_EVENTS = """
+import os, sys, threading, uuid
+from mom.hypervisors.libvirt import LibvirtHypervisor
+from tests.hypervisors.libvirt.lvtest import new_domain_xml
 
-    ran, release = threading.Event(), threading.Event()
-
-    def run() -> None:
-        ran.set()
-        release.wait(30)
-    monkeypatch.setattr(_EventLoop, "_pid", os.getpid() + 1)  # as if started by another process
-    monkeypatch.setattr(_EventLoop, "_run", staticmethod(run))
-    try:
-        assert _EventLoop.ensure()
-        assert ran.wait(10), "no event loop thread started in this process"
-        assert _EventLoop._pid == os.getpid()
-        ran.clear()
-        assert _EventLoop.ensure()
-        assert not ran.wait(0.2)  # started once per process
-    finally:
-        release.set()
+parent = LibvirtHypervisor(sys.argv[1])  # starts libvirt's event loop in this process
+assert parent.events_active
+pid = os.fork()
+if pid == 0:  # as momd -d: the loop's thread stayed in the parent
+    h = LibvirtHypervisor(sys.argv[1])
+    woke = threading.Event()
+    h.set_change_listener(woke.set)
+    h.conn.createXML(new_domain_xml("forked", str(uuid.uuid4())), 0)
+    os._exit(0 if woke.wait(10) else 3)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+parent.close()
+"""
 
 
-def test_engine_registers_for_events(iface_factory, tmp_path: Path) -> None:
+def test_a_forked_process_gets_its_own_event_loop(tmp_path: Path) -> None:
+    """A process forked after its parent started libvirt's event loop (the loop's thread
+    stays in the parent) still receives lifecycle events: it starts a loop of its own."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-c", FORKED_CHILD_GETS_EVENTS, node_file(tmp_path / "node.xml", 1)],
+                          cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "child exit 0", proc.stdout + proc.stderr[-2000:]
+
+
+def test_the_engine_discovers_a_started_domain_through_events(iface_factory, tmp_path: Path) -> None:
+    """The engine registers for events: with discovery due only once an hour, a domain
+    started after the first discovery is found at once."""
     from mom.daemon.config import load_config
     from mom.engine.engine import Engine, EngineSettings
     from mom.policy.policy import PolicySet
+    from tests.support.wait import wait_until
 
     h = iface_factory(node_file(tmp_path / "node.xml", 1))
     engine = Engine(EngineSettings.from_config(
-        load_config(None),
+        load_config(None), discovery_interval=3600.0,
         guest_collectors=("GuestMemory",), host_collectors=()), h, PolicySet())
+    runner = threading.Thread(target=engine.run, name="engine", daemon=True)
+    runner.start()
     try:
-        assert h._listener == engine.discover_soon
+        wait_until(lambda: engine.status().guest_names() == ["vm0"], 10, what="the first discovery")
+        h.conn.createXML(new_domain_xml("evented", str(uuidlib.uuid4())), 0)
+        wait_until(lambda: engine.status().guest_names() == ["evented", "vm0"], 10,
+                   what="the started domain discovered through its lifecycle event",
+                   detail=lambda: str(engine.status().guest_names()))
     finally:
-        engine.close()
+        engine.stop()
+        runner.join(10)
+    assert not runner.is_alive()

@@ -16,7 +16,7 @@ libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 from mom.hypervisors.base import HypervisorUnavailable  # noqa: E402
 from mom.hypervisors.libvirt import ConnectionLost  # noqa: E402
 
-from .lvtest import FaultyConnection, domain_uuid, lv_error, node_file  # noqa: E402
+from .lvtest import FaultyConnection, FaultyOpener, domain_uuid, lv_error, node_file  # noqa: E402
 
 
 class Opener:
@@ -145,12 +145,22 @@ def test_close_does_not_wait_for_a_hung_open(tmp_path: Path) -> None:
         assert entered.wait(10), "the opener was not called"
 
         def returns_promptly(fn) -> bool:  # type: ignore[no-untyped-def]
-            t = threading.Thread(target=fn, daemon=True)
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    fn()
+                except BaseException as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+            t = threading.Thread(target=run, daemon=True)
             t.start()
             t.join(2.0)  # generous for a loaded machine; without the fix, never
+            assert not errors, errors
             return not t.is_alive()
-        assert returns_promptly(lambda: h._drop(object(), "a stale connection"))
-        assert returns_promptly(lambda: h._on_lifecycle(None, FakeDom(), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None))
+        # What libvirt's event thread calls: a stale connection closing, a domain stopping.
+        events = h.event_handlers
+        assert returns_promptly(lambda: events.closed(object(), libvirt.VIR_CONNECT_CLOSE_REASON_EOF, None))
+        assert returns_promptly(lambda: events.lifecycle(None, FakeDom(), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None))
         def list_guests_fails() -> None:
             with pytest.raises(ConnectionLost):
                 h.list_guests()
@@ -220,17 +230,11 @@ def test_domain_vanishing_mid_tick_is_dropped_quietly(iface_factory, tmp_path: P
 
 
 def test_no_guest_statistics_is_a_clear_section_error(iface_factory, tmp_path: Path) -> None:
-    h = iface_factory(node_file(tmp_path / "n.xml", 1))
+    """memoryStats() without the guest's own keys (no balloon driver in the guest)."""
+    opener = FaultyOpener()
+    h = iface_factory(node_file(tmp_path / "n.xml", 1), opener=opener)
     g = h.list_guests()[0]
-    real = h._dom(h.conn, g)
-
-    class Dom:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            return getattr(real, name)
-
-        def memoryStats(self):  # type: ignore[no-untyped-def]
-            return {"actual": 1048576, "rss": 4096}
-    h._doms[g.uuid] = Dom()
+    opener.conn.overrides[("memoryStats", g.uuid)] = lambda: {"actual": 1048576, "rss": 4096}
     data = h.collect_all([g], ["memory", "balloon"])[g.uuid]
     assert data.memory is None and "no balloon statistics" in data.errors["memory"] and data.balloon
 

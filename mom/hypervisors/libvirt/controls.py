@@ -1,0 +1,99 @@
+"""Controls over libvirt: what the policy's decisions change in a guest.
+
+``setMemory`` (KiB) for balloon targets; the scheduler parameters
+``vcpu_quota``/``vcpu_period``; ``setBlockIoTune`` per disk (the disk found
+and the limits checked by the one rule of :mod:`mom.core.disks`); the QEMU
+guest agent through ``qemuAgentCommand`` (used by GuestQemuAgent). KSM is the
+base class's (sysfs). Every call is live only (``VIR_DOMAIN_AFFECT_LIVE``):
+MOM never changes a domain's persistent definition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import libvirt
+
+from mom.hypervisors.base import GuestInfo, HypervisorError, checked_io_tunes, disk_for
+from mom.hypervisors.libvirt.connection import LibvirtConnection
+from mom.hypervisors.libvirt.domains import Domains, XmlCache
+
+
+def _disk_ident(disk: Any) -> tuple[str, str | None]:
+    return disk.dev, disk.path
+
+
+class Controls:
+    """The libvirt interface's set_* calls and the agent command."""
+
+    def __init__(self, connection: LibvirtConnection, domains: Domains, xml: XmlCache) -> None:
+        self.connection = connection
+        self.domains = domains
+        self.xml = xml
+
+    def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
+        conn = self.connection.ensure()
+        self.domains.call(conn, guest, f"setMemory({int(target_kib)})", lambda d: d.setMemory(int(target_kib)))
+
+    def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
+        params = {}
+        if quota is not None:
+            params["vcpu_quota"] = int(quota)
+        if period is not None:
+            params["vcpu_period"] = int(period)
+        if not params:
+            return
+        conn = self.connection.ensure()
+        self.domains.call(conn, guest, f"setSchedulerParameters({params})",
+                          lambda d: d.setSchedulerParametersFlags(params, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+
+    def set_io_tune(self, guest: GuestInfo, tunes: list[dict[str, Any]]) -> None:
+        """Apply each tune's ``current`` (or ``ioTune``) limits to the disk with that
+        path, else that target name. Raises HypervisorError for an unknown disk or
+        a bad value (checked for all tunes before any is applied)."""
+        conn = self.connection.ensure()
+        xml = self.xml.get(conn, guest)
+        checked = checked_io_tunes(guest, tunes)
+        plan = [(disk_for(guest, tune, xml.disks, _disk_ident), tune.limits) for tune in checked]
+        for disk, values in plan:
+            if not values:
+                continue  # every limit left as it is (None): libvirt refuses an empty call
+            def apply(d: Any, disk: Any = disk, values: Mapping[str, int] = values) -> None:
+                _set_block_io_tune(d, disk.dev, {k: int(v) for k, v in values.items()})
+            self.domains.call(conn, guest, f"setBlockIoTune {disk.dev}", apply)
+
+    def qemu_agent_command(self, guest: GuestInfo, command: str | dict[str, Any], timeout: int = 10) -> Any:
+        """Run a QEMU guest agent command through libvirt and return its decoded
+        ``return`` value. Raises HypervisorError (NotSupported when the driver
+        has no agent command), with the agent's error class and description."""
+        import libvirt_qemu
+
+        text = command if isinstance(command, str) else json.dumps(command)
+        conn = self.connection.ensure()
+        reply = self.domains.call(conn, guest, "qemuAgentCommand",
+                                  lambda d: libvirt_qemu.qemuAgentCommand(d, text, int(timeout), 0))
+        try:
+            obj = json.loads(reply)
+        except (TypeError, ValueError):
+            raise HypervisorError(f"guest {guest.name}: agent reply is not JSON: {str(reply)[:80]!r}") from None
+        if "error" in obj:
+            err = obj["error"]
+            raise HypervisorError(f"guest {guest.name}: agent error {err.get('class', '?')}: {err.get('desc', '')}")
+        return obj.get("return")
+
+
+def _set_block_io_tune(dom: Any, dev: str, params: dict[str, int]) -> None:
+    try:
+        dom.setBlockIoTune(dev, params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    except libvirt.libvirtError as e:
+        # Some drivers (libvirt's test driver) take an unset burst maximum (0) as a
+        # limit of 0 and refuse any rate above it: raise those maxima to the rate.
+        if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG or "_max" not in str(e):
+            raise
+        present = dom.blockIoTune(dev, 0)
+        for key, value in list(params.items()):
+            if value and present.get(f"{key}_max", 0) < value:
+                params[f"{key}_max"] = value
+        dom.setBlockIoTune(dev, params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
