@@ -10,6 +10,7 @@ from mom.collectors import (  # noqa: F401  (imported to register)
     guest_memory,
     guest_qemu_agent,
     guest_qemu_proc,
+    guest_virtio_mem,
     host_cpu,
     host_ksm,
     host_memory,

@@ -18,6 +18,17 @@ Optional fields:
 - mem_usable: what the guest could give without swapping (KiB; virtio
   "usable", close to the guest's MemAvailable).
 - disk_caches: memory the guest uses for its page cache (KiB).
+- hugetlb_pgalloc, hugetlb_pgfail: huge page allocations that succeeded and
+  failed since the guest booted (counts; libvirt's ``hugetlb_pgalloc``,
+  QEMU's ``stat-htlb-pgalloc``/``stat-htlb-pgfail``).
+- oom_kills: the guest's OOM killer's kills since it booted (count; reported
+  by Linux 6.12 and later guests).
+- alloc_stalls: allocations that entered direct reclaim since the guest booted
+  (count; Linux 6.12 and later guests).
+
+The optional fields are there only when the guest's driver reports them (and
+the interface passes them on): a policy asks with ``(guest.Has ...)`` or reads
+nil.
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from mom.collectors.base import optional_variant, register
 MEMORY_MANDATORY = frozenset({
     "mem_available", "mem_unused", "major_fault", "minor_fault", "swap_in", "swap_out",
 })
-MEMORY_OPTIONAL = frozenset({"mem_free", "swap_total", "swap_usage", "mem_usable", "disk_caches"})
+MEMORY_OPTIONAL = frozenset({"mem_free", "swap_total", "swap_usage", "mem_usable", "disk_caches",
+                             "hugetlb_pgalloc", "hugetlb_pgfail", "oom_kills", "alloc_stalls"})
 
 
 @register

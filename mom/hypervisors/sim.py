@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mom.core.clock import Clock
-from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError, HypervisorInterface, checked_io_tunes, disk_for
+from mom.hypervisors.base import (
+    GuestGone,
+    GuestInfo,
+    HypervisorError,
+    HypervisorInterface,
+    NotSupported,
+    checked_io_tunes,
+    disk_for,
+)
 from mom.hypervisors.settings import SimSettings
 from mom.sim.model import SimGuest, SimModel
 from mom.sim.proctree import ProcTree, TreeClosed
@@ -161,10 +169,24 @@ class SimHypervisor(HypervisorInterface):
         return stats
 
     def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
+        """Balloon sizes and whether the device reports free pages (a property of
+        the device, known whatever the guest's driver does)."""
         g = self._guest(guest)
         with self.model.lock:
             return {"balloon_cur": int(g.balloon_cur), "balloon_max": g.max_kib,
-                    "balloon_min": g.spec.min_mib * 1024}
+                    "balloon_min": g.spec.min_mib * 1024,
+                    "balloon_free_page_reporting": int(g.spec.free_page_reporting)}
+
+    def guest_virtio_mem(self, guest: GuestInfo) -> dict[str, Any]:
+        """The guest's virtio-mem device, as QEMU's size, requested-size, block-size
+        and memdev size; NotSupported when the scenario gives it none."""
+        g = self._guest(guest)
+        vmem = g.spec.virtio_mem
+        if vmem is None:
+            raise NotSupported(f"guest {guest.name} has no virtio-mem device")
+        with self.model.lock:
+            return {"virtio_mem_size": int(g.vmem_size), "virtio_mem_requested": int(g.vmem_requested),
+                    "virtio_mem_block": vmem.block_kib, "virtio_mem_max": vmem.max_kib}
 
     def guest_cpu_tune(self, guest: GuestInfo) -> dict[str, Any]:
         g = self._guest(guest)
@@ -183,6 +205,21 @@ class SimHypervisor(HypervisorInterface):
         g = self._guest(guest)
         with self.model.lock:
             g.set_balloon_target(target_kib)
+
+    def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
+        """Set the device's requested size; the guest plugs or unplugs toward it.
+        Like QEMU, refuses a size that is not a multiple of the block size or lies
+        outside [0, the region] (HypervisorError), and NotSupported without a device."""
+        g = self._guest(guest)
+        vmem = g.spec.virtio_mem
+        if vmem is None:
+            raise NotSupported(f"guest {guest.name} has no virtio-mem device")
+        size = int(size_kib)
+        if not 0 <= size <= vmem.max_kib or size % vmem.block_kib:
+            raise HypervisorError(f"guest {guest.name}: virtio-mem requested size {size} KiB must be a multiple "
+                                  f"of the {vmem.block_kib} KiB block within [0, {vmem.max_kib}] KiB")
+        with self.model.lock:
+            g.set_vmem_requested(size)
 
     def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
         """Set vCPU quota/period (µs; quota -1 = unlimited); None keeps a value.

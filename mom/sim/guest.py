@@ -1,6 +1,8 @@
 """One simulated guest: its memory as the guest kernel and the host see it.
 
-The guest's memory (``balloon_cur``, what it sees) splits into::
+The guest's memory (``size``, what it sees: its boot memory ``balloon_cur``,
+which the balloon manages, plus what its virtio-mem device has plugged,
+``vmem_size``) splits into::
 
     reserve + hot_ram + cold_ram + cache + free_touched + untouched
 
@@ -13,7 +15,7 @@ The guest's memory (``balloon_cur``, what it sees) splits into::
 - ``untouched``: free pages the host does not back (never used, given back by
   deflating, or returned by free page reporting).
 
-The host backs ``touched = balloon_cur - untouched``; ``host_swap`` of it is on
+The host backs ``touched = size - untouched``; ``host_swap`` of it is on
 the host's swap, the rest is resident. Each rule's numbers are named below and
 in doc/sim-model.md.
 """
@@ -41,6 +43,9 @@ CACHE_FILL_RATE = 8 * MIB            # KiB/s the page cache grows toward its sha
 FPR_DELAY = 2.0                      # s a freed block waits before it is reported
 FPR_PASS_SHARE = 1.0 / 16            # share of free memory one reporting pass handles
 OOM_RESTART_S = 60.0                 # s a killed program takes to come back
+VMEM_PLUG_RATE = 1024 * MIB          # KiB/s the virtio-mem driver plugs (adds and onlines blocks)
+VMEM_UNPLUG_RATE = 256 * MIB         # KiB/s it unplugs (migrates pages out of the blocks first)
+RECLAIM_BATCH = 32 * PAGE            # KiB one direct reclaim pass aims for (SWAP_CLUSTER_MAX pages)
 BASE_MAJOR_FAULTS = 0.5              # per second (file-backed pages, always there)
 BASE_MINOR_FAULTS = 50.0             # per second
 
@@ -70,6 +75,11 @@ class SimGuest:
     stall_seconds: float = 0.0
     host_stall_seconds: float = 0.0
     oom_kills: int = 0
+    alloc_stalls: float = 0.0         # allocations that entered direct reclaim (in passes of RECLAIM_BATCH)
+    vmem_size: float = 0.0            # plugged virtio-mem (KiB, whole blocks)
+    vmem_requested: float = 0.0       # what the device asks the guest to plug
+    vmem_stalled: bool = False        # unplug waits for free memory
+    _vmem_credit: float = 0.0         # KiB the driver may still move (rate * time not yet spent on a block)
     killed_by_host: bool = False
     balloon_stalled: bool = False
     cpu_ticks: float = 0.0
@@ -102,8 +112,18 @@ class SimGuest:
         self.reserve: float = RESERVE_FIXED + RESERVE_SHARE * self.max_kib
 
     @property
+    def size(self) -> float:
+        """The memory the guest sees: boot memory left by the balloon plus plugged virtio-mem."""
+        return self.balloon_cur + self.vmem_size
+
+    @property
+    def vmem_max(self) -> int:
+        """The virtio-mem device's region (KiB); 0 without a device."""
+        return self.spec.virtio_mem.max_kib if self.spec.virtio_mem is not None else 0
+
+    @property
     def untouched(self) -> float:
-        u = (self.balloon_cur - self.reserve - self.hot_ram - self.cold_ram - self.cache - self.free_touched)
+        u = (self.size - self.reserve - self.hot_ram - self.cold_ram - self.cache - self.free_touched)
         return u if u > 0.0 else 0.0
 
     @property
@@ -111,7 +131,7 @@ class SimGuest:
         """Guest memory the host backs (in RAM or on host swap), before KSM."""
         if not self.running:
             return 0.0
-        return self.balloon_cur - self.untouched
+        return self.size - self.untouched
 
     footprint = touched
 
@@ -140,11 +160,22 @@ class SimGuest:
         self.balloon_target = min(float(self.max_kib), max(0.0, float(kib)))
         return int(self.balloon_target)
 
+    def set_vmem_requested(self, kib: int) -> None:
+        """The device's requested size; the caller checked it (a multiple of the
+        block within the region, as QEMU insists)."""
+        self.vmem_requested = float(kib)
+
     def boot(self, t: float, dt: float) -> None:
-        """Start at scenario time t: the kernel and the programs touch what they
-        use, the page cache fills half its share."""
-        size = float((self.spec.balloon_mib or self.spec.max_mib) * MIB)
-        self.balloon_cur = self.balloon_target = size
+        """Start at scenario time t: the guest plugs its requested virtio-mem, the
+        kernel and the programs touch what they use, the page cache fills half its
+        share."""
+        boot_size = float((self.spec.balloon_mib or self.spec.max_mib) * MIB)
+        self.balloon_cur = self.balloon_target = boot_size
+        vmem = self.spec.virtio_mem
+        if vmem is not None:
+            self.vmem_size = self.vmem_requested = float(vmem.requested_kib)
+            self._vmem_credit = 0.0
+        size = self.size
         self.running = True
         self.hot_ram = self.cold_ram = self.hot_swap = self.cold_swap = 0.0
         self.free_touched = self.cache = self.host_swap = 0.0
@@ -163,6 +194,8 @@ class SimGuest:
         before = self.touched
         budget = [GUEST_SWAP_OUT_RATE * dt]  # swap writes left this step
         pending = self._balloon(t, dt, budget)
+        if self.spec.virtio_mem is not None:
+            self._virtio_mem(dt, self.spec.virtio_mem.block_kib)
         self._want(t, dt)
         pending += self._follow_demand(t, budget)
         faults = self._thrash(dt, budget)
@@ -269,11 +302,42 @@ class SimGuest:
                 self._oom_kill(t)
         return 0.0
 
+    def _virtio_mem(self, dt: float, block: int) -> None:
+        """Move the plugged size toward the requested one in whole blocks, at
+        VMEM_PLUG_RATE or VMEM_UNPLUG_RATE (a block larger than a step's worth
+        takes several steps). Plugged blocks are untouched (the host backs them
+        on first use). Unplugging empties blocks by migrating their pages into
+        free memory elsewhere, so it takes only free memory (touched first: the
+        host drops those pages) and never reclaims or swaps: without free
+        memory it waits (``vmem_stalled``); unlike the balloon it never pushes
+        the guest to OOM."""
+        self.vmem_stalled = False
+        diff = self.vmem_requested - self.vmem_size
+        if diff == 0:
+            self._vmem_credit = 0.0
+            return
+        self._vmem_credit += (VMEM_PLUG_RATE if diff > 0 else VMEM_UNPLUG_RATE) * dt
+        want = min(abs(diff), self._vmem_credit) // block * block
+        if diff > 0:
+            got = want
+            self.vmem_size += got
+        else:
+            got = min(want, self._free_mem() // block * block)
+            if got > 0:
+                self._take_free(got)
+                self.vmem_size -= got
+            self.vmem_stalled = got < want
+        self._vmem_credit -= got
+        if self.vmem_stalled:
+            self._vmem_credit = min(self._vmem_credit, float(block))  # no burst once memory frees up
+
     def _allocate(self, amount: float, budget: list[float]) -> float:
-        """Give the workload amount of free memory; returns what it got."""
+        """Give the workload amount of free memory; returns what it got. Each
+        allocation that must reclaim first is an allocation stall."""
         free = self._free_mem()
         if free < amount:
-            self._reclaim(amount - free, budget)
+            freed = self._reclaim(amount - free, budget)
+            self.alloc_stalls += max(1.0, freed / RECLAIM_BATCH)
         got = min(amount, self._free_mem())
         from_touched = self._take_free(got, discard=False)
         self.minor_fault += (got - from_touched) / PAGE
@@ -362,7 +426,7 @@ class SimGuest:
     def _fill_cache(self, dt: float) -> None:
         """The page cache grows into free memory up to its share; it only
         shrinks when reclaimed."""
-        room = max(0.0, self.balloon_cur - self.reserve - self.anon_ram)
+        room = max(0.0, self.size - self.reserve - self.anon_ram)
         target = self.spec.cache_fraction * room
         if self.cache < target:
             grow = min(target - self.cache, CACHE_FILL_RATE * dt, self._free_mem())
@@ -423,7 +487,7 @@ class SimGuest:
         """The balloon driver's view now (KiB, counts)."""
         unused = self._free_mem()
         return {
-            "mem_available": int(self.balloon_cur),
+            "mem_available": int(self.size),
             "mem_unused": int(unused),
             "mem_free": int(unused + self.cache),
             "mem_usable": int(unused + self.cache),
@@ -434,6 +498,9 @@ class SimGuest:
             "swap_out": int(self.swap_out),
             "swap_total": self.spec.swap_mib * MIB,
             "swap_usage": int(self.swap_used),
+            # Reported by Linux 6.12 and later guests; the model knows both.
+            "oom_kills": self.oom_kills,
+            "alloc_stalls": int(self.alloc_stalls),
         }
 
     def memory_stats(self) -> dict[str, int] | None:

@@ -325,7 +325,7 @@ class SimModel:
         guests = sum(g.touched for g in self._running)
         base = self.scenario.host.base_used_mib * MIB
         anon = max(0.0, guests - self.ksm.saved_kib - host_swap) + base / 2 + self.processes_kib()
-        committed = sum(g.balloon_cur for g in self._running) + base + self.processes_kib()
+        committed = sum(g.size for g in self._running) + base + self.processes_kib()
         values = {
             "MemTotal": self.mem_total,
             "MemFree": free,
@@ -393,7 +393,9 @@ class SimModel:
             swap_kib=int(g.swap_used) if on else 0, page_cache_kib=int(g.cache) if on else 0,
             stall_seconds_total=g.stall_seconds, major_faults_total=int(g.major_fault),
             swap_in_kib_total=int(g.swap_in), oom_kills_total=g.oom_kills, killed_by_host=g.killed_by_host,
-            host_stall_seconds_total=g.host_stall_seconds, shares=g.spec.shares)
+            host_stall_seconds_total=g.host_stall_seconds, shares=g.spec.shares,
+            virtio_mem_kib=int(g.vmem_size) if on else 0, virtio_mem_requested_kib=int(g.vmem_requested),
+            free_page_reporting=g.spec.free_page_reporting)
 
     # -- the tree ------------------------------------------------------------------
     def tree_files(self) -> dict[str, str]:
@@ -409,7 +411,7 @@ class SimModel:
         ksmd_ticks = int(self.ksm.cpu_ticks)
         files[f"proc/{KSMD_PID}/stat"] = render_pid_stat(KSMD_PID, "ksmd", "S", 0, ksmd_ticks, 0, 0)
         for g in self.running_guests():
-            vsize = g.max_kib + QEMU_OVERHEAD
+            vsize = g.max_kib + g.vmem_max + QEMU_OVERHEAD  # QEMU maps the virtio-mem region whole
             rss = int(g.resident)
             files[f"proc/{g.pid}/status"] = render_pid_status(g.pid, "qemu-kvm", vsize, rss)
             files[f"proc/{g.pid}/stat"] = render_pid_stat(

@@ -36,6 +36,9 @@ class GuestObservation:
     # Added by the model (defaults keep older constructors working):
     host_stall_seconds_total: float = 0.0   # the part of stall_seconds_total due to host swap
     shares: int = 1000            # its scenario weight (for share-based policies)
+    virtio_mem_kib: int = 0       # plugged virtio-mem (the guest sees balloon_kib + this); 0 without a device
+    virtio_mem_requested_kib: int = 0   # the device's requested size
+    free_page_reporting: bool = False   # its balloon reports free pages (resident_kib falls by itself)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ the guests' ``name`` and ``max`` and the workload's own parameters is optional):
     io_guaranteed = { total_bytes_sec = 0, ... }   # the disk's policy limits
     io_maximum = { total_bytes_sec = 0, ... }
 
+    [guest.virtio_mem]      # a virtio-mem device for the guest above (none by default)
+    max = "4G"              # its region: the most it can plug (MiB, or a string "512M", "4G")
+    block = "2M"            # block size, a power of two (default 2M)
+    requested = "1G"        # requested size at boot, a multiple of block (default 0)
+
     [[process]]             # a host-side process (anonymous memory on the host)
     name = "backup"
     workload = { type = "steps", steps = [[0, 0], [600, 2048], [900, 0]] }
@@ -60,6 +65,7 @@ Workload types and parameters are listed in :mod:`mom.sim.workloads`.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import uuid as uuidlib
@@ -95,6 +101,16 @@ class KsmSpec:
 
 
 @dataclass(frozen=True)
+class VirtioMemSpec:
+    """A guest's virtio-mem device (KiB): its region, block size and the size
+    requested at boot (the guest plugs that much while booting)."""
+
+    max_kib: int
+    block_kib: int = 2048
+    requested_kib: int = 0
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     name: str
     max_mib: int
@@ -123,6 +139,7 @@ class GuestSpec:
     stats: bool = True
     stats_period: float = 0.0
     stats_stop: float | None = None
+    virtio_mem: VirtioMemSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,45 @@ _GUEST_BOOLS = ("free_page_reporting", "balloon_driver", "stats")
 _GUEST_TIMES = ("start", "stop", "balloon_stuck_at", "stats_period", "stats_stop")
 
 
+_SIZE_UNITS = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
+
+
+def _size_kib(where: str, value: Any) -> int:
+    """A size in KiB: an integer is MiB (as elsewhere in a scenario), a string
+    has a unit ("2M", "4G", "512K"; "MiB" and "MB" mean the same)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(_num(where, value, integer=True)) * 1024
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("B").removesuffix("I")
+        unit = _SIZE_UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit is not None else text
+        try:
+            amount = float(number) * (unit or 1024)  # no unit: MiB
+        except ValueError:
+            amount = math.nan
+        if amount >= 0 and float(amount).is_integer():
+            return int(amount)
+    raise ScenarioError(f"{where}: expected a size (MiB, or a string such as \"2M\" or \"4G\"), got {value!r}")
+
+
+def _virtio_mem(where: str, raw: Any) -> VirtioMemSpec:
+    table = _table(where, raw)
+    _check_keys(where, table, {"max", "block", "requested"})
+    if "max" not in table:
+        raise ScenarioError(f"{where}: missing max")
+    maximum = _size_kib(f"{where}.max", table["max"])
+    block = _size_kib(f"{where}.block", table.get("block", "2M"))
+    requested = _size_kib(f"{where}.requested", table.get("requested", 0))
+    if block < 4 or block & (block - 1):
+        raise ScenarioError(f"{where}.block: must be a power of two of at least 4K, got {block} KiB")
+    if maximum <= 0 or maximum % block:
+        raise ScenarioError(f"{where}.max: must be a positive multiple of block ({block} KiB), got {maximum} KiB")
+    if requested % block or requested > maximum:
+        raise ScenarioError(f"{where}.requested: must be a multiple of block ({block} KiB) "
+                            f"and at most max, got {requested} KiB")
+    return VirtioMemSpec(max_kib=maximum, block_kib=block, requested_kib=requested)
+
+
 def _workload(where: str, raw: Any, base_dir: str) -> WorkloadSpec:
     wl = dict(_table(where, raw))
     wtype = wl.pop("type", None)
@@ -209,7 +265,8 @@ def _guest(where: str, raw: Any, default_seed_name: str, base_dir: str = ".") ->
             "swap": "swap_mib", "vcpu_period": "vcpu_period", "vcpu_user_limit": "vcpu_user_limit",
             "shares": "shares"}
     _check_keys(where, g, set(ints) | {"name", "workload", "cache_fraction", "shareable", "uuid", "vcpu_quota",
-                                       "io_guaranteed", "io_maximum", "working_set", "image", "balloon_speed"}
+                                       "io_guaranteed", "io_maximum", "working_set", "image", "balloon_speed",
+                                       "virtio_mem"}
                 | set(_GUEST_BOOLS) | set(_GUEST_TIMES))
     for key in ("name", "max", "workload"):
         if key not in g:
@@ -247,6 +304,8 @@ def _guest(where: str, raw: Any, default_seed_name: str, base_dir: str = ".") ->
     for key in ("io_guaranteed", "io_maximum"):
         if key in g:
             kw[key] = _io(f"{where}.{key}", g[key])
+    if "virtio_mem" in g:
+        kw["virtio_mem"] = _virtio_mem(f"{where}.virtio_mem", g["virtio_mem"])
     spec = _workload(f"{where}.workload", g["workload"], base_dir)
     if "uuid" in g:
         try:

@@ -19,10 +19,12 @@ MEMORY = {
     "mem_available": 4194304, "mem_unused": 1048576, "mem_free": 2621440,
     "major_fault": 312, "minor_fault": 912344, "swap_in": 0, "swap_out": 64,
     "swap_total": 2097148, "swap_usage": 1024, "mem_usable": 2883584,
-    "disk_caches": 1572864,
+    "disk_caches": 1572864, "hugetlb_pgalloc": 12, "hugetlb_pgfail": 1, "oom_kills": 2, "alloc_stalls": 345,
     "last_update": 1700000000,  # not a MOM field: must not leak through
 }
-BALLOON = {"balloon_cur": 4194304, "balloon_max": 8388608, "balloon_min": 2097152}
+BALLOON = {"balloon_cur": 4194304, "balloon_max": 8388608, "balloon_min": 2097152, "balloon_free_page_reporting": 1}
+VIRTIO_MEM = {"virtio_mem_size": 1048576, "virtio_mem_requested": 2097152, "virtio_mem_block": 2048,
+              "virtio_mem_max": 4194304}
 CPU_TUNE = {"vcpu_quota": 50000, "vcpu_period": 100000, "vcpu_user_limit": 50, "vcpu_count": 2}
 IO_TUNE = [{
     "name": "vda", "path": "/var/lib/libvirt/images/web01.qcow2",
@@ -38,7 +40,7 @@ IO_TUNE = [{
 def full_subject() -> GuestSubject:
     return GuestSubject(INFO, GuestData(
         memory=dict(MEMORY), balloon=dict(BALLOON), cpu_tune=dict(CPU_TUNE),
-        io_tune=copy.deepcopy(IO_TUNE),
+        io_tune=copy.deepcopy(IO_TUNE), virtio_mem=dict(VIRTIO_MEM),
     ))
 
 

@@ -7,7 +7,7 @@ import mom.collectors  # noqa: F401  (registers everything)
 from mom.collectors.base import REGISTRY, CollectorContext, GuestSubject
 from mom.hypervisors.base import GuestData, GuestInfo
 
-TWINS = ("GuestMemory", "GuestBalloon", "GuestCpuTune", "GuestIoTune")
+TWINS = ("GuestMemory", "GuestBalloon", "GuestCpuTune", "GuestIoTune", "GuestVirtioMem")
 INFO = GuestInfo("6f1c0d6e-8a4b-4bb2-9a8e-1d2c3b4a5f60", "web01", 4321)
 
 

@@ -9,13 +9,13 @@ from mom.collectors.base import REGISTRY, CollectorContext, GuestSubject
 from mom.hypervisors.base import SECTIONS, GuestData
 
 from .conftest import PROC_BASIC, SYS_BASIC, FakeHypervisor
-from .test_col_guest import BALLOON, CPU_TUNE, INFO, IO_TUNE, MEMORY
+from .test_col_guest import BALLOON, CPU_TUNE, INFO, IO_TUNE, MEMORY, VIRTIO_MEM
 
 EXPECTED = {
     "HostMemory", "HostKSM", "HostCpu", "HostTime", "HostPressure",
     "GuestMemory", "GuestMemoryOptional", "GuestBalloon", "GuestBalloonOptional",
     "GuestCpuTune", "GuestCpuTuneOptional", "GuestIoTune", "GuestIoTuneOptional",
-    "GuestQemuProc", "GuestQemuAgent",
+    "GuestQemuProc", "GuestQemuAgent", "GuestVirtioMem", "GuestVirtioMemOptional",
 }
 # Collectors that need a live agent; their own tests: tests/libvirt/test_lv_agent.py.
 NEEDS_AGENT = {"GuestQemuAgent"}
@@ -43,6 +43,6 @@ def test_declared_fields_equal_returned_on_full_fixture(name: str) -> None:
     else:
         subject = GuestSubject(INFO, GuestData(
             memory=dict(MEMORY), balloon=dict(BALLOON), cpu_tune=dict(CPU_TUNE),
-            io_tune=copy.deepcopy(IO_TUNE),
+            io_tune=copy.deepcopy(IO_TUNE), virtio_mem=dict(VIRTIO_MEM),
         ))
     assert set(collector.collect(subject)) == cls.fields()

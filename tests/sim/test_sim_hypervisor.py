@@ -18,10 +18,13 @@ def test_collect_all_sections(clock, small, tmp_path):
     data = hv.collect_all(guests, SECTIONS)
     assert set(data) == {g.uuid for g in guests}
     a = data[next(g.uuid for g in guests if g.name == "a")]
-    assert a.errors == {}
+    # "a" has no virtio-mem device: that section alone fails, with a reason.
+    assert a.errors == {"virtio_mem": "guest a has no virtio-mem device"} and a.virtio_mem is None
     assert set(a.memory) >= {"mem_available", "mem_unused", "mem_free", "major_fault", "minor_fault",
-                             "swap_in", "swap_out", "swap_total", "swap_usage", "mem_usable", "disk_caches"}
-    assert a.balloon == {"balloon_cur": 2048 * 1024, "balloon_max": 2048 * 1024, "balloon_min": 512 * 1024}
+                             "swap_in", "swap_out", "swap_total", "swap_usage", "mem_usable", "disk_caches",
+                             "oom_kills", "alloc_stalls"}
+    assert a.balloon == {"balloon_cur": 2048 * 1024, "balloon_max": 2048 * 1024, "balloon_min": 512 * 1024,
+                         "balloon_free_page_reporting": 0}
     assert a.cpu_tune == {"vcpu_quota": -1, "vcpu_period": 100000, "vcpu_user_limit": 100, "vcpu_count": 2}
     [disk] = a.io_tune
     assert disk["name"] == "vda" and disk["path"].endswith("a.qcow2")
