@@ -62,7 +62,8 @@ from mom.hypervisors.base import (
     checked_io_tunes,
 )
 from mom.hypervisors.settings import VDSM_STATS_MAX_AGE, VdsmSettings
-from mom.hypervisors.vdsm.client import VdsmCallError, VdsmClient, VdsmError, VdsmUnavailable
+from mom.hypervisors.vdsm.client import VdsmClient
+from mom.hypervisors.vdsm.errors import VdsmCallError, VdsmError, VdsmUnavailable
 from mom.hypervisors.vdsm.mapping import balloon_section, cpu_tune_section, io_tune_section, memory_section
 
 STATS_MAX_AGE = VDSM_STATS_MAX_AGE
@@ -97,6 +98,7 @@ class VdsmInterface(HypervisorInterface):
         self._io_tried: float | None = None
         self._io_epoch = -1
         self._io_error: HypervisorError | None = None  # why the last policy fetch failed
+        client.on_connect = self._connected  # on each (re)connection: the caches are stale
 
     @classmethod
     def from_settings(cls, settings: VdsmSettings, clock: Any = None) -> VdsmInterface:
@@ -106,9 +108,7 @@ class VdsmInterface(HypervisorInterface):
         line) when the key, certificate or CA files cannot be used."""
         client = VdsmClient(settings.host, settings.port, settings.key_path, settings.cert_path,
                             settings.ca_cert_path, timeout=settings.request_timeout, first_wait=settings.first_wait)
-        iface = cls(client, stats_max_age=settings.stats_max_age, sys_root=settings.sys_root)
-        client.on_connect = iface._connected
-        return iface
+        return cls(client, stats_max_age=settings.stats_max_age, sys_root=settings.sys_root)
 
     # -- calls ---------------------------------------------------------------------
     def _call(self, method: str, params: dict[str, Any]) -> Any:
