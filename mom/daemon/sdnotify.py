@@ -19,16 +19,21 @@ import socket
 import time
 from collections.abc import Callable, MutableMapping
 
+from mom.core.faults import FaultKey, FaultLog
+
 log = logging.getLogger("mom.sdnotify")
+NOTIFY_FAULT = FaultKey("systemd", "notify")  # renders "systemd notify: ..."
 
 
 class Notifier:
-    """Sends notifications to one socket; a failure is logged once, never raised."""
+    """Sends notifications to one socket; a failure is logged once (and its end
+    once), never raised."""
 
     def __init__(self, address: str | None) -> None:
         self.address = address
         self._sock: socket.socket | None = None
-        self._failed = False
+        # Once: a manager that went away must not fill the log at every watchdog ping.
+        self.faults = FaultLog(log, time.monotonic)
 
     @classmethod
     def from_environment(cls, environ: MutableMapping[str, str] | None = None) -> Notifier:
@@ -56,14 +61,9 @@ class Notifier:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto("\n".join(lines).encode(), self._target())
         except OSError as e:
-            # Once: a manager that went away must not fill the log at every watchdog ping.
-            if not self._failed:
-                log.warning("cannot notify systemd at %s: %s", self.address, e.strerror or e)
-                self._failed = True
+            self.faults.report(NOTIFY_FAULT, f"cannot notify systemd at {self.address}: {e.strerror or e}")
             return False
-        if self._failed:
-            log.info("notifying systemd at %s works again", self.address)
-            self._failed = False
+        self.faults.clear(NOTIFY_FAULT)
         return True
 
     def close(self) -> None:

@@ -175,3 +175,25 @@ def test_watchdog_stops_while_the_engine_is_stuck(short_dir: Path, caplog: pytes
             assert any("progress again" in r.message for r in caplog.records)
     finally:
         manager.close()
+
+
+def test_a_gone_manager_is_logged_once_and_its_return_once(short_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Sending to a socket nobody listens on fails (logged once however many pings),
+    never raises; once the manager listens again, one line says so."""
+    path = short_dir / "notify"
+    notifier = sdnotify.Notifier(str(path))
+    caplog.set_level(logging.INFO, logger="mom.sdnotify")
+    try:
+        assert [notifier.send("WATCHDOG=1") for _ in range(5)] == [False] * 5
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1 and f"cannot notify systemd at {path}: " in lines[0], lines
+        manager = listen(str(path))
+        try:
+            assert notifier.send("WATCHDOG=1") and notifier.send("WATCHDOG=1")
+            assert receive(manager, 2) == ["WATCHDOG=1"]
+        finally:
+            manager.close()
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 2 and lines[1].endswith("recovered"), lines
+    finally:
+        notifier.close()
