@@ -98,12 +98,16 @@ def test_suggestions_among_many_names_use_the_index():
     assert s("balloon_targte") == "balloon_target"  # a transposition
     assert s("limit4321x") == "limit4321"
     assert s("something_else") is None
-    assert s._index is not None  # built once, then looked up
+    # Only names one edit away are candidates (what the index finds), however close
+    # a name two edits away is: the few names below would offer it.
+    assert s("balon_targt") is None
 
 
 def test_suggestions_among_few_names_compare_with_each():
-    s = Suggester(["mem_free", "mem_unused", "balloon_cur"])
-    assert s("mem_fre") == "mem_free" and s("balloncur") == "balloon_cur" and s._index is None
+    s = Suggester(["mem_free", "mem_unused", "balloon_cur", "balloon_target"])
+    assert len(s.names) <= Suggester.SMALL
+    assert s("mem_fre") == "mem_free" and s("balloncur") == "balloon_cur"
+    assert s("balon_targt") == "balloon_target"  # two edits away: difflib compares it with each name
 
 
 # -- one test per diagnostic ----------------------------------------------------------------
