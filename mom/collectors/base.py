@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 from mom.core.errors import MomError
+from mom.core.host_paths import PROC_ROOT, SYS_ROOT
 from mom.hypervisors.base import GuestData, GuestInfo, HypervisorInterface
 
 
@@ -33,8 +34,8 @@ class CollectionError(MomError):
 class CollectorContext:
     """What every collector may use."""
 
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
+    proc_root: str = PROC_ROOT  # the configuration's proc-root and sys-root default too
+    sys_root: str = SYS_ROOT
     hypervisor: HypervisorInterface | None = None
     interval: float = 5.0
     clock: Callable[[], float] | None = None  # seconds; monotonic or simulated

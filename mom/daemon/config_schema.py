@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mom.core.errors import MomError
+from mom.core.host_paths import PROC_ROOT, SYS_ROOT
 from mom.core.verbosity import parse_verbosity
 from mom.hypervisors import REGISTRY, canonical_name, known_names
 from mom.hypervisors.base import InterfaceUnavailable
@@ -306,9 +307,9 @@ def _main() -> tuple[Setting, ...]:
         s("hypervisor-call-timeout", positive, "10", _SECONDS,
           "The deadline of one call to libvirt or vdsm; a call that misses it is refused for its target "
           "until it returns, the others go on."),
-        s("proc-root", non_empty, "/proc", "directory",
+        s("proc-root", non_empty, PROC_ROOT, "directory",
           "Where host collectors read `/proc` (tests and containers point it elsewhere)."),
-        s("sys-root", non_empty, "/sys", "directory",
+        s("sys-root", non_empty, SYS_ROOT, "directory",
           "Where host collectors and the KSM controller find `/sys` (`kernel/mm/ksm`)."),
         s("guest-manager-multi-thread", ignored, "true", "boolean",
           "Accepted for the original's files and ignored: momd uses a fixed pool of threads whatever the "
