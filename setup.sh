@@ -29,8 +29,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
-extras="[libvirt]"
-[ "${1:-}" = "--test" ] && extras="[test,libvirt]"
+extras="[libvirt,qmp]"
+[ "${1:-}" = "--test" ] && extras="[test,libvirt,qmp]"
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -39,5 +39,5 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras
     [ "${1:-}" = "--test" ] && exit 1
     # Without libvirt-dev, pkg-config and gcc the libvirt binding cannot build: MOM without it.
     echo "setup: libvirt-python did not build (needs libvirt-dev, pkg-config, gcc); installing MOM without the libvirt interface" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[qmp]"
 fi

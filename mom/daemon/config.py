@@ -81,6 +81,7 @@ class MainConfig:
     sample_history_length: int = _default("main", "sample-history-length")
     hypervisor_interface: str = _default("main", "hypervisor-interface")
     libvirt_hypervisor_uri: str = _default("main", "libvirt-hypervisor-uri")
+    qmp_socket_glob: str = _default("main", "qmp-socket-glob")
     controllers: tuple[str, ...] = _default("main", "controllers")
     plot_dir: str = _default("main", "plot-dir")
     rpc: RpcEndpoint = _default("main", "rpc-port")

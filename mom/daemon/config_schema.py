@@ -264,11 +264,15 @@ def _main() -> tuple[Setting, ...]:
 
     positive = number(positive=True)
     return (
-        s("hypervisor-interface", interface, "libvirt", "`libvirt`, `vdsm` or `sim`",
+        s("hypervisor-interface", interface, "libvirt", "`libvirt`, `vdsm`, `qmp` or `sim`",
           f"How momd sees and controls the guests. {_vdsm_aliases()} "
-          "(vdsm's own mom.conf) name the vdsm interface. `sim` is the simulated host (`[sim]`)."),
+          "(vdsm's own mom.conf) name the vdsm interface. `qmp` talks to QEMU's QMP sockets directly "
+          "(`qmp-socket-glob`). `sim` is the simulated host (`[sim]`)."),
         s("libvirt-hypervisor-uri", text, "", "URI",
           "libvirt's connection URI; empty: libvirt's default (`qemu:///system` as root)."),
+        s("qmp-socket-glob", non_empty, "/var/run/qemu-server/*.qmp", "glob pattern",
+          "The `qmp` interface's guests: one QEMU QMP socket each (Proxmox's by default); sockets that "
+          "appear or vanish are picked up at each guest look."),
         s("host-monitor-interval", positive, "5", _SECONDS, "How often host statistics are collected."),
         s("guest-monitor-interval", positive, "5", _SECONDS,
           "How often guest statistics are collected; also the balloon statistics period set on each new "
@@ -284,7 +288,9 @@ def _main() -> tuple[Setting, ...]:
         s("sample-history-length", integer(minimum=1), "10", "integer >= 1",
           "Samples kept per host and guest; the policy's `StatAvg` averages over them."),
         s("controllers", controllers, "Balloon", "comma-separated names",
-          "What the policy may control: `Balloon`, `KSM`, `CpuTune`, `IoTune`."),
+          "What the policy may control: `Balloon`, `KSM`, `CpuTune`, `IoTune`, `VirtioMem` (the requested "
+          "size of guests' virtio-mem devices). Their controls are in doc/policy-language.md (Statistics and "
+          "controls)."),
         s("policy", text, "", "file", "One policy file. Not together with `policy-dir`."),
         s("policy-dir", text, "", "directory",
           "A directory of `*.policy` files, evaluated in name order. Not together with `policy`. With "
@@ -338,9 +344,11 @@ def _collector_lists() -> tuple[Setting, ...]:
                 "A policy that reads `Host.ksm_*` needs `HostKSM`.", attr="host_collectors"),
         Setting("guest", "collectors", collectors("guest"), "GuestQemuProc, GuestMemory", "comma-separated names",
                 "Guest statistics to collect: `GuestQemuProc`, `GuestMemory`, `GuestBalloon`, `GuestCpuTune`, "
-                "`GuestIoTune`, `GuestQemuAgent`, and `GuestMemoryOptional`, `GuestBalloonOptional`, "
-                "`GuestCpuTuneOptional`, `GuestIoTuneOptional` (their fields may be missing without making "
-                "the guest incomplete).", attr="guest_collectors"),
+                "`GuestIoTune`, `GuestQemuAgent`, `GuestVirtioMem`, and `GuestMemoryOptional`, "
+                "`GuestBalloonOptional`, `GuestCpuTuneOptional`, `GuestIoTuneOptional`, "
+                "`GuestVirtioMemOptional` (their fields may be missing without making the guest incomplete). "
+                "The fields of each are in doc/policy-language.md (Statistics and controls).",
+                attr="guest_collectors"),
     )
 
 

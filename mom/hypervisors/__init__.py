@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mom.hypervisors.base import Capability, HypervisorInterface, InterfaceUnavailable
-from mom.hypervisors.settings import LibvirtSettings, SimSettings, VdsmSettings
+from mom.hypervisors.settings import LibvirtSettings, QmpSettings, SimSettings, VdsmSettings
 
 __all__ = ["Capability", "REGISTRY", "Registration", "build_interface", "canonical_name", "interface_class",
            "known_names", "settings_for"]
@@ -55,6 +55,8 @@ _LIBVIRT_INSTALL = (
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("libvirt", (), "mom.hypervisors.libvirt:LibvirtHypervisor", LibvirtSettings.from_config,
                  "libvirt-python", _LIBVIRT_INSTALL),
+    Registration("qmp", (), "mom.hypervisors.qmp:QmpHypervisor", QmpSettings.from_config, "qemu.qmp",
+                 "pip install 'mom-kvm[qmp]' (./setup.sh installs it)"),
     Registration("sim", (), "mom.hypervisors.sim:SimHypervisor", SimSettings.from_config),
     Registration("vdsm", ("vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient"),
                  "mom.hypervisors.vdsm:VdsmInterface", VdsmSettings.from_config, "stomp.py"),

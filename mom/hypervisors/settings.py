@@ -76,3 +76,25 @@ class SimSettings:
     def from_config(cls, config: Any) -> SimSettings:
         s = config.sim
         return cls(scenario=s.scenario or None, seed=s.seed, tree_dir=s.tree_dir or None)
+
+
+# qmp: the deadline of one QMP call, connection attempt and guest collection (s), at most.
+QMP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class QmpSettings:
+    """``hypervisor-interface: qmp`` and ``qmp-socket-glob``."""
+
+    socket_glob: str
+    timeout: float = QMP_TIMEOUT
+    stats_period: float | None = None  # the balloon statistics polling interval set on guests (s)
+    sys_root: str = "/sys"
+
+    @classmethod
+    def from_config(cls, config: Any) -> QmpSettings:
+        m = config.main
+        # Well within the engine's call deadline: discovery may wait for one connection attempt
+        # and collection for one round of queries, both bounded by this.
+        return cls(socket_glob=m.qmp_socket_glob, timeout=min(QMP_TIMEOUT, m.hypervisor_call_timeout / 3),
+                   stats_period=m.guest_monitor_interval, sys_root=m.sys_root)

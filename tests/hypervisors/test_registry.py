@@ -13,17 +13,18 @@ from mom.core.clock import ManualClock
 from mom.daemon.config import load_config
 from mom.hypervisors import REGISTRY, build_interface, canonical_name, interface_class, known_names, settings_for
 from mom.hypervisors.base import Capability, GuestInfo, HypervisorError, InterfaceUnavailable, NotSupported
-from mom.hypervisors.settings import LibvirtSettings, SimSettings, VdsmSettings
+from mom.hypervisors.settings import LibvirtSettings, QmpSettings, SimSettings, VdsmSettings
 from mom.hypervisors.sim import SimHypervisor
 
 
 def test_names_and_the_originals_aliases() -> None:
-    assert set(REGISTRY) == {"libvirt", "sim", "vdsm"}
+    assert set(REGISTRY) == {"libvirt", "qmp", "sim", "vdsm"}
     for alias in ("vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient", "VdsmJsonRpcBulk"):
         assert canonical_name(alias) == "vdsm"
     assert canonical_name("LIBVIRT") == "libvirt"
-    assert known_names() == ("libvirt", "sim", "vdsm", "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
-    with pytest.raises(InterfaceUnavailable, match=r"unknown hypervisor-interface 'xen' \(known: libvirt, sim, vdsm"):
+    assert known_names() == ("libvirt", "qmp", "sim", "vdsm",
+                             "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
+    with pytest.raises(InterfaceUnavailable, match=r"unknown hypervisor-interface 'xen' \(known: libvirt, qmp, sim, vdsm"):
         interface_class("xen")
     assert interface_class("sim") is SimHypervisor
 
@@ -39,6 +40,10 @@ def test_typed_settings_from_the_configuration(tmp_path: Path) -> None:
     assert isinstance(vdsm, VdsmSettings) and vdsm.port == 1234
     assert vdsm.first_wait == 1.0 and vdsm.stats_max_age == 1.5  # a quarter of the call deadline; half of 3 s
     assert vdsm.ca_cert_path == cfg.vdsm.ca_cert_path
+    cfg = load_config(None, {"main.hypervisor-interface": "qmp", "main.qmp-socket-glob": "/run/q/*.sock",
+                             "main.hypervisor-call-timeout": "6", "main.guest-monitor-interval": "2"})
+    # One QMP call's deadline: a third of the engine's, so discovery and collection end within it.
+    assert settings_for(cfg) == QmpSettings(socket_glob="/run/q/*.sock", timeout=2.0, stats_period=2.0)
     cfg = load_config(None, {"main.hypervisor-interface": "sim", "sim.seed": "5"})
     assert settings_for(cfg) == SimSettings(scenario=None, seed=5, tree_dir=None)
     with pytest.raises(dataclasses.FrozenInstanceError):
