@@ -24,7 +24,8 @@ def test_names_and_the_originals_aliases() -> None:
     assert canonical_name("LIBVIRT") == "libvirt"
     assert known_names() == ("libvirt", "qmp", "sim", "vdsm",
                              "vdsmjsonrpcbulk", "vdsmjsonrpc", "vdsmjsonrpcclient")
-    with pytest.raises(InterfaceUnavailable, match=r"unknown hypervisor-interface 'xen' \(known: libvirt, qmp, sim, vdsm"):
+    with pytest.raises(InterfaceUnavailable,
+                       match=r"unknown hypervisor-interface 'xen' \(known: libvirt, qmp, sim, vdsm"):
         interface_class("xen")
     assert interface_class("sim") is SimHypervisor
 
