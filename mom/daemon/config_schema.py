@@ -270,9 +270,9 @@ def _main() -> tuple[Setting, ...]:
           "(`qmp-socket-glob`). `sim` is the simulated host (`[sim]`)."),
         s("libvirt-hypervisor-uri", text, "", "URI",
           "libvirt's connection URI; empty: libvirt's default (`qemu:///system` as root)."),
-        s("qmp-socket-glob", non_empty, "/var/run/qemu-server/*.qmp", "glob pattern",
-          "The `qmp` interface's guests: one QEMU QMP socket each (Proxmox's by default); sockets that "
-          "appear or vanish are picked up at each guest look."),
+        s("qmp-socket-glob", non_empty, "/run/mom/qmp/*.qmp", "glob pattern",
+          "The `qmp` interface's guests: one QMP socket of its own per QEMU (a QMP socket serves one client "
+          "at a time; see `qmp.md`); sockets that appear or vanish are picked up at each guest look."),
         s("host-monitor-interval", positive, "5", _SECONDS, "How often host statistics are collected."),
         s("guest-monitor-interval", positive, "5", _SECONDS,
           "How often guest statistics are collected; also the balloon statistics period set on each new "

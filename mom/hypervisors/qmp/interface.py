@@ -21,8 +21,8 @@ How it talks to QEMU:
   balloon (memory), ``query-balloon`` (balloon), ``query-memory-devices``
   (virtio_mem, only for a guest with a virtio-mem device).
 - Control: ``balloon`` (bytes) for balloon targets; ``qom-set`` of the
-  virtio-mem device's ``requested-size`` (bytes, a multiple of its block size,
-  within [0, its region]); KSM through sysfs (the base class). CPU and IO
+  virtio-mem device's ``requested-size`` (bytes, rounded down to its block
+  size, within [0, its region]); KSM through sysfs (the base class). CPU and IO
   tuning are libvirt's (cgroups and block throttling groups): not supported.
 """
 
@@ -298,7 +298,7 @@ class QmpHypervisor(HypervisorInterface):
 
     def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
         """Ask the guest's virtio-mem device for ``size_kib`` plugged: its
-        ``requested-size``, rounded to the nearest block and kept within [0, region]."""
+        ``requested-size``, rounded down to the block and kept within [0, region]."""
         async def request(guest: GuestInfo, conn: QmpConnection) -> None:
             dev = conn.devices
             if dev.virtio_mem is None:

@@ -98,10 +98,9 @@ def virtio_mem_section(data: Mapping[str, Any]) -> dict[str, int]:
 
 
 def virtio_mem_request(size_kib: int, block_bytes: int, max_bytes: int) -> int:
-    """The ``requested-size`` (bytes) for a wanted size in KiB: the nearest multiple of
-    the block size, within [0, the largest multiple not above max-size]."""
+    """The ``requested-size`` (bytes) for a wanted size in KiB: rounded down to a
+    multiple of the block size (as the VirtioMem controller rounds), within [0,
+    max-size]. QEMU refuses any other value."""
     block = max(1, block_bytes)
-    wanted = int(size_kib) * KIB
-    rounded = (wanted + block // 2) // block * block
-    top = max_bytes // block * block
-    return max(0, min(rounded, top))
+    wanted = min(max(int(size_kib) * KIB, 0), max_bytes)
+    return wanted // block * block

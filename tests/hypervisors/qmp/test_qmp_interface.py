@@ -132,12 +132,12 @@ def test_balloon_target_is_sent_in_bytes(double: QmpDouble, make_hv: MakeHv) -> 
 
 @pytest.mark.parametrize(("wanted_kib", "requested_mib"), [
     (300 * 1024, 300),        # a multiple of the block
-    (301 * 1024, 302),        # rounded to the nearest block (2 MiB)
-    (300 * 1024 + 5, 300),
+    (301 * 1024, 300),        # rounded down to the block (2 MiB), as the VirtioMem controller does
+    (303 * 1024 - 1, 302),
     (-4096, 0),               # kept within [0, the region]
     (4096 * 1024, 512),
 ])
-def test_virtio_mem_request_is_rounded_to_the_block_within_the_region(
+def test_virtio_mem_request_is_rounded_down_to_the_block_within_the_region(
         double: QmpDouble, make_hv: MakeHv, wanted_kib: int, requested_mib: int) -> None:
     qemu = double.add("100.qmp", name="a", uuid=UUID_A,
                       state=GuestState(virtio_mem=True, vmem_block_mib=2, vmem_max_mib=512))
