@@ -3,9 +3,9 @@
 ``bulk``: one ``getAllDomainStats(STATE | BALLOON)`` call for all guests.
 When the driver leaves a domain's ``balloon.*`` statistics empty (libvirt's
 test driver does; so does a guest without a balloon device), that guest falls
-back to ``memoryStats()`` and/or ``info()``. balloon_min, the vCPU count, the
-oVirt vcpuLimit metadata and the disk list come from the domain XML
-(:class:`~.domains.XmlCache`). The mapping of the values is :mod:`.stats`'.
+back to ``memoryStats()`` and/or ``info()``. balloon_min, free page
+reporting, the vCPU count, the oVirt vcpuLimit metadata, the disk list and the
+virtio-mem device come from the domain XML (:class:`~.domains.XmlCache`). The mapping of the values is :mod:`.stats`'.
 
 An error in one guest's section is recorded in its GuestData and never spoils
 the other guests; a guest that went away is left out quietly (GuestGone).
@@ -34,10 +34,13 @@ class Collection:
     """The libvirt interface's collect_all and per-guest getters."""
 
     def __init__(self, connection: LibvirtConnection, domains: Domains, xml: XmlCache,
-                 monotonic: Callable[[], float]) -> None:
+                 monotonic: Callable[[], float], events_active: Callable[[], bool] = lambda: False) -> None:
+        """events_active: whether the connection's events keep the XML cache fresh
+        (the virtio-mem sizes change as the guest plugs)."""
         self.connection = connection
         self.domains = domains
         self.xml = xml
+        self._events_active = events_active
         self._faults = FaultLog(stats.log, monotonic)  # the bulk call's fall-back, logged once until it clears
 
     def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
@@ -99,6 +102,8 @@ class Collection:
                     data.cpu_tune = self.cpu_tune(conn, guest)
                 elif section == "io_tune":
                     data.io_tune = self.io_tune(conn, guest)
+                elif section == "virtio_mem":
+                    data.virtio_mem = self.virtio_mem(conn, guest)
             except (GuestGone, ConnectionLost):
                 raise
             except HypervisorError as e:
@@ -121,7 +126,7 @@ class Collection:
             info = get_info() if get_info is not None else self.domains.call(conn, guest, "info", lambda d: d.info())
             both = int(info[2]), int(info[1])
         cur, top = both
-        return {"balloon_cur": cur, "balloon_max": top, "balloon_min": self.xml.get(conn, guest).balloon_min}
+        return stats.balloon_section(cur, top, self.xml.get(conn, guest))
 
     def cpu_tune(self, conn: Any, guest: GuestInfo) -> dict[str, Any]:
         params = self.domains.call(conn, guest, "schedulerParameters", lambda d: d.schedulerParameters())
@@ -142,3 +147,14 @@ class Collection:
             values = self.domains.call(conn, guest, f"blockIoTune {disk.dev}", read_tune)
             out.append(stats.io_tune_entry(disk.dev, disk.path, xml.io_limits(disk), values))
         return out
+
+    def virtio_mem(self, conn: Any, guest: GuestInfo) -> dict[str, Any]:
+        """The guest's virtio-mem device from its XML. Without events (which drop the
+        cached XML when the plugged size changes) a guest with a device has its XML
+        fetched every time. Raises NotSupported when it has none."""
+        cached = self.xml.cached(guest.uuid)
+        fresh = cached is not None and cached.virtio_mem is not None and not self._events_active()
+        device = self.xml.get(conn, guest, fresh=fresh).virtio_mem
+        if device is None:
+            raise NotSupported(f"guest {guest.name}: no virtio-mem device")
+        return stats.virtio_mem_section(device)

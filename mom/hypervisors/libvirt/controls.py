@@ -1,6 +1,7 @@
 """Controls over libvirt: what the policy's decisions change in a guest.
 
-``setMemory`` (KiB) for balloon targets; the scheduler parameters
+``setMemory`` (KiB) for balloon targets; a virtio-mem device's requested size
+through ``updateDeviceFlags`` with its XML; the scheduler parameters
 ``vcpu_quota``/``vcpu_period``; ``setBlockIoTune`` per disk (the disk found
 and the limits checked by the one rule of :mod:`mom.core.disks`); the QEMU
 guest agent through ``qemuAgentCommand`` (used by GuestQemuAgent). KSM is the
@@ -16,7 +17,7 @@ from typing import Any
 
 import libvirt
 
-from mom.hypervisors.base import GuestInfo, HypervisorError, checked_io_tunes, disk_for
+from mom.hypervisors.base import GuestInfo, HypervisorError, NotSupported, checked_io_tunes, disk_for
 from mom.hypervisors.libvirt.connection import LibvirtConnection
 from mom.hypervisors.libvirt.domains import Domains, XmlCache
 
@@ -63,6 +64,30 @@ class Controls:
             def apply(d: Any, disk: Any = disk, values: Mapping[str, int] = values) -> None:
                 _set_block_io_tune(d, disk.dev, {k: int(v) for k, v in values.items()})
             self.domains.call(conn, guest, f"setBlockIoTune {disk.dev}", apply)
+
+    def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
+        """Ask the guest's virtio-mem device for ``size_kib`` plugged: its live XML sent
+        back with that ``<requested>`` (updateDeviceFlags, libvirt >= 7.9). A size that
+        is not a multiple of the block or lies outside [0, the region] is refused
+        with one line, as QEMU would (the VirtioMem controller rounds and clamps).
+        NotSupported without a device, or when the driver cannot update one."""
+        conn = self.connection.ensure()
+        device = self.xml.get(conn, guest, fresh=True).virtio_mem  # the element as it is now
+        if device is None:
+            raise NotSupported(f"guest {guest.name}: no virtio-mem device")
+        size = int(size_kib)
+        refused = f"guest {guest.name}: virtio-mem requested size {size} KiB"
+        if not 0 <= size <= device.size:
+            raise HypervisorError(f"{refused} is outside the device's region [0, {device.size}] KiB")
+        if device.block and size % device.block:
+            raise HypervisorError(f"{refused} is not a multiple of its {device.block} KiB block")
+        update = device.with_requested(size)
+        try:
+            self.domains.call(conn, guest, f"virtio-mem requested size {size} KiB",
+                              lambda d: d.updateDeviceFlags(update, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+        finally:
+            with self.connection.lock:
+                self.xml.drop(guest.uuid)  # the live XML's <requested> changed (or may have)
 
     def qemu_agent_command(self, guest: GuestInfo, command: str | dict[str, Any], timeout: int = 10) -> Any:
         """Run a QEMU guest agent command through libvirt and return its decoded

@@ -7,6 +7,14 @@
 - disks: target dev and source path of each ``<disk device='disk'>``.
 - io_policy: per disk, the ``guaranteed`` and ``maximum`` limit maps of the
   oVirt tune metadata's ``ioTune/device`` entries (matched by path, else name).
+- free_page_reporting: ``<memballoon model='virtio...' freePageReporting='on'>``
+  (True/False; None without a virtio balloon).
+- virtio_mem: the first ``<devices><memory model='virtio-mem'>``: its
+  ``<target>``'s size (the region), node, block, requested and current (the
+  plugged size; libvirt updates it in the live XML as the guest plugs), in KiB
+  (a ``unit`` attribute says otherwise), and the element itself, which an
+  update sends back with another ``<requested>``. MOM manages one device per
+  guest; QEMU guests rarely have more.
 """
 
 from __future__ import annotations
@@ -31,6 +39,36 @@ class Disk:
     path: str | None
 
 
+@dataclass(frozen=True)
+class VirtioMem:
+    """A virtio-mem device (sizes in KiB)."""
+
+    size: int        # the region: the most it can plug
+    block: int
+    requested: int
+    current: int     # plugged now
+    node: int | None
+    element: str     # the <memory> element as libvirt gave it
+
+    def with_requested(self, size_kib: int) -> str:
+        """The device's XML asking for ``size_kib`` (KiB): what updateDeviceFlags takes.
+        ``<current>`` is left out: it is libvirt's output, not a setting."""
+        elem = ET.fromstring(self.element)
+        target = elem.find("./target")
+        if target is None:  # parse_domain_xml keeps only devices with a target
+            raise ValueError("virtio-mem device without <target>")
+        current = target.find("./current")
+        if current is not None:
+            target.remove(current)
+        requested = target.find("./requested")
+        if requested is None:
+            requested = ET.SubElement(target, "requested")
+        requested.attrib.clear()
+        requested.set("unit", "KiB")
+        requested.text = str(int(size_kib))
+        return ET.tostring(elem, encoding="unicode")
+
+
 @dataclass
 class DomainXml:
     balloon_min: int = 0
@@ -39,6 +77,8 @@ class DomainXml:
     disks: list[Disk] = field(default_factory=list)
     # the oVirt tune metadata's devices: (name, path, {"guaranteed": {...}, "maximum": {...}})
     io_policy: list[tuple[str | None, str | None, dict[str, dict[str, int]]]] = field(default_factory=list)
+    free_page_reporting: bool | None = None
+    virtio_mem: VirtioMem | None = None
 
     def io_limits(self, disk: Disk) -> dict[str, dict[str, int]]:
         """The policy bounds of a disk: its metadata entry found by the one disk rule."""
@@ -89,6 +129,10 @@ def parse_domain_xml(text: str) -> DomainXml:
         if source is not None:
             path = source.get("file") or source.get("dev") or source.get("name") or source.get("volume")
         out.disks.append(Disk(target.get("dev", ""), path))
+    balloon = root.find("./devices/memballoon")
+    if balloon is not None and (balloon.get("model") or "").startswith("virtio"):
+        out.free_page_reporting = balloon.get("freePageReporting") == "on"
+    out.virtio_mem = _virtio_mem(root)
     metadata = root.find("./metadata")
     if metadata is not None:
         ns = "{" + OVIRT_TUNE_NS + "}"
@@ -107,3 +151,16 @@ def parse_domain_xml(text: str) -> DomainXml:
                         entry[kind][_local(child.tag)] = value
             out.io_policy.append((device.get("name") or None, device.get("path") or None, entry))
     return out
+
+
+def _virtio_mem(root: ET.Element) -> VirtioMem | None:
+    for elem in root.findall("./devices/memory"):
+        target = elem.find("./target")
+        if elem.get("model") != "virtio-mem" or target is None:
+            continue
+        node = target.find("./node")
+        return VirtioMem(size=_kib(target.find("./size")), block=_kib(target.find("./block")),
+                         requested=_kib(target.find("./requested")), current=_kib(target.find("./current")),
+                         node=_int(node.text) if node is not None else None,
+                         element=ET.tostring(elem, encoding="unicode").strip())  # without its tail
+    return None

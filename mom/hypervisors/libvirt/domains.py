@@ -8,7 +8,8 @@ calls on one domain.
   and :meth:`Domains.call`, which turns a libvirt error into MOM's.
 - :class:`XmlCache`: each domain's parsed XML (:mod:`.domain_xml`), reused for
   ``xml_ttl`` seconds with jitter (a large host does not fetch every XML in
-  the same tick) and dropped after a lifecycle, metadata or tunable event.
+  the same tick) and dropped after a lifecycle, metadata, tunable or memory
+  device size event, and after MOM changes the domain itself.
 
 Both belong to one connection: a new connection starts them empty (libvirtd
 may have restarted). They are guarded by the connection's lock.
@@ -133,11 +134,12 @@ class XmlCache:
         self._now = monotonic
         self._parsed: dict[str, tuple[float, DomainXml]] = {}  # uuid -> (expiry, parsed XML)
 
-    def get(self, conn: Any, guest: GuestInfo) -> DomainXml:
-        """The guest's parsed XML, fetched when not cached or expired. Raises HypervisorError."""
+    def get(self, conn: Any, guest: GuestInfo, fresh: bool = False) -> DomainXml:
+        """The guest's parsed XML, fetched when not cached, expired or ``fresh`` is asked
+        for. Raises HypervisorError."""
         now = self._now()
         cached = self._parsed.get(guest.uuid)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         text = self.domains.call(conn, guest, "XMLDesc", lambda d: d.XMLDesc(0))
         try:
@@ -146,6 +148,11 @@ class XmlCache:
             raise HypervisorError(f"guest {guest.name}: {e}") from None
         self._parsed[guest.uuid] = (now + self.ttl * (1 + 0.5 * random.random()), parsed)
         return parsed
+
+    def cached(self, uuid: str) -> DomainXml | None:
+        """The domain's parsed XML if cached (expired or not), without fetching it."""
+        entry = self._parsed.get(uuid)
+        return entry[1] if entry is not None else None
 
     def drop(self, uuid: str) -> None:
         """Fetch this domain's XML again next time (it changed)."""

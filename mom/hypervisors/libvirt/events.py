@@ -3,8 +3,9 @@
 One daemon thread per process runs libvirt's default event loop, whatever the
 number of guests. A connection that delivers domain lifecycle events makes
 the engine run discovery at once when a domain starts or stops; lifecycle,
-metadata and tunable events also make the interface fetch that domain's XML
-again (the handlers live in the interface, which owns those caches).
+metadata, tunable and memory device size events also make the interface fetch
+that domain's XML again (the handlers live in the interface, which owns those
+caches).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Handlers:
 
     closed: Callable[[Any, int, Any], None]            # (conn, reason, opaque)
     lifecycle: Callable[[Any, Any, int, int, Any], None]  # (conn, dom, event, detail, opaque)
-    changed: Callable[..., None]                        # (conn, dom, ...): metadata or tunables
+    changed: Callable[..., None]                        # (conn, dom, ...): metadata, tunables, memory size
 
 
 def register(conn: Any, uri: str, handlers: Handlers) -> list[int] | None:
@@ -87,7 +88,9 @@ def register(conn: Any, uri: str, handlers: Handlers) -> list[int] | None:
         log.info("libvirt: no domain events on %s (%s); discovery polls", uri, e.get_error_message())
         return None
     for event_id in (getattr(libvirt, "VIR_DOMAIN_EVENT_ID_METADATA_CHANGE", None),
-                     getattr(libvirt, "VIR_DOMAIN_EVENT_ID_TUNABLE", None)):
+                     getattr(libvirt, "VIR_DOMAIN_EVENT_ID_TUNABLE", None),
+                     # libvirt >= 7.9: a virtio-mem device's plugged size changed
+                     getattr(libvirt, "VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE", None)):
         if event_id is None:
             continue
         try:

@@ -12,7 +12,7 @@ says how it talks to libvirt:
 - :mod:`.collection`: collect_all (one ``getAllDomainStats`` call per tick)
   and the per-guest getters, mapped by :mod:`.stats`;
 - :mod:`.period`: the balloon statistics period, set in :meth:`refresh`;
-- :mod:`.controls`: balloon, CPU and IO controls, the guest agent.
+- :mod:`.controls`: balloon, virtio-mem, CPU and IO controls, the guest agent.
 
 When the connection delivers domain lifecycle events, a started or stopped
 domain makes the engine run discovery at once (:meth:`set_change_listener`);
@@ -87,7 +87,8 @@ class LibvirtHypervisor(HypervisorInterface):
         self.domains.pid_dir = pid_dir
         self.xml = XmlCache(self.domains, xml_ttl, monotonic)
         self.period = StatsPeriod(self.connection, self.domains, stats_period)
-        self.collection = Collection(self.connection, self.domains, self.xml, monotonic)
+        self.collection = Collection(self.connection, self.domains, self.xml, monotonic,
+                                     events_active=lambda: self.events_active)
         self.controls = Controls(self.connection, self.domains, self.xml)
         self._listener: Callable[[], None] | None = None
         self.events_active = False
@@ -215,9 +216,16 @@ class LibvirtHypervisor(HypervisorInterface):
     def guest_io_tune(self, guest: GuestInfo) -> list[dict[str, Any]] | None:
         return self.collection.io_tune(self.connection.ensure(), guest)
 
+    def guest_virtio_mem(self, guest: GuestInfo) -> dict[str, Any]:
+        return self.collection.virtio_mem(self.connection.ensure(), guest)
+
     # -- control ------------------------------------------------------------------------
     def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
         self.controls.set_balloon_target(guest, target_kib)
+
+    def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
+        """See :meth:`.controls.Controls.set_virtio_mem_requested`."""
+        self.controls.set_virtio_mem_requested(guest, size_kib)
 
     def set_cpu_tune(self, guest: GuestInfo, quota: int | None = None, period: int | None = None) -> None:
         self.controls.set_cpu_tune(guest, quota, period)

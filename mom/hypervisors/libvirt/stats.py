@@ -3,9 +3,19 @@
 Memory statistics fields (KiB unless said): mem_available (guest total,
 virtio "available"), mem_unused ("unused"), mem_free (unused + disk_caches),
 mem_usable ("usable"), disk_caches ("disk_caches"), major_fault, minor_fault
-(counts), swap_in, swap_out. They come from the bulk record's ``balloon.*``
-keys (getAllDomainStats) or, when the driver leaves those empty, from
-memoryStats().
+(counts), swap_in, swap_out, and where the driver reports them
+hugetlb_pgalloc, hugetlb_pgfail ("hugetlb_pgalloc", "hugetlb_pgfail": huge
+page allocations that succeeded and failed, counts). They come from the bulk
+record's ``balloon.*`` keys (getAllDomainStats) or, when the driver leaves
+those empty, from memoryStats(). oom_kills and alloc_stalls are never there:
+libvirt (9.0, Debian 12's) has no statistic for them (QEMU's ``stat-oom-kills``
+and ``stat-alloc-stall`` are newer than its memoryStats keys).
+
+The balloon section adds balloon_free_page_reporting (1/0) from the domain
+XML's ``<memballoon freePageReporting>``, absent without a virtio balloon.
+The virtio_mem section (virtio_mem_size, virtio_mem_requested,
+virtio_mem_block, virtio_mem_max; KiB) is the domain XML's virtio-mem
+device's ``<current>``, ``<requested>``, ``<block>`` and ``<size>``.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import libvirt
 
 from mom.core.disks import IO_KEYS
 from mom.core.faults import OncePerKind
+from mom.hypervisors.libvirt.domain_xml import DomainXml, VirtioMem
 
 log = logging.getLogger("mom.libvirt")
 
@@ -31,6 +42,8 @@ MEMORY_FIELDS = {
     "minor_fault": "minor_fault",
     "swap_in": "swap_in",
     "swap_out": "swap_out",
+    "hugetlb_pgalloc": "hugetlb_pgalloc",
+    "hugetlb_pgfail": "hugetlb_pgfail",
 }
 # The keys that say the guest's balloon driver really reports statistics.
 GUEST_STAT_KEYS = ("available", "unused", "usable")
@@ -67,6 +80,20 @@ def bulk_balloon(rec: Mapping[str, Any]) -> tuple[int, int] | None:
     if cur is None or top is None:
         return None
     return int(cur), int(top)
+
+
+def balloon_section(cur: int, top: int, xml: DomainXml) -> dict[str, Any]:
+    """GuestData.balloon from (current, maximum) KiB and the domain XML."""
+    out: dict[str, Any] = {"balloon_cur": cur, "balloon_max": top, "balloon_min": xml.balloon_min}
+    if xml.free_page_reporting is not None:
+        out["balloon_free_page_reporting"] = int(xml.free_page_reporting)
+    return out
+
+
+def virtio_mem_section(device: VirtioMem) -> dict[str, Any]:
+    """GuestData.virtio_mem from the domain XML's device."""
+    return {"virtio_mem_size": device.current, "virtio_mem_requested": device.requested,
+            "virtio_mem_block": device.block, "virtio_mem_max": device.size}
 
 
 def io_tune_entry(name: str, path: str | None, policy: Mapping[str, Mapping[str, int]],

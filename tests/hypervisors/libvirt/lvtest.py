@@ -12,9 +12,26 @@ def domain_uuid(i: int) -> str:
     return str(uuidlib.uuid5(NS, f"vm{i}"))
 
 
+def virtio_mem_xml(size: str, block: str, requested: str) -> str:
+    """A virtio-mem device on NUMA node 0; each size with its unit, e.g. "2 GiB"."""
+    def sized(tag: str, value: str) -> str:
+        number, unit = value.split()
+        return f"<{tag} unit='{unit}'>{number}</{tag}>"
+    return (f"<memory model='virtio-mem'><target>{sized('size', size)}<node>0</node>{sized('block', block)}"
+            f"{sized('requested', requested)}</target></memory>")
+
+
 def domain_xml(i: int, *, memory_kib: int = 1048576, current_kib: int | None = None, min_kib: int | None = None,
-               vcpu_limit: int | None = None, vcpus: int = 2, running: bool = True) -> str:
+               vcpu_limit: int | None = None, vcpus: int = 2, running: bool = True,
+               free_page_reporting: bool | None = None, virtio_mem_kib: int = 0, virtio_mem: str = "") -> str:
+    """virtio_mem: a device's XML (virtio_mem_xml), with virtio_mem_kib its region size;
+    the domain then has a NUMA cell of memory_kib and room for the device."""
     memtune = f"<memtune><min_guarantee unit='KiB'>{min_kib}</min_guarantee></memtune>" if min_kib else ""
+    fpr = "" if free_page_reporting is None else f" freePageReporting='{'on' if free_page_reporting else 'off'}'"
+    numa = max_memory = ""
+    if virtio_mem:
+        numa = f"<cpu><numa><cell id='0' cpus='0-{vcpus - 1}' memory='{memory_kib}' unit='KiB'/></numa></cpu>"
+        max_memory = f"<maxMemory slots='2' unit='KiB'>{memory_kib + virtio_mem_kib}</maxMemory>"
     metadata = ""
     if vcpu_limit is not None:
         metadata = ("<metadata><ovirt-tune:qos xmlns:ovirt-tune='http://ovirt.org/vm/tune/1.0'>"
@@ -24,25 +41,30 @@ def domain_xml(i: int, *, memory_kib: int = 1048576, current_kib: int | None = N
   <name>vm{i}</name>
   <uuid>{domain_uuid(i)}</uuid>
   {metadata}
-  <memory unit='KiB'>{memory_kib}</memory>
+  {max_memory}
+  <memory unit='KiB'>{memory_kib + (virtio_mem_kib if virtio_mem else 0)}</memory>
   <currentMemory unit='KiB'>{current_kib or memory_kib}</currentMemory>
   {memtune}
   <vcpu>{vcpus}</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
+  {numa}
   <devices>
     <disk type='file' device='disk'>
       <source file='/guest/vm{i}.img'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <memballoon model='virtio'><stats period='2'/></memballoon>
+    <memballoon model='virtio'{fpr}><stats period='2'/></memballoon>
+    {virtio_mem}
   </devices>
   {state}
 </domain>"""
 
 
-def node_file(path: Path, count: int, **kwargs: object) -> str:
-    """Write a test-driver node description with ``count`` running domains vm0..; return its URI."""
-    domains = "\n".join(domain_xml(i, **kwargs) for i in range(count))  # type: ignore[arg-type]
+def node_file(path: Path, count: int, *, each: dict[int, dict[str, object]] | None = None, **kwargs: object) -> str:
+    """Write a test-driver node description with ``count`` running domains vm0..; return its URI.
+    kwargs go to every domain_xml, each[i] to vm{i}'s only."""
+    each = each or {}
+    domains = "\n".join(domain_xml(i, **{**kwargs, **each.get(i, {})}) for i in range(count))  # type: ignore[arg-type]
     path.write_text(f"""<node>
   <cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads><active>4</active><mhz>2000</mhz></cpu>
   <memory>67108864</memory>

@@ -19,7 +19,7 @@ from tests.support.wait import wait_until  # noqa: E402
 from .lvtest import FaultyConnection, FaultyOpener, domain_uuid, lv_error, new_domain_xml, node_file  # noqa: E402
 
 MEMORY_KEYS = {"mem_available", "mem_unused", "mem_free", "mem_usable", "disk_caches",
-               "major_fault", "minor_fault", "swap_in", "swap_out"}
+               "major_fault", "minor_fault", "swap_in", "swap_out", "hugetlb_pgalloc", "hugetlb_pgfail"}
 
 
 def counting(fill: bool = False):  # type: ignore[no-untyped-def]
@@ -49,7 +49,8 @@ def test_fallback_when_bulk_balloon_stats_are_empty(iface_factory, tmp_path: Pat
     assert set(d.memory) == MEMORY_KEYS and not d.errors
     assert d.memory["mem_available"] == 1048576 // 1 and d.memory["mem_free"] == \
         d.memory["mem_unused"] + d.memory["disk_caches"]
-    assert d.balloon == {"balloon_cur": 1048576, "balloon_max": 1048576, "balloon_min": 131072}
+    assert d.balloon == {"balloon_cur": 1048576, "balloon_max": 1048576, "balloon_min": 131072,
+                         "balloon_free_page_reporting": 0}
 
 
 def test_bulk_path_is_one_call(iface_factory, tmp_path: Path) -> None:
