@@ -1,7 +1,9 @@
 """JSON-RPC 2.0 requests and their answers on the vdsm connection.
 
-Each request gets an id; its answer comes back as a MESSAGE frame on the
-client's reply-to subscription, in any order and in any thread.
+vdsm answers JSON-RPC requests sent as STOMP SEND frames to
+``jms.topic.vdsm_requests`` with ``reply-to`` naming a destination the client
+subscribed to. Each request gets an id; its answer comes back as a MESSAGE
+frame on that subscription, in any order, on stomp.py's receiver thread.
 :class:`PendingCalls` pairs them: a call waits at most its timeout for its own
 answer. The calls belong to one connection *generation*: when the connection
 is lost or replaced, :meth:`PendingCalls.renew` starts a new generation and

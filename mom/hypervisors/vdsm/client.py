@@ -1,12 +1,5 @@
-"""A small JSON-RPC 2.0 client for vdsm, over STOMP 1.2 on TLS, built on stomp.py.
-
-vdsm (the oVirt host agent) answers JSON-RPC requests sent as STOMP SEND frames
-to ``jms.topic.vdsm_requests`` with ``reply-to`` naming a destination the client
-subscribed to; the answers come back as MESSAGE frames on that subscription.
-The TLS connection uses vdsm's PKI: a client key and certificate and the CA
-that signed vdsm's certificate. Like vdsm's own client, the server certificate
-is checked against that CA but not against a host name (an oVirt host's
-certificate names the host, while MOM connects to 127.0.0.1).
+"""A small JSON-RPC 2.0 client for vdsm (the oVirt host agent), over STOMP 1.2
+on TLS with vdsm's PKI, built on stomp.py.
 
 :class:`VdsmClient` puts together the parts, each in its module: the PKI files
 and the naming of a failure's cause (:mod:`.tls`), one STOMP connection

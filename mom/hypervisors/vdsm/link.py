@@ -2,6 +2,10 @@
 (:func:`open_link`), its events handed on (:class:`LinkListener`), and ended at
 once (:func:`shut`).
 
+The TLS connection uses vdsm's PKI: a client key and certificate and the CA
+that signed vdsm's certificate. Like vdsm's own client, the server certificate
+is checked against that CA but not against a host name (an oVirt host's
+certificate names the host, while MOM connects to 127.0.0.1).
 stomp.py builds its TLS context from ``ssl_version``. ssl.PROTOCOL_TLS gives a
 context that verifies the peer against the CA (stomp.py sets CERT_REQUIRED)
 without matching a host name, as vdsm's own client does. (PROTOCOL_TLS_CLIENT
