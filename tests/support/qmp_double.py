@@ -315,3 +315,28 @@ class QmpDouble:
                 pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+def main(argv: list[str]) -> int:
+    """Serve COUNT fake QEMUs in DIR (sockets vmN.qmp) until stdin closes; prints "ready".
+
+    python -m tests.support.qmp_double DIR COUNT [--virtio-mem]   (the benchmark's server)"""
+    import sys
+    import uuid as uuidlib
+
+    directory, count = argv[0], int(argv[1])
+    double = QmpDouble(directory)
+    ns = uuidlib.UUID("9a4c8e1e-3a0b-4a43-8f0f-3b9d2f6f4a10")
+    for i in range(count):
+        double.add(f"vm{i}.qmp", name=f"vm{i}", uuid=str(uuidlib.uuid5(ns, f"vm{i}")),
+                   state=GuestState(virtio_mem="--virtio-mem" in argv))
+    print("ready", flush=True)
+    sys.stdin.read()
+    double.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
