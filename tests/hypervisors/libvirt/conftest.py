@@ -32,3 +32,21 @@ def iface_factory() -> Iterator:
     yield make
     for h in made:
         h.close()
+
+
+@pytest.fixture(scope="module")
+def image():  # type: ignore[no-untyped-def]
+    """The end-to-end tests' guest image (skips, saying why, where it cannot be made)."""
+    pytest.importorskip("libvirt", reason=NO_BINDING)
+    from .e2e import image_or_skip
+
+    return image_or_skip()
+
+
+@pytest.fixture
+def world(image) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    """A private libvirtd (e2e.private_world): {base, lvd, image, started, guest_pids}."""
+    from .e2e import private_world
+
+    with private_world(image) as w:
+        yield w

@@ -20,29 +20,25 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.momd import Momd
-from tests.support.wait import wait_until
 
 from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
-from .guest_image import MEMLINE, READY, GuestImage, ImageError, guest_image  # noqa: E402
-from .lvd import Libvirtd, LibvirtdError, unavailable_reason  # noqa: E402
+from .e2e import guest_mem, wait_for, write_policy  # noqa: E402
+from .guest_image import READY, GuestImage  # noqa: E402
+from .lvd import Libvirtd  # noqa: E402
 
 GUEST = "momguest"
 MAX_KIB = 524288
 SHRUNK_KIB = 262144
 AFTER_RESTART_KIB = 393216
-
-libvirt.registerErrorHandler(lambda ctx, err: None, None)
 
 
 def domain_xml(img: GuestImage, serial: Path) -> str:
@@ -68,81 +64,8 @@ def domain_xml(img: GuestImage, serial: Path) -> str:
 </domain>"""
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float, on_fail: Callable[[], str] = lambda: "") -> float:
-    """wait_until check() is true, a libvirt error counting as not yet (libvirtd is restarting);
-    the seconds it took."""
-    t0 = time.monotonic()
-
-    def check_quietly() -> bool:
-        try:
-            return bool(check())
-        except libvirt.libvirtError:
-            return False
-    wait_until(check_quietly, timeout, 0.2, what=what, detail=on_fail)
-    return time.monotonic() - t0
-
-
-def guest_mem(serial: Path) -> int | None:
-    """The guest's latest MemTotal (KiB) from its serial console."""
-    try:
-        text = serial.read_text(errors="replace")
-    except OSError:
-        return None
-    found = re.findall(rf"^{MEMLINE} (\d+) (\d+)", text, re.M)
-    return int(found[-1][0]) if found else None
-
-
-@pytest.fixture(scope="module")
-def image() -> GuestImage:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"end-to-end libvirt test: {reason}")
-    try:
-        return guest_image()
-    except ImageError as e:
-        pytest.skip(f"end-to-end libvirt test: no guest image: {e}")
-
-
-@pytest.fixture
-def world(image: GuestImage) -> Iterator[dict]:
-    # Under /var/tmp, not pytest's 0700 tmp_path: QEMU and libvirt's helpers read from here.
-    base = Path(tempfile.mkdtemp(prefix="mom-lv-e2e-", dir="/var/tmp"))
-    base.chmod(0o755)
-    lvd = Libvirtd(base / "libvirt")
-    started: list = []
-    guest_pids: set[int] = set()
-    try:
-        try:
-            lvd.start()
-        except LibvirtdError as e:
-            pytest.fail(f"cannot start the test's libvirtd: {e}")
-        yield {"base": base, "lvd": lvd, "image": image, "started": started, "guest_pids": guest_pids}
-    finally:
-        for m in started:
-            m.close()
-        guest_pids.update(lvd.guest_pids())
-        if lvd.pid is not None:
-            try:
-                conn = libvirt.open(lvd.uri)
-                for dom in conn.listAllDomains():
-                    if dom.isActive():
-                        dom.destroy()
-                    dom.undefine()
-                conn.close()
-            except libvirt.libvirtError:
-                pass
-        lvd.stop()
-        Libvirtd.kill_guests(sorted(guest_pids))
-        if os.environ.get("MOM_KEEP_E2E"):
-            print(f"\nkept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-
-
-def write_policy(path: Path, target: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f'(with Guests vm (vm.Control "balloon_target" {target}))\n')
-    tmp.replace(path)
+def balloon_policy(target: str) -> str:
+    return f'(with Guests vm (vm.Control "balloon_target" {target}))\n'
 
 
 def test_momd_balloons_a_real_guest_and_survives_libvirtd_restart(world: dict) -> None:
@@ -169,7 +92,7 @@ def test_momd_balloons_a_real_guest_and_survives_libvirtd_restart(world: dict) -
     for name, value in (("run", 0), ("pages_to_scan", 100), ("sleep_millisecs", 20)):
         (sysroot / "kernel/mm/ksm" / name).write_text(f"{value}\n")
     policy = base / "balloon.policy"
-    write_policy(policy, str(SHRUNK_KIB))
+    write_policy(policy, balloon_policy(str(SHRUNK_KIB)))
     conf = base / "mom.conf"
     conf.write_text(f"""[main]
 hypervisor-interface: libvirt
@@ -233,7 +156,7 @@ collectors: GuestQemuProc, GuestMemory, GuestBalloon
     assert all(s["host_minor_faults"] is not None and s["balloon_cur"] for s in recorded())
 
     # -- deflate ----------------------------------------------------------------------------
-    write_policy(policy, "vm.balloon_max")
+    write_policy(policy, balloon_policy("vm.balloon_max"))
     t0 = time.monotonic()
     os.kill(momd.proc.pid, signal.SIGHUP)
     wait_for("libvirt's current memory back at the maximum", lambda: info_mem() == MAX_KIB, 30, momd_state)
@@ -257,7 +180,7 @@ collectors: GuestQemuProc, GuestMemory, GuestBalloon
     lvd.start()
     conn = libvirt.open(lvd.uri)
     assert conn.lookupByName(GUEST).isActive(), "the guest did not survive the libvirtd restart"
-    write_policy(policy, str(AFTER_RESTART_KIB))
+    write_policy(policy, balloon_policy(str(AFTER_RESTART_KIB)))
     os.kill(momd.proc.pid, signal.SIGHUP)
     wait_for("libvirt's current memory at the post-restart target", lambda: info_mem() == AFTER_RESTART_KIB, 60,
              momd_state)
