@@ -8,8 +8,8 @@ hugetlb_pgalloc, hugetlb_pgfail ("hugetlb_pgalloc", "hugetlb_pgfail": huge
 page allocations that succeeded and failed, counts). They come from the bulk
 record's ``balloon.*`` keys (getAllDomainStats) or, when the driver leaves
 those empty, from memoryStats(). oom_kills and alloc_stalls are never there:
-libvirt (9.0, Debian 12's) has no statistic for them (QEMU's ``stat-oom-kills``
-and ``stat-alloc-stall`` are newer than its memoryStats keys).
+libvirt 9.0 (Debian 12's) has no memoryStats key for them, though newer QEMU
+balloon drivers report them over QMP (the qmp interface passes them on).
 
 The balloon section adds balloon_free_page_reporting (1/0) from the domain
 XML's ``<memballoon freePageReporting>``, absent without a virtio balloon.
