@@ -83,6 +83,7 @@ class QmpHypervisor(HypervisorInterface):
         self._conns: dict[str, QmpConnection] = {}      # socket path -> its connection (loop thread only)
         self._by_uuid: dict[str, QmpConnection] = {}    # the last discovery's guests
         self._outages: dict[str, str] = {}              # socket path -> the outage logged for it
+        self._none_reported = False                     # the glob matching nothing was logged
 
     @classmethod
     def from_settings(cls, settings: QmpSettings, clock: Any = None) -> QmpHypervisor:
@@ -118,11 +119,15 @@ class QmpHypervisor(HypervisorInterface):
     @property
     def connections(self) -> dict[str, QmpConnection]:
         """Socket path -> connection (a copy; for status and tests)."""
-        return dict(self._conns)
+        return dict(list(self._conns.items()))
+
+    def run_states(self) -> dict[str, RunState]:
+        """Socket path -> its connection's run state (for status and tests)."""
+        return {path: conn.state for path, conn in list(self._conns.items())}
 
     def calls(self) -> int:
         """QMP commands sent so far over every connection (the benchmark's count)."""
-        return sum(c.calls for c in self._conns.values())
+        return sum(c.calls for c in list(self._conns.values()))
 
     # -- discovery ----------------------------------------------------------------------
     def list_guests(self) -> list[GuestInfo]:
@@ -130,6 +135,10 @@ class QmpHypervisor(HypervisorInterface):
 
     async def _discover(self) -> list[GuestInfo]:
         paths = sorted(glob.glob(self.socket_glob))
+        if not paths and not self._none_reported:
+            log.warning("qmp: no socket matches %s (yet); guests are picked up when their sockets appear",
+                        self.socket_glob)
+        self._none_reported = not paths
         present = set(paths)
         for path in [p for p in self._conns if p not in present]:
             conn = self._conns.pop(path)

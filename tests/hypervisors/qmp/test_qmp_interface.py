@@ -43,10 +43,16 @@ def test_guests_are_the_sockets_with_their_identity_and_the_qemu_pid(double: Qmp
     assert guests["web"].pid == guests["101"].pid == os.getpid()
 
 
-def test_sockets_that_appear_or_vanish_are_picked_up(double: QmpDouble, make_hv: MakeHv) -> None:
-    first = double.add("100.qmp", name="a", uuid=UUID_A)
+def test_sockets_that_appear_or_vanish_are_picked_up(double: QmpDouble, make_hv: MakeHv,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     hv = make_hv()
+    caplog.set_level(logging.INFO, logger="mom.qmp")
+    assert hv.list_guests() == [] and hv.list_guests() == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"qmp: no socket matches {double.directory}/*.qmp (yet); guests are picked up when their sockets appear"]
+    first = double.add("100.qmp", name="a", uuid=UUID_A)
     assert [g.name for g in hv.list_guests()] == ["a"]
+    assert hv.run_states() == {first.path: RunState.CONNECTED}
     double.add("101.qmp", name="b", uuid=UUID_B)
     assert sorted(g.name for g in hv.list_guests()) == ["a", "b"]
     first.remove()
