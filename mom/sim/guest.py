@@ -89,6 +89,8 @@ class SimGuest:
     running: bool = False
     vanished: bool = False
     grew: float = 0.0                 # touched memory added this step (host direct reclaim)
+    qemu_minflt: float = 0.0          # host page faults of its QEMU: pages the host backed anew
+    qemu_majflt: float = 0.0          # ... and pages it read back from host swap
     guest_stall: float = 0.0          # share of this step stalled inside the guest
     host_refault: float = 0.0         # KiB this step read back from host swap on reuse
     _fpr_lag: float = 0.0
@@ -208,6 +210,9 @@ class SimGuest:
         self.minor_fault += BASE_MINOR_FAULTS * dt
         self.cpu_ticks += dt * CLK_TCK * 0.05 * self.spec.vcpus
         self.grew = max(0.0, self.touched - before)
+        # The host backs each newly touched page on its first access (also a page
+        # free page reporting or the balloon had returned): a fault of QEMU's.
+        self.qemu_minflt += self.grew / PAGE
         if self._stats_due(t):
             self._snapshot(t)
 

@@ -248,6 +248,7 @@ class SimModel:
             refault = g.host_refault
             g.host_refault = 0.0
             reads = back / PAGE + refault / PAGE
+            g.qemu_majflt += reads
             self.pswpin += reads
             self.pgmajfault += reads
             share = f * HOST_FAULT_S + refault / PAGE * HOST_FAULT_S / dt
@@ -415,7 +416,8 @@ class SimModel:
             rss = int(g.resident)
             files[f"proc/{g.pid}/status"] = render_pid_status(g.pid, "qemu-kvm", vsize, rss)
             files[f"proc/{g.pid}/stat"] = render_pid_stat(
-                g.pid, "qemu-kvm", "S", int(g.cpu_ticks), int(g.cpu_ticks) // 10, vsize * 1024, rss // 4)
+                g.pid, "qemu-kvm", "S", int(g.cpu_ticks), int(g.cpu_ticks) // 10, vsize * 1024, rss // 4,
+                minflt=int(g.qemu_minflt), majflt=int(g.qemu_majflt))
         return files
 
     def write_tree(self) -> None:

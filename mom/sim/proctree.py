@@ -82,10 +82,10 @@ def render_cpuinfo(cpus: int) -> str:
 
 
 def render_pid_stat(pid: int, comm: str, state: str, utime: int, stime: int,
-                    vsize_bytes: int, rss_pages: int) -> str:
-    """/proc/PID/stat: 52 fields; utime/stime (14, 15) in clock ticks."""
+                    vsize_bytes: int, rss_pages: int, minflt: int = 0, majflt: int = 0) -> str:
+    """/proc/PID/stat: 52 fields; minflt/majflt (10, 12) counts, utime/stime (14, 15) in clock ticks."""
     fields = [str(pid), f"({comm})", state, "2", "0", "0", "0", "-1", "4194304",
-              "0", "0", "0", "0", str(utime), str(stime), "0", "0", "20", "0", "1", "0", "100",
+              str(minflt), "0", str(majflt), "0", str(utime), str(stime), "0", "0", "20", "0", "1", "0", "100",
               str(vsize_bytes), str(rss_pages)]
     fields += ["0"] * (52 - len(fields))
     return " ".join(fields) + "\n"

@@ -181,7 +181,32 @@ def test_free_page_reporting_lowers_qemus_rss_and_reuse_costs_faults(hv, tmp_pat
     assert peak > 1500 * MIB and rss_kib() < 450 * MIB
     g = hv.model.guest("fixed")
     faults = g.minor_fault
+    qemu_faults = qemu_minflt(tmp_path, fixed.pid)
     hv.clock.now = start + 320  # the programs want the memory back
     hv.refresh()
     assert rss_kib() > 1500 * MIB
-    assert g.minor_fault - faults > 1000 * MIB / 4  # a minor fault per page the host backs again
+    assert g.minor_fault - faults > 1000 * MIB / 4  # a minor fault per page the guest allocates anew
+    # ... and one of QEMU's on the host, which backs each reported page again (what GuestQemuProc reads)
+    assert qemu_minflt(tmp_path, fixed.pid) - qemu_faults > 1000 * MIB / 4
+
+
+def qemu_minflt(tree, pid: int | None) -> int:
+    """Field 10 of the QEMU process's /proc/PID/stat in the simulator's tree."""
+    text = (tree / "proc" / str(pid) / "stat").read_text()
+    return int(text[text.rindex(")") + 2:].split()[10 - 3])
+
+
+def test_without_reporting_reused_free_pages_cost_the_host_nothing(tmp_path):
+    text = scenario(guest("g", DOWN_AND_UP, max=2048, cache_fraction=0.0))
+    hv = SimHypervisor(loads_scenario(text), clock=ManualClock(), tree_dir=str(tmp_path))
+    try:
+        start = hv.clock.now
+        hv.clock.now = start + 299
+        pid = info(hv, "g").pid
+        before = qemu_minflt(tmp_path, pid)
+        hv.clock.now = start + 320
+        hv.refresh()
+        assert hv.model.guest("g").anon_ram > 1400 * MIB  # it took its memory back
+        assert qemu_minflt(tmp_path, pid) - before < 10 * MIB / 4  # from pages the host still backed
+    finally:
+        hv.close()
