@@ -53,6 +53,9 @@ def test_policy_sets_the_requested_size_and_the_guest_follows(tmp_path: Path) ->
     assert "Traceback" not in log
     sizes = plugged(records)
     assert sizes == {"elastic": 1536 * MIB, "fixed": None, "bad": 512 * MIB}
+    # The guest sees it: its total is its boot memory plus what is plugged.
+    totals = {g["properties"]["name"]: g["statistics"][-1]["mem_available"] for g in records[-1]["guests"]}
+    assert totals == {"elastic": (1024 + 1536) * MIB, "fixed": 1024 * MIB, "bad": (1024 + 512) * MIB}
     actions = [a for r in records for a in r["actions"] if a["control"] == "mem_requested_size"]
     applied = [a for a in actions if a["applied"]]
     assert [(a["target"], a["new"]) for a in applied] == [("elastic", 1536 * MIB)]  # once: then it is current
