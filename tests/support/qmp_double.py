@@ -319,8 +319,10 @@ class QmpDouble:
 
 def main(argv: list[str]) -> int:
     """Serve COUNT fake QEMUs in DIR (sockets vmN.qmp) until stdin closes; prints "ready".
+    SIGUSR1 makes vm0 stop answering (a hung QEMU).
 
     python -m tests.support.qmp_double DIR COUNT [--virtio-mem]   (the benchmark's server)"""
+    import signal
     import sys
     import uuid as uuidlib
 
@@ -330,6 +332,7 @@ def main(argv: list[str]) -> int:
     for i in range(count):
         double.add(f"vm{i}.qmp", name=f"vm{i}", uuid=str(uuidlib.uuid5(ns, f"vm{i}")),
                    state=GuestState(virtio_mem="--virtio-mem" in argv))
+    signal.signal(signal.SIGUSR1, lambda signum, frame: double.qemus[0].hang())
     print("ready", flush=True)
     sys.stdin.read()
     double.close()
