@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +243,32 @@ def test_the_qmp_socket_double_refuses_commands_before_negotiation(double: QmpDo
         f.flush()
         assert json.loads(f.readline()) == {"return": {}}
         assert json.loads(f.readline()) == {"id": "x", "return": {"actual": 1024 * MIB}}
+
+
+def test_a_restarted_qemu_gets_the_statistics_period_again(double: QmpDouble, make_hv: MakeHv) -> None:
+    qemu = double.add("100.qmp", name="a", uuid=UUID_A)
+    hv = make_hv()
+    guest = hv.list_guests()[0]
+    qemu.kill()
+    qemu.state = GuestState(virtio_mem=True)  # a new QEMU: no polling interval, a virtio-mem device now
+    qemu.start()
+    wait_until(lambda: hv.list_guests() == [guest] and hv.connections[qemu.path].connections == 2, 5, 0.05,
+               what="reconnected")
+    assert qemu.state.polling_interval == 2
+    data = hv.collect_all([guest], ALL)[UUID_A]
+    assert data.memory is not None and data.virtio_mem is not None  # devices read anew
+
+
+def test_what_is_not_a_guest_is_one_warning(double: QmpDouble, make_hv: MakeHv, sockets: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    double.add("100.qmp", name="a", uuid=UUID_A)
+    double.add("101.qmp", name="a-copy", uuid=UUID_A)  # the same UUID on another socket
+    (sockets / "notes.qmp").write_text("not a socket")
+    hv = make_hv()
+    caplog.set_level(logging.INFO, logger="mom.qmp")
+    for _ in range(3):
+        assert [g.name for g in hv.list_guests()] == ["a"]
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert "101.qmp (guest a-copy): the guest has the UUID" in warnings[0]
+    assert "notes.qmp (guest notes): cannot connect: Connection refused" in warnings[1]
