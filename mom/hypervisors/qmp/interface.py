@@ -21,8 +21,8 @@ How it talks to QEMU:
   balloon (memory), ``query-balloon`` (balloon), ``query-memory-devices``
   (virtio_mem, only for a guest with a virtio-mem device).
 - Control: ``balloon`` (bytes) for balloon targets; ``qom-set`` of the
-  virtio-mem device's ``requested-size`` (bytes, rounded down to its block
-  size, within [0, its region]); KSM through sysfs (the base class). CPU and IO
+  virtio-mem device's ``requested-size`` (bytes; a size off its block or
+  outside [0, its region] is refused, as by the other interfaces); KSM through sysfs (the base class). CPU and IO
   tuning are libvirt's (cgroups and block throttling groups): not supported.
 """
 
@@ -307,12 +307,18 @@ class QmpHypervisor(HypervisorInterface):
 
     def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
         """Ask the guest's virtio-mem device for ``size_kib`` plugged: its
-        ``requested-size``, rounded down to the block and kept within [0, region]."""
+        ``requested-size``. A size off the block or outside [0, the region] is
+        refused with one line (HypervisorError), as QEMU would; the VirtioMem
+        controller rounds and clamps."""
         async def request(guest: GuestInfo, conn: QmpConnection) -> None:
             dev = conn.devices
             if dev.virtio_mem is None:
                 raise NotSupported(f"guest {guest.name}: no virtio-mem device")
-            value = stats.virtio_mem_request(size_kib, dev.virtio_mem_block, dev.virtio_mem_max)
+            try:
+                value = stats.virtio_mem_request(size_kib, dev.virtio_mem_block, dev.virtio_mem_max)
+            except ValueError as refused:
+                raise HypervisorError(
+                    f"guest {guest.name}: virtio-mem requested size {int(size_kib)} KiB {refused}") from None
             await conn.execute("qom-set", {"path": dev.virtio_mem, "property": "requested-size", "value": value})
 
         self._one(guest, request)

@@ -98,9 +98,13 @@ def virtio_mem_section(data: Mapping[str, Any]) -> dict[str, int]:
 
 
 def virtio_mem_request(size_kib: int, block_bytes: int, max_bytes: int) -> int:
-    """The ``requested-size`` (bytes) for a wanted size in KiB: rounded down to a
-    multiple of the block size (as the VirtioMem controller rounds), within [0,
-    max-size]. QEMU refuses any other value."""
-    block = max(1, block_bytes)
-    wanted = min(max(int(size_kib) * KIB, 0), max_bytes)
-    return wanted // block * block
+    """The ``requested-size`` (bytes) for a wanted size in KiB. A size that is not
+    a multiple of the block or lies outside [0, max-size] is refused (ValueError
+    with the reason), as QEMU, the libvirt and the simulator interfaces refuse it:
+    the VirtioMem controller is the one place that rounds and clamps."""
+    size = int(size_kib)
+    if not 0 <= size * KIB <= max_bytes:
+        raise ValueError(f"is outside the device's region [0, {max_bytes // KIB}] KiB")
+    if block_bytes and (size * KIB) % block_bytes:
+        raise ValueError(f"is not a multiple of its {block_bytes // KIB} KiB block")
+    return size * KIB

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -137,22 +138,34 @@ def test_balloon_target_is_sent_in_bytes(double: QmpDouble, make_hv: MakeHv) -> 
     assert hv.guest_balloon_info(guest)["balloon_cur"] == 512 * 1024
 
 
-@pytest.mark.parametrize(("wanted_kib", "requested_mib"), [
-    (300 * 1024, 300),        # a multiple of the block
-    (301 * 1024, 300),        # rounded down to the block (2 MiB), as the VirtioMem controller does
-    (303 * 1024 - 1, 302),
-    (-4096, 0),               # kept within [0, the region]
-    (4096 * 1024, 512),
-])
-def test_virtio_mem_request_is_rounded_down_to_the_block_within_the_region(
-        double: QmpDouble, make_hv: MakeHv, wanted_kib: int, requested_mib: int) -> None:
+def test_virtio_mem_request_on_the_block_within_the_region_is_set(double: QmpDouble, make_hv: MakeHv) -> None:
     qemu = double.add("100.qmp", name="a", uuid=UUID_A,
                       state=GuestState(virtio_mem=True, vmem_block_mib=2, vmem_max_mib=512))
     hv = make_hv()
     guest = hv.list_guests()[0]
-    hv.set_virtio_mem_requested(guest, wanted_kib)
-    assert qemu.state.vmem_requested_mib == requested_mib
-    assert hv.guest_virtio_mem(guest)["virtio_mem_requested"] == requested_mib * 1024
+    for size_mib in (300, 512, 0):  # a multiple of the block, the whole region, nothing
+        hv.set_virtio_mem_requested(guest, size_mib * 1024)
+        assert qemu.state.vmem_requested_mib == size_mib
+        assert hv.guest_virtio_mem(guest)["virtio_mem_requested"] == size_mib * 1024
+
+
+@pytest.mark.parametrize(("wanted_kib", "reason"), [
+    (301 * 1024, "is not a multiple of its 2048 KiB block"),   # the controller rounds, not the interface
+    (303 * 1024 - 1, "is not a multiple of its 2048 KiB block"),
+    (-4096, r"is outside the device's region \[0, 524288\] KiB"),
+    (514 * 1024, r"is outside the device's region \[0, 524288\] KiB"),
+])
+def test_virtio_mem_request_off_the_block_or_outside_the_region_is_refused(
+        double: QmpDouble, make_hv: MakeHv, wanted_kib: int, reason: str) -> None:
+    qemu = double.add("100.qmp", name="a", uuid=UUID_A,
+                      state=GuestState(virtio_mem=True, vmem_block_mib=2, vmem_max_mib=512, vmem_requested_mib=128))
+    hv = make_hv()
+    guest = hv.list_guests()[0]
+    with pytest.raises(HypervisorError) as refused:
+        hv.set_virtio_mem_requested(guest, wanted_kib)
+    assert re.fullmatch(f"guest a: virtio-mem requested size {wanted_kib} KiB {reason}", str(refused.value))
+    assert qemu.state.vmem_requested_mib == 128  # nothing sent: QEMU's device unchanged
+    assert hv.collect_all([guest], ["balloon"])[UUID_A].balloon is not None  # the connection stays
 
 
 def test_a_refused_command_is_an_error_of_that_call_only(double: QmpDouble, make_hv: MakeHv) -> None:
