@@ -45,6 +45,9 @@ class GuestData:
       virtio_mem_block, virtio_mem_max (the device's region) in KiB; None
       when the guest has no virtio-mem device.
     - errors: section -> message for sections that failed.
+    - unsupported: the sections in errors that failed because the guest or the
+      interface lacks the device or feature (NotSupported), not because a call
+      failed: normal for a section that only optional collectors read.
     """
 
     memory: dict[str, Any] | None = None
@@ -53,3 +56,4 @@ class GuestData:
     io_tune: list[dict[str, Any]] | None = None
     virtio_mem: dict[str, Any] | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    unsupported: set[str] = field(default_factory=set)

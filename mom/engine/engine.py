@@ -268,6 +268,9 @@ class Engine:
                 message = gd.errors.get(section)
                 if message is None:
                     self.faults.clear(key)
+                elif section in gd.unsupported and section not in self.guest_rows.required_sections:
+                    self.faults.clear(key)
+                    self._note_unsupported(state, key, message)
                 else:
                     self.faults.report(key, message)
         rows = self._guest_rows([s for s in states if s.info.uuid in data], data)
@@ -278,6 +281,15 @@ class Engine:
             self.inventory.add_guest_row(state, row)
             if row is not None and self._on_sample is not None:
                 self._on_sample(state.info.name, now, row)
+
+    @staticmethod
+    def _note_unsupported(state: GuestState, key: FaultKey, message: str) -> None:
+        """A section only optional collectors read, which this guest lacks (no
+        virtio-mem device): normal, so not a fault; one info line per guest."""
+        if key.what in state.unsupported_noted:
+            return
+        state.unsupported_noted.add(key.what)
+        log.info("%s: %s (only optional collectors read it: their fields are nil)", key, message)
 
     def _guest_rows(self, states: list[GuestState], data: dict[str, GuestData]) -> dict[str, Row | None]:
         """Each guest's merged row. Collectors that block (the guest agent) run on the

@@ -26,6 +26,7 @@ class GuestState:
     history: collections.deque[Row]
     ready: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
+    unsupported_noted: set[str] = field(default_factory=set)  # optional sections it lacks, said once
 
 
 class Inventory:

@@ -32,6 +32,10 @@ class RowSource:
         self.mandatory = mandatory
         self.optional = optional - mandatory
         self.sections: set[str] = set().union(*(c.sections for c in self.collectors)) if self.collectors else set()
+        # The sections a collector with mandatory fields reads: without one the row is
+        # incomplete. A section that only optional collectors read (a guest without a
+        # virtio-mem device under GuestVirtioMemOptional) may be missing as a matter of course.
+        self.required_sections: set[str] = set().union(*(c.sections for c in self.collectors if c.mandatory))
         self.blocking = any(c.blocking for c in self.collectors)
 
     def fields(self) -> set[str]:

@@ -198,6 +198,8 @@ class HypervisorInterface(ABC):
                         raise
                     except HypervisorError as e:
                         data.errors[section] = str(e)
+                        if isinstance(e, NotSupported):
+                            data.unsupported.add(section)
             except GuestGone:
                 continue
             result[guest.uuid] = data

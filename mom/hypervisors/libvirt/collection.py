@@ -108,6 +108,8 @@ class Collection:
                 raise
             except HypervisorError as e:
                 data.errors[section] = str(e)
+                if isinstance(e, NotSupported):
+                    data.unsupported.add(section)
         return data
 
     # -- the sections -----------------------------------------------------------------------

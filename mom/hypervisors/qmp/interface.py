@@ -234,12 +234,15 @@ class QmpHypervisor(HypervisorInterface):
                 continue  # no device: the section stays None (GuestData.virtio_mem), not an error
             if isinstance(answer, HypervisorError):
                 data.errors[section] = str(answer)
+                if isinstance(answer, NotSupported):
+                    data.unsupported.add(section)
             elif isinstance(answer, BaseException):
                 raise answer
             else:
                 setattr(data, section, answer)
         for section in others:
             data.errors[section] = f"guest {guest.name}: {section} is not supported by the qmp interface"
+            data.unsupported.add(section)
         return data
 
     async def _memory(self, guest: GuestInfo, conn: QmpConnection) -> dict[str, Any]:
