@@ -25,7 +25,14 @@ Guests (label ``guest``, the guest's name)::
     mom_guest_balloon_min_bytes, mom_guest_memory_unused_bytes,
     mom_guest_memory_available_bytes, mom_guest_memory_free_bytes,
     mom_guest_swap_in_bytes_total, mom_guest_swap_out_bytes_total,
-    mom_guest_major_faults_total, mom_guest_minor_faults_total
+    mom_guest_major_faults_total, mom_guest_minor_faults_total,
+    mom_guest_balloon_free_page_reporting,
+    mom_guest_virtio_mem_plugged_bytes, mom_guest_virtio_mem_requested_bytes,
+    mom_guest_virtio_mem_block_bytes, mom_guest_virtio_mem_max_bytes,
+    mom_guest_oom_kills_total, mom_guest_alloc_stalls_total,
+    mom_guest_hugetlb_allocations_total, mom_guest_hugetlb_allocation_failures_total
+
+(the newer statistics and virtio-mem only for guests that report them)
 
 The daemon::
 
@@ -91,12 +98,25 @@ GUEST_GAUGES = [
     ("mem_unused", "mom_guest_memory_unused_bytes", "Memory the guest leaves completely unused", KIB),
     ("mem_available", "mom_guest_memory_available_bytes", "Memory the guest OS sees in total", KIB),
     ("mem_free", "mom_guest_memory_free_bytes", "Guest unused memory plus reclaimable caches", KIB),
+    ("balloon_free_page_reporting", "mom_guest_balloon_free_page_reporting",
+     "1 when the guest's balloon reports free pages to the host", 1),
+    ("virtio_mem_size", "mom_guest_virtio_mem_plugged_bytes", "Memory the guest has plugged from its virtio-mem device",
+     KIB),
+    ("virtio_mem_requested", "mom_guest_virtio_mem_requested_bytes",
+     "Memory the virtio-mem device asks the guest to plug", KIB),
+    ("virtio_mem_block", "mom_guest_virtio_mem_block_bytes", "The virtio-mem device's block size", KIB),
+    ("virtio_mem_max", "mom_guest_virtio_mem_max_bytes", "The virtio-mem device's region, the most it can plug",
+     KIB),
 ]
 GUEST_COUNTERS = [
     ("swap_in", "mom_guest_swap_in_bytes", "Memory the guest swapped in", KIB),
     ("swap_out", "mom_guest_swap_out_bytes", "Memory the guest swapped out", KIB),
     ("major_fault", "mom_guest_major_faults", "Guest major page faults", 1),
     ("minor_fault", "mom_guest_minor_faults", "Guest minor page faults", 1),
+    ("oom_kills", "mom_guest_oom_kills", "Processes the guest's OOM killer killed", 1),
+    ("alloc_stalls", "mom_guest_alloc_stalls", "Guest allocations that entered direct reclaim", 1),
+    ("hugetlb_pgalloc", "mom_guest_hugetlb_allocations", "Guest huge page allocations", 1),
+    ("hugetlb_pgfail", "mom_guest_hugetlb_allocation_failures", "Guest huge page allocations that failed", 1),
 ]
 PRESSURE_WINDOWS = ("10", "60", "300")
 

@@ -142,3 +142,62 @@ def _answers(port: int) -> bool:
         return "mom_guests" in scrape(port)
     except OSError:
         return False
+
+
+VIRTIO_MEM_SCENARIO = """\
+name = "elastic"
+seed = 3
+[host]
+memory = 4096
+swap = 1024
+[[guest]]
+name = "elastic"
+max = 1024
+min = 256
+free_page_reporting = true
+workload = { type = "steady", level = 300 }
+[guest.virtio_mem]
+max = "1G"
+block = "2M"
+requested = "512M"
+[[guest]]
+name = "plain"
+max = 1024
+min = 256
+workload = { type = "steady", level = 300 }
+"""
+
+
+def test_virtio_mem_and_the_newer_statistics(tmp_path: Path, sockdir: Path) -> None:
+    """A guest with a virtio-mem device and free page reporting beside one with neither:
+    the virtio-mem gauges only for the first, free page reporting 1 and 0, and the
+    guests' OOM kills and allocation stalls as counters (the simulator reports them)."""
+    port = free_port()
+    sock = str(sockdir / "metrics.sock")
+    policy = tmp_path / "none.policy"
+    policy.write_text("0\n")  # nothing changes the sizes read below
+    cfg = write_config(tmp_path, rpc=sock, metrics=f"127.0.0.1:{port}", scenario_text=VIRTIO_MEM_SCENARIO,
+                       policy=str(policy), controllers="Balloon, VirtioMem", host_collectors="HostMemory",
+                       guest_collectors="GuestMemory, GuestBalloon, GuestVirtioMemOptional")
+    m = Momd(cfg)
+    try:
+        mom = unix_client(sock)
+        m.wait_listening(mom)
+        m.wait_ticks(2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            types = {f.name: f.type for f in text_string_to_metric_families(r.read().decode())}
+        metrics = scrape(port)
+    finally:
+        m.close()
+    elastic, plain = (("guest", "elastic"),), (("guest", "plain"),)
+    assert metrics["mom_guest_virtio_mem_plugged_bytes"] == {elastic: 512 * 2**20}
+    assert metrics["mom_guest_virtio_mem_requested_bytes"] == {elastic: 512 * 2**20}
+    assert metrics["mom_guest_virtio_mem_block_bytes"] == {elastic: 2 * 2**20}
+    assert metrics["mom_guest_virtio_mem_max_bytes"] == {elastic: 2**30}
+    assert metrics["mom_guest_balloon_free_page_reporting"] == {elastic: 1, plain: 0}
+    for name in ("mom_guest_virtio_mem_plugged_bytes", "mom_guest_balloon_free_page_reporting"):
+        assert types[name] == "gauge", name
+    for name in ("mom_guest_oom_kills", "mom_guest_alloc_stalls"):
+        assert types[name] == "counter", name
+        assert set(metrics[f"{name}_total"]) == {elastic, plain}, name
+        assert all(v >= 0 for v in metrics[f"{name}_total"].values())
