@@ -1,6 +1,8 @@
 """plot-dir output, as the original: a momplot-NNN folder per start with one
-tab-separated NAME.dat per entity: a header "# time" plus the sorted field
-names, then one line per sample (Unix time, then the values).
+tab-separated NAME.dat per entity: a header "# time" plus the sorted names of
+the fields its first sample reports (optional fields it has no value for get no
+column), then one line per sample (Unix time, then the values; an empty cell
+where a later sample lacks a value).
 
 The folder is made with the first sample, so a start that is refused leaves
 none. When it disappears (plot-dir removed) the next sample makes a new one
@@ -67,7 +69,12 @@ class Plotter:
         with self._lock:
             fields = self._fields.get(entity)
             if fields is None:
-                fields = self._fields[entity] = sorted(k for k, v in row.items() if not isinstance(v, (list, dict)))
+                # The fields the entity reports. An optional field it lacks (nil: a guest
+                # kernel without huge page or allocation stall statistics, a guest without
+                # a virtio-mem device) gets no column, as in the original, whose rows held
+                # only what was collected; a column of nothing but empty cells helps no one.
+                fields = self._fields[entity] = sorted(
+                    k for k, v in row.items() if v is not None and not isinstance(v, (list, dict)))
             header = ("\t".join(["# time", *fields]) + "\n").encode()
             values = ["" if row.get(k) is None else str(row.get(k)) for k in fields]
             line = ("\t".join([f"{when:.3f}", *values]) + "\n").encode()

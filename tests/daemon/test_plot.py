@@ -33,6 +33,17 @@ def test_the_folder_is_made_at_the_first_sample(tmp_path: Path) -> None:
                                                             ["2.000", "3", ""]]
 
 
+def test_an_optional_field_the_entity_does_not_report_gets_no_column(tmp_path: Path) -> None:
+    p = Plotter(str(tmp_path))
+    p.sample("vm1", 1.0, {"mem_available": 1024, "oom_kills": None, "virtio_mem_size": None})
+    p.sample("vm1", 2.0, {"mem_available": 2048, "oom_kills": None, "virtio_mem_size": None})
+    p.sample("vm2", 1.0, {"mem_available": 512, "oom_kills": 0, "virtio_mem_size": 4096})
+    folder = tmp_path / "momplot-000"
+    assert rows(folder / "vm1.dat") == [["# time", "mem_available"], ["1.000", "1024"], ["2.000", "2048"]]
+    assert rows(folder / "vm2.dat") == [["# time", "mem_available", "oom_kills", "virtio_mem_size"],
+                                        ["1.000", "512", "0", "4096"]]
+
+
 def test_check_refuses_what_cannot_take_a_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     for bad in (tmp_path / "missing", tmp_path / "file"):
