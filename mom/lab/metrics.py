@@ -10,13 +10,19 @@ per sample (every few simulated seconds) and sums up, for the whole run:
   such episode lasted (*relief time*: from the moment the host falls below until
   it is back above for a minute; an episode still open at the end counts up to
   the end);
-- memory reclaimed: what balloons hold below the guests' maximum plus what KSM
-  saves (time-weighted mean, peak);
+- memory reclaimed: what balloons hold below the guests' maximum, plus the
+  part of their virtio-mem regions left unplugged, plus what KSM saves
+  (time-weighted mean, peak);
 - balloon activity: target changes, MiB moved, direction reversals;
-- seconds a guest's balloon was below its guarantee (min) or above its maximum;
-- *give-back time*: how long a guest whose workload wants more than its balloon
-  gives (and whose balloon is below its maximum) waits until the balloon covers
-  the demand, or reaches the maximum, for a minute.
+- seconds a guest was below its guarantee (min), or its balloon or balloon
+  target above its maximum;
+- *give-back time*: how long a guest whose workload wants more than it has
+  (and which is below its maximum) waits until its balloon and virtio-mem
+  cover the demand, or it reaches its maximum, for a minute.
+
+Where a figure needs a guest's size it is what the guest sees: its balloon
+plus its plugged virtio-mem; its maximum is its boot memory plus its virtio-mem
+region (for a guest without a device, the balloon and the boot memory alone).
 
 Levels (swap, free memory, balloons) are sampled, so their integrals are sums
 of sample value x interval; totals the simulator keeps (stall seconds, OOM
@@ -121,7 +127,8 @@ class RunMetrics:
         self._low_free.update(low, obs.time)
         running = [g for g in obs.guests if g.running]
         ballooned = sum(max(0, g.max_kib - g.balloon_kib) for g in running)
-        reclaimed = ballooned + obs.ksm_saved_kib
+        unplugged = sum(g.virtio_mem_max_kib - g.virtio_mem_kib for g in running)  # 0 without a device
+        reclaimed = ballooned + unplugged + obs.ksm_saved_kib
         self._reclaimed_kib_s += reclaimed * dt
         self._ksm_kib_s += obs.ksm_saved_kib * dt
         self._reclaimed_peak_kib = max(self._reclaimed_peak_kib, reclaimed)
@@ -153,12 +160,14 @@ class RunMetrics:
                     t.reversals += 1
                 t.last_direction = direction
         t.last_balloon = g.balloon_kib
-        if g.balloon_kib < g.min_kib - VIOLATION_SLACK_KIB:
+        # The guest's size and maximum: plugged virtio-mem counts (0 without a device).
+        size = g.balloon_kib + g.virtio_mem_kib
+        largest = g.max_kib + g.virtio_mem_max_kib
+        if size < g.min_kib - VIOLATION_SLACK_KIB:
             t.below_min_s += dt
         if g.balloon_kib > g.max_kib + VIOLATION_SLACK_KIB or g.target_kib > g.max_kib + VIOLATION_SLACK_KIB:
             t.above_max_s += dt
-        t.wanting.update(g.demand_kib > g.balloon_kib and g.balloon_kib < g.max_kib - VIOLATION_SLACK_KIB,
-                         self._now)
+        t.wanting.update(g.demand_kib > size and size < largest - VIOLATION_SLACK_KIB, self._now)
 
     def _record(self, obs: HostObservation) -> None:
         s = self.series

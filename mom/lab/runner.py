@@ -33,12 +33,13 @@ CLOCK_START = 1_000_000.0  # the clock's epoch; runs report time since the scena
 
 # What the lab host runs unless a --config says otherwise: MOM's default intervals (the
 # configuration schema's, not repeated here), every collector the policies of MOM, vdsm
-# and the peers read, every controller they set.
+# and the peers read, every controller they set; and virtio-mem (optional: most guests
+# have no device) so that a policy can set mem_requested_size.
 LAB_SETTINGS: dict[str, str] = {
     "main.hypervisor-interface": "sim",
-    "main.controllers": "Balloon, KSM, CpuTune, IoTune",
+    "main.controllers": "Balloon, KSM, CpuTune, IoTune, VirtioMem",
     "host.collectors": "HostMemory, HostKSM, HostCpu, HostPressure",
-    "guest.collectors": "GuestQemuProc, GuestMemory, GuestBalloon, GuestCpuTune, GuestIoTune",
+    "guest.collectors": "GuestQemuProc, GuestMemory, GuestBalloon, GuestCpuTune, GuestIoTune, GuestVirtioMemOptional",
 }
 
 

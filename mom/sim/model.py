@@ -396,6 +396,7 @@ class SimModel:
             swap_in_kib_total=int(g.swap_in), oom_kills_total=g.oom_kills, killed_by_host=g.killed_by_host,
             host_stall_seconds_total=g.host_stall_seconds, shares=g.spec.shares,
             virtio_mem_kib=int(g.vmem_size) if on else 0, virtio_mem_requested_kib=int(g.vmem_requested),
+            virtio_mem_max_kib=g.vmem_max,
             free_page_reporting=g.spec.free_page_reporting)
 
     # -- the tree ------------------------------------------------------------------

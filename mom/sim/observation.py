@@ -38,6 +38,7 @@ class GuestObservation:
     shares: int = 1000            # its scenario weight (for share-based policies)
     virtio_mem_kib: int = 0       # plugged virtio-mem (the guest sees balloon_kib + this); 0 without a device
     virtio_mem_requested_kib: int = 0   # the device's requested size
+    virtio_mem_max_kib: int = 0   # the device's region, the most it can plug; 0 without a device
     free_page_reporting: bool = False   # its balloon reports free pages (resident_kib falls by itself)
 
 

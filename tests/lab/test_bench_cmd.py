@@ -150,6 +150,42 @@ def test_progress_is_a_bar_on_a_terminal(tiny: Path, tmp_path: Path):
     assert "| none |" in text
 
 
+ELASTIC = """\
+name = "elastic"
+seed = 3
+[host]
+memory = 4096
+[[guest]]
+name = "a"
+max = 1024
+min = 512
+workload = { type = "steady", level = 400, noise = 10 }
+[guest.virtio_mem]
+max = "1G"
+block = "2M"
+requested = "1G"
+[[guest]]
+name = "plain"
+max = 1024
+min = 512
+workload = { type = "steady", level = 400, noise = 10 }
+"""
+UNPLUG = '(with Guests g (if (valid g.virtio_mem_size) (g.Control "mem_requested_size" 262144) 0))'
+
+
+def test_a_bench_policy_drives_virtio_mem_and_the_unplugged_memory_is_reclaimed(tmp_path: Path):
+    scenario, policy, out = tmp_path / "elastic.toml", tmp_path / "unplug.policy", tmp_path / "runs.jsonl"
+    scenario.write_text(ELASTIC)
+    policy.write_text(UNPLUG)  # a guest without a device has virtio_mem_size nil and is left alone
+    r = momctl("bench", "--scenario", str(scenario), "--policy", "none=", f"unplug={policy}", "--hours", HOURS,
+               "--json", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    rows = {row["policy"]: row for row in json_lines(out)}
+    assert rows["none"]["reclaimed_peak_mib"] == 0
+    assert rows["unplug"]["reclaimed_peak_mib"] == 768  # the device's 1 GiB down to 256 MiB plugged
+    assert rows["unplug"]["policy_errors"] == 0 and rows["unplug"]["guest_oom_kills"] == 0
+
+
 def test_configuration_overrides_are_checked_like_momds(tiny: Path, tmp_path: Path):
     out = tmp_path / "runs.jsonl"
     rows = []

@@ -111,6 +111,32 @@ def test_giveback_time_is_how_long_a_guest_wants_more_than_its_balloon():
     assert f["giveback_s_max"] == 25
 
 
+def test_virtio_mem_counts_in_the_guests_size_and_its_unplugged_region_is_reclaimed():
+    device = dict(virtio_mem_max_kib=2048 * MIB)  # boot memory 1 GiB plus a 2 GiB region
+    f = figures([host(0, [guest(virtio_mem_kib=2048 * MIB, **device)]),
+                 host(10, [guest(balloon_kib=768 * MIB, virtio_mem_kib=512 * MIB, **device)])])
+    assert f["reclaimed_peak_mib"] == 256 + 1536  # the balloon's 256 MiB and 1.5 GiB left unplugged
+    assert f["reclaimed_mean_mib"] == 1792
+
+
+def test_plugged_virtio_mem_keeps_a_guest_above_its_guarantee():
+    device = dict(virtio_mem_max_kib=1024 * MIB)
+    f = figures([host(0), host(5, [guest(balloon_kib=100 * MIB, virtio_mem_kib=512 * MIB, **device)]),
+                 host(10, [guest(balloon_kib=100 * MIB, virtio_mem_kib=0, **device)])])
+    assert f["below_min_s"] == 5  # 612 MiB is above the 256 MiB guarantee; 100 MiB is not
+
+
+def test_giveback_counts_plugged_virtio_mem_and_the_region_in_the_maximum():
+    device = dict(max_kib=1024 * MIB, virtio_mem_max_kib=2048 * MIB)
+    # wants 2 GiB with a full balloon: at its boot memory's maximum, yet the region can give more
+    wants = dict(demand_kib=2048 * MIB, balloon_kib=1024 * MIB, virtio_mem_kib=0, **device)
+    covered = dict(demand_kib=2048 * MIB, balloon_kib=1024 * MIB, virtio_mem_kib=1536 * MIB, **device)
+    f = figures([host(0, [guest(**device)]), host(5, [guest(**wants)]), host(20, [guest(**covered)]),
+                 host(90, [guest(**covered)])])
+    assert f["giveback_episodes"] == 1
+    assert f["giveback_s_max"] == 15
+
+
 def test_series_kept_only_when_asked():
     m = RunMetrics(keep_series=True)
     m.add(host(0))
