@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mom.core.actions import Action
+from mom.core.host_paths import SYS_ROOT
 from mom.hypervisors.base import GuestInfo, HypervisorInterface
 
 
@@ -95,7 +96,7 @@ class TickView:
 @dataclass
 class ControllerContext:
     hypervisor: HypervisorInterface
-    sys_root: str = "/sys"
+    sys_root: str = SYS_ROOT
     clock: Callable[[], float] | None = None
 
 

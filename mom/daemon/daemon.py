@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mom.core.clock import Clock, FastClock
 from mom.core.errors import MomError
 from mom.core.faults import FaultLog
+from mom.core.host_paths import PROC_ROOT, SYS_ROOT
 from mom.daemon.config import Config, RpcDisabled, UnixSocket
 from mom.daemon.plot import Plotter
 from mom.daemon.recorder import FlightRecorder
@@ -124,9 +125,9 @@ class Daemon:
         self.hypervisor = make_hypervisor(config, self.clock)
         proc_root, sys_root = main.proc_root, main.sys_root
         if sim:  # the simulated host is seen through its own tree, unless the config names another
-            if proc_root == "/proc":
+            if proc_root == PROC_ROOT:
                 proc_root = self.hypervisor.proc_root  # type: ignore[attr-defined]
-            if sys_root == "/sys":
+            if sys_root == SYS_ROOT:
                 sys_root = self.hypervisor.sys_root
         settings = EngineSettings.from_config(config, proc_root=proc_root, sys_root=sys_root)
         self.engine = Engine(settings, self.hypervisor, policies, self.clock, faults=self.faults,

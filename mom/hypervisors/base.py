@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from mom.core.disks import DiskLimitError, DiskLimits, find_disk
 from mom.core.errors import MomError
 from mom.core.guests import SECTIONS, GuestData, GuestInfo
+from mom.core.host_paths import SYS_ROOT
 
 __all__ = ["SECTIONS", "KSM_TUNABLES", "Capability", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
            "HypervisorInterface", "HypervisorUnavailable", "InterfaceUnavailable", "NotSupported",
@@ -106,7 +107,7 @@ class HypervisorInterface(ABC):
             cls.capabilities = cls.capabilities | {Capability.BULK_STATS}
         cls.bulk = Capability.BULK_STATS in cls.capabilities
 
-    def __init__(self, sys_root: str = "/sys") -> None:
+    def __init__(self, sys_root: str = SYS_ROOT) -> None:
         self.sys_root = sys_root
 
     @classmethod

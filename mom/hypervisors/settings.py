@@ -1,3 +1,4 @@
+
 """Typed settings of each hypervisor interface, one frozen dataclass per interface,
 built from the configuration by :meth:`from_config`.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mom.core.host_paths import PROC_ROOT, SYS_ROOT
+
 # vdsm: the first call waits at most this long for the first connection (s).
 VDSM_FIRST_WAIT = 2.0
 # vdsm: the bulk statistics are reused for at most this long (s).
@@ -25,8 +28,8 @@ class LibvirtSettings:
     """``hypervisor-interface: libvirt``."""
 
     uri: str = ""  # '' = libvirt's default URI
-    sys_root: str = "/sys"
-    proc_root: str = "/proc"
+    sys_root: str = SYS_ROOT
+    proc_root: str = PROC_ROOT
     stats_period: float | None = None  # the balloon statistics period set on guests (s); None: left alone
 
     @classmethod
@@ -49,7 +52,7 @@ class VdsmSettings:
     request_timeout: float
     first_wait: float = VDSM_FIRST_WAIT
     stats_max_age: float = VDSM_STATS_MAX_AGE
-    sys_root: str = "/sys"
+    sys_root: str = SYS_ROOT
 
     @classmethod
     def from_config(cls, config: Any) -> VdsmSettings:
@@ -89,7 +92,7 @@ class QmpSettings:
     socket_glob: str
     timeout: float = QMP_TIMEOUT
     stats_period: float | None = None  # the balloon statistics polling interval set on guests (s)
-    sys_root: str = "/sys"
+    sys_root: str = SYS_ROOT
 
     @classmethod
     def from_config(cls, config: Any) -> QmpSettings:

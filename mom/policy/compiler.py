@@ -666,7 +666,7 @@ class Compiler:
             m.depth += 1
             F: Scope = {}
             try:
-                for param, arg in zip(params, fs):  # as many as nargs: checked above
+                for param, arg in zip(params, fs, strict=False):  # as many: checked above
                     value = arg(V, F)  # in the new scope: a later argument sees earlier parameters
                     if param not in F:  # bind(), written out: a call per argument costs ~5% of a run
                         F[param] = V[param] if param in V else UNBOUND

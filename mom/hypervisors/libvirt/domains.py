@@ -24,6 +24,7 @@ from typing import Any
 
 import libvirt
 
+from mom.core.host_paths import PROC_ROOT
 from mom.hypervisors.base import GuestGone, GuestInfo, HypervisorError
 from mom.hypervisors.libvirt.connection import GONE_CODES, LibvirtConnection
 from mom.hypervisors.libvirt.domain_xml import DomainXml, parse_domain_xml
@@ -40,7 +41,7 @@ def running(dom: Any) -> bool:
 class Domains:
     """The current connection's domain objects and QEMU pids."""
 
-    def __init__(self, connection: LibvirtConnection, proc_root: str = "/proc") -> None:
+    def __init__(self, connection: LibvirtConnection, proc_root: str = PROC_ROOT) -> None:
         self.connection = connection
         self.proc_root = proc_root
         self.pid_dir: str | None = None  # where NAME.pid files are (None: no local pid files)

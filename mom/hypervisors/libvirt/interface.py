@@ -34,6 +34,7 @@ from typing import Any
 
 import libvirt
 
+from mom.core.host_paths import PROC_ROOT, SYS_ROOT
 from mom.hypervisors.base import Capability, GuestData, GuestInfo, HypervisorError, HypervisorInterface
 from mom.hypervisors.libvirt import events as events_module
 from mom.hypervisors.libvirt.collection import Collection
@@ -54,7 +55,7 @@ class LibvirtHypervisor(HypervisorInterface):
     capabilities = frozenset({Capability.BULK_STATS, Capability.EVENTS, Capability.GUEST_AGENT})
     settings_type = LibvirtSettings
 
-    def __init__(self, uri: str = "", *, sys_root: str = "/sys", proc_root: str = "/proc",
+    def __init__(self, uri: str = "", *, sys_root: str = SYS_ROOT, proc_root: str = PROC_ROOT,
                  pid_dir: str | None = None, events: bool = True,
                  opener: Callable[[str | None], Any] | None = None,
                  retry_min: float = 1.0, retry_max: float = 30.0, xml_ttl: float = 60.0,

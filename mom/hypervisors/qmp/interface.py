@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from mom.core.host_paths import SYS_ROOT
 from mom.hypervisors.base import (
     Capability,
     GuestData,
@@ -65,7 +66,7 @@ class QmpHypervisor(HypervisorInterface):
     settings_type = QmpSettings
 
     def __init__(self, socket_glob: str, *, timeout: float = 5.0, stats_period: float | None = None,
-                 sys_root: str = "/sys", retry_min: float = 1.0, retry_max: float = 30.0,
+                 sys_root: str = SYS_ROOT, retry_min: float = 1.0, retry_max: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         """socket_glob: the guests' QMP sockets. timeout: the deadline of one QMP call,
         of one connection attempt and of one guest's collection (s). stats_period:

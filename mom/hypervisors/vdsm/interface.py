@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mom.core.disks import entry_ident, find_disk
+from mom.core.host_paths import SYS_ROOT
 from mom.hypervisors.base import (
     KSM_TUNABLES,
     Capability,
@@ -78,7 +79,7 @@ class VdsmInterface(HypervisorInterface):
     settings_type = VdsmSettings
 
     def __init__(self, client: VdsmClient, *, stats_max_age: float = STATS_MAX_AGE,
-                 io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = "/sys",
+                 io_tune_max_age: float = IO_TUNE_MAX_AGE, sys_root: str = SYS_ROOT,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(sys_root=sys_root)
         self.client = client
