@@ -123,9 +123,12 @@ class SimGuest:
         """The virtio-mem device's region (KiB); 0 without a device."""
         return self.spec.virtio_mem.max_kib if self.spec.virtio_mem is not None else 0
 
+    # untouched and touched are read several times per guest and step: size is
+    # written out in them rather than read through its property.
     @property
     def untouched(self) -> float:
-        u = (self.size - self.reserve - self.hot_ram - self.cold_ram - self.cache - self.free_touched)
+        u = (self.balloon_cur + self.vmem_size - self.reserve - self.hot_ram - self.cold_ram - self.cache
+             - self.free_touched)
         return u if u > 0.0 else 0.0
 
     @property
@@ -133,7 +136,9 @@ class SimGuest:
         """Guest memory the host backs (in RAM or on host swap), before KSM."""
         if not self.running:
             return 0.0
-        return self.size - self.untouched
+        size = self.balloon_cur + self.vmem_size
+        u = size - self.reserve - self.hot_ram - self.cold_ram - self.cache - self.free_touched
+        return size - u if u > 0.0 else size
 
     footprint = touched
 
