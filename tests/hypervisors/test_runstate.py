@@ -36,3 +36,11 @@ def test_every_move_outside_the_table_is_refused_and_changes_nothing(start: RunS
 def test_closed_is_final() -> None:
     assert TRANSITIONS[RunState.CLOSED] == frozenset()
     assert all(RunState.CLOSED in TRANSITIONS[s] for s in RunState if s is not RunState.CLOSED)
+
+
+def test_the_table_is_the_documented_life_of_a_connection() -> None:
+    """Written out, so that a wrong entry in TRANSITIONS fails here (the other tests
+    take their expectations from the table itself)."""
+    idle, C, U, D, X = (RunState.IDLE, RunState.CONNECTING, RunState.CONNECTED, RunState.DISCONNECTED,
+                        RunState.CLOSED)
+    assert TRANSITIONS == {idle: {C, X}, C: {U, D, X}, U: {D, X}, D: {C, X}, X: set()}
