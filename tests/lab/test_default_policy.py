@@ -161,4 +161,4 @@ def test_guests_with_virtio_mem_are_resized_by_it() -> None:
     assert default["balloon_moved_mib"] < sample["balloon_moved_mib"] / 10, (default, sample)
     assert default["reclaimed_mean_mib"] > 2 * sample["reclaimed_mean_mib"], (default, sample)
     assert sample["host_swap_mib_s"] > 0, sample
-    assert default["stall_s"] < sample["stall_s"] / 10, (default["stall_s"], sample["stall_s"])
+    assert default["stall_s"] < sample["stall_s"] / 4, (default["stall_s"], sample["stall_s"])
