@@ -25,7 +25,7 @@ from mom.core.host_paths import SYS_ROOT
 
 __all__ = ["SECTIONS", "KSM_TUNABLES", "Capability", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
            "HypervisorInterface", "HypervisorUnavailable", "InterfaceUnavailable", "NotSupported",
-           "checked_io_tunes", "disk_for"]
+           "check_virtio_mem_size", "checked_io_tunes", "disk_for"]
 
 
 class HypervisorError(MomError):
@@ -54,6 +54,20 @@ class InterfaceUnavailable(HypervisorError):
 
 
 KSM_TUNABLES = ("run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes")
+
+
+def check_virtio_mem_size(guest_name: str, size_kib: int, block_kib: int, max_kib: int) -> None:
+    """Refuse a virtio-mem requested size as QEMU does: outside [0, the device's region]
+    or not a multiple of its block (HypervisorError, one line). Every interface's
+    set_virtio_mem_requested asks this one rule, so the refusal reads the same on each;
+    the VirtioMem controller is the one place that rounds and clamps. A block of 0
+    (not known) checks the region only."""
+    size = int(size_kib)
+    refused = f"guest {guest_name}: virtio-mem requested size {size} KiB"
+    if not 0 <= size <= max_kib:
+        raise HypervisorError(f"{refused} is outside the device's region [0, {max_kib}] KiB")
+    if block_kib and size % block_kib:
+        raise HypervisorError(f"{refused} is not a multiple of its {block_kib} KiB block")
 
 
 def checked_io_tunes(guest: GuestInfo, tunes: Iterable[Any]) -> list[DiskLimits]:

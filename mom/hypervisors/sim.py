@@ -25,6 +25,7 @@ from mom.hypervisors.base import (
     HypervisorError,
     HypervisorInterface,
     NotSupported,
+    check_virtio_mem_size,
     checked_io_tunes,
     disk_for,
 )
@@ -215,9 +216,7 @@ class SimHypervisor(HypervisorInterface):
         if vmem is None:
             raise NotSupported(f"guest {guest.name} has no virtio-mem device")
         size = int(size_kib)
-        if not 0 <= size <= vmem.max_kib or size % vmem.block_kib:
-            raise HypervisorError(f"guest {guest.name}: virtio-mem requested size {size} KiB must be a multiple "
-                                  f"of the {vmem.block_kib} KiB block within [0, {vmem.max_kib}] KiB")
+        check_virtio_mem_size(guest.name, size, vmem.block_kib, vmem.max_kib)
         with self.model.lock:
             g.set_vmem_requested(size)
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import libvirt
 
-from mom.hypervisors.base import GuestInfo, HypervisorError, NotSupported, checked_io_tunes, disk_for
+from mom.hypervisors.base import (
+    GuestInfo,
+    HypervisorError,
+    NotSupported,
+    check_virtio_mem_size,
+    checked_io_tunes,
+    disk_for,
+)
 from mom.hypervisors.libvirt.connection import LibvirtConnection
 from mom.hypervisors.libvirt.domains import Domains, XmlCache
 
@@ -76,11 +83,7 @@ class Controls:
         if device is None:
             raise NotSupported(f"guest {guest.name}: no virtio-mem device")
         size = int(size_kib)
-        refused = f"guest {guest.name}: virtio-mem requested size {size} KiB"
-        if not 0 <= size <= device.size:
-            raise HypervisorError(f"{refused} is outside the device's region [0, {device.size}] KiB")
-        if device.block and size % device.block:
-            raise HypervisorError(f"{refused} is not a multiple of its {device.block} KiB block")
+        check_virtio_mem_size(guest.name, size, device.block, device.size)
         update = device.with_requested(size)
         try:
             self.domains.call(conn, guest, f"virtio-mem requested size {size} KiB",

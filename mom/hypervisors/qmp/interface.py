@@ -45,6 +45,7 @@ from mom.hypervisors.base import (
     HypervisorInterface,
     HypervisorUnavailable,
     NotSupported,
+    check_virtio_mem_size,
 )
 from mom.hypervisors.qmp import stats
 from mom.hypervisors.qmp.connection import QmpConnection, QmpHung, QmpLost
@@ -318,11 +319,9 @@ class QmpHypervisor(HypervisorInterface):
             dev = conn.devices
             if dev.virtio_mem is None:
                 raise NotSupported(f"guest {guest.name}: no virtio-mem device")
-            try:
-                value = stats.virtio_mem_request(size_kib, dev.virtio_mem_block, dev.virtio_mem_max)
-            except ValueError as refused:
-                raise HypervisorError(
-                    f"guest {guest.name}: virtio-mem requested size {int(size_kib)} KiB {refused}") from None
-            await conn.execute("qom-set", {"path": dev.virtio_mem, "property": "requested-size", "value": value})
+            check_virtio_mem_size(guest.name, size_kib, dev.virtio_mem_block // stats.KIB,
+                                  dev.virtio_mem_max // stats.KIB)
+            await conn.execute("qom-set", {"path": dev.virtio_mem, "property": "requested-size",
+                                           "value": int(size_kib) * stats.KIB})
 
         self._one(guest, request)

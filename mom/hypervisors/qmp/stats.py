@@ -95,16 +95,3 @@ def virtio_mem_section(data: Mapping[str, Any]) -> dict[str, int]:
     """GuestData.virtio_mem from a virtio-mem entry (bytes) in KiB."""
     return {"virtio_mem_size": int(data["size"]) // KIB, "virtio_mem_requested": int(data["requested-size"]) // KIB,
             "virtio_mem_block": int(data["block-size"]) // KIB, "virtio_mem_max": int(data["max-size"]) // KIB}
-
-
-def virtio_mem_request(size_kib: int, block_bytes: int, max_bytes: int) -> int:
-    """The ``requested-size`` (bytes) for a wanted size in KiB. A size that is not
-    a multiple of the block or lies outside [0, max-size] is refused (ValueError
-    with the reason), as QEMU, the libvirt and the simulator interfaces refuse it:
-    the VirtioMem controller is the one place that rounds and clamps."""
-    size = int(size_kib)
-    if not 0 <= size * KIB <= max_bytes:
-        raise ValueError(f"is outside the device's region [0, {max_bytes // KIB}] KiB")
-    if block_bytes and (size * KIB) % block_bytes:
-        raise ValueError(f"is not a multiple of its {block_bytes // KIB} KiB block")
-    return size * KIB
