@@ -5,7 +5,10 @@ When the driver leaves a domain's ``balloon.*`` statistics empty (libvirt's
 test driver does; so does a guest without a balloon device), that guest falls
 back to ``memoryStats()`` and/or ``info()``. balloon_min, free page
 reporting, the vCPU count, the oVirt vcpuLimit metadata, the disk list and the
-virtio-mem device come from the domain XML (:class:`~.domains.XmlCache`). The mapping of the values is :mod:`.stats`'.
+virtio-mem devices come from the domain XML (:class:`~.domains.XmlCache`). The mapping of the values is :mod:`.stats`'.
+The balloon section needs the XML's plugged virtio-mem sizes too (libvirt
+counts them in its balloon figures): a guest with a device has its XML read
+fresh once per tick, for both sections, unless events keep the cache fresh.
 
 An error in one guest's section is recorded in its GuestData and never spoils
 the other guests; a guest that went away is left out quietly (GuestGone).
@@ -24,6 +27,7 @@ from mom.core.faults import FaultKey, FaultLog
 from mom.hypervisors.base import SECTIONS, GuestData, GuestGone, GuestInfo, HypervisorError, NotSupported
 from mom.hypervisors.libvirt import stats
 from mom.hypervisors.libvirt.connection import ConnectionLost, LibvirtConnection
+from mom.hypervisors.libvirt.domain_xml import DomainXml
 from mom.hypervisors.libvirt.domains import Domains, XmlCache
 
 # getAllDomainStats failing: logged once ("libvirt bulk statistics: ..."), and once when it works again.
@@ -85,6 +89,13 @@ class Collection:
     def _collect_guest(self, conn: Any, guest: GuestInfo, rec: dict[str, Any], wanted: list[str]) -> GuestData:
         data = GuestData()
         info: list[Any] | None = None
+        xml: DomainXml | None = None
+
+        def get_xml() -> DomainXml:
+            nonlocal xml
+            if xml is None:
+                xml = self._xml_with_plugged_sizes(conn, guest)
+            return xml
 
         def get_info() -> list[Any]:
             nonlocal info
@@ -97,13 +108,13 @@ class Collection:
                 if section == "memory":
                     data.memory = self.memory(conn, guest, rec)
                 elif section == "balloon":
-                    data.balloon = self.balloon(conn, guest, rec, get_info)
+                    data.balloon = self.balloon(conn, guest, rec, get_info, get_xml)
                 elif section == "cpu_tune":
                     data.cpu_tune = self.cpu_tune(conn, guest)
                 elif section == "io_tune":
                     data.io_tune = self.io_tune(conn, guest)
                 elif section == "virtio_mem":
-                    data.virtio_mem = self.virtio_mem(conn, guest)
+                    data.virtio_mem = self.virtio_mem(conn, guest, get_xml)
             except (GuestGone, ConnectionLost):
                 raise
             except HypervisorError as e:
@@ -122,13 +133,17 @@ class Collection:
         return stats.memory_section(raw)
 
     def balloon(self, conn: Any, guest: GuestInfo, rec: dict[str, Any],
-                get_info: Callable[[], list[Any]] | None = None) -> dict[str, Any]:
+                get_info: Callable[[], list[Any]] | None = None,
+                get_xml: Callable[[], DomainXml] | None = None) -> dict[str, Any]:
+        """The boot memory's balloon: libvirt's figures (bulk record, else info())
+        less the virtio-mem sizes it counts in them (:func:`.stats.balloon_section`)."""
         both = stats.bulk_balloon(rec)
         if both is None:
             info = get_info() if get_info is not None else self.domains.call(conn, guest, "info", lambda d: d.info())
             both = int(info[2]), int(info[1])
         cur, top = both
-        return stats.balloon_section(cur, top, self.xml.get(conn, guest))
+        xml = get_xml() if get_xml is not None else self._xml_with_plugged_sizes(conn, guest)
+        return stats.balloon_section(cur, top, xml)
 
     def cpu_tune(self, conn: Any, guest: GuestInfo) -> dict[str, Any]:
         params = self.domains.call(conn, guest, "schedulerParameters", lambda d: d.schedulerParameters())
@@ -150,13 +165,19 @@ class Collection:
             out.append(stats.io_tune_entry(disk.dev, disk.path, xml.io_limits(disk), values))
         return out
 
-    def virtio_mem(self, conn: Any, guest: GuestInfo) -> dict[str, Any]:
-        """The guest's virtio-mem device from its XML. Without events (which drop the
-        cached XML when the plugged size changes) a guest with a device has its XML
-        fetched every time. Raises NotSupported when it has none."""
-        cached = self.xml.cached(guest.uuid)
-        fresh = cached is not None and cached.virtio_mem is not None and not self._events_active()
-        device = self.xml.get(conn, guest, fresh=fresh).virtio_mem
+    def virtio_mem(self, conn: Any, guest: GuestInfo,
+                   get_xml: Callable[[], DomainXml] | None = None) -> dict[str, Any]:
+        """The guest's virtio-mem device from its XML. Raises NotSupported when it has none."""
+        xml = get_xml() if get_xml is not None else self._xml_with_plugged_sizes(conn, guest)
+        device = xml.virtio_mem
         if device is None:
             raise NotSupported(f"guest {guest.name}: no virtio-mem device")
         return stats.virtio_mem_section(device)
+
+    def _xml_with_plugged_sizes(self, conn: Any, guest: GuestInfo) -> DomainXml:
+        """The guest's XML with current virtio-mem plugged sizes. Without events (which
+        drop the cached XML when a plugged size changes) a guest with a device has its
+        XML fetched every time; the others keep the cached one."""
+        cached = self.xml.cached(guest.uuid)
+        fresh = cached is not None and bool(cached.virtio_mem_devices) and not self._events_active()
+        return self.xml.get(conn, guest, fresh=fresh)

@@ -9,12 +9,13 @@
   oVirt tune metadata's ``ioTune/device`` entries (matched by path, else name).
 - free_page_reporting: ``<memballoon model='virtio...' freePageReporting='on'>``
   (True/False; None without a virtio balloon).
-- virtio_mem: the first ``<devices><memory model='virtio-mem'>``: its
+- virtio_mem_devices: every ``<devices><memory model='virtio-mem'>``: its
   ``<target>``'s size (the region), node, block, requested and current (the
   plugged size; libvirt updates it in the live XML as the guest plugs), in KiB
   (a ``unit`` attribute says otherwise), and the element itself, which an
-  update sends back with another ``<requested>``. MOM manages one device per
-  guest; QEMU guests rarely have more.
+  update sends back with another ``<requested>``. virtio_mem is the first: MOM
+  manages one device per guest (QEMU guests rarely have more), but libvirt's
+  balloon figures count them all (virtio_mem_plugged, virtio_mem_regions).
 """
 
 from __future__ import annotations
@@ -78,7 +79,22 @@ class DomainXml:
     # the oVirt tune metadata's devices: (name, path, {"guaranteed": {...}, "maximum": {...}})
     io_policy: list[tuple[str | None, str | None, dict[str, dict[str, int]]]] = field(default_factory=list)
     free_page_reporting: bool | None = None
-    virtio_mem: VirtioMem | None = None
+    virtio_mem_devices: list[VirtioMem] = field(default_factory=list)
+
+    @property
+    def virtio_mem(self) -> VirtioMem | None:
+        """The device MOM manages: the first."""
+        return self.virtio_mem_devices[0] if self.virtio_mem_devices else None
+
+    @property
+    def virtio_mem_plugged(self) -> int:
+        """KiB plugged in all virtio-mem devices (their ``<current>``)."""
+        return sum(device.current for device in self.virtio_mem_devices)
+
+    @property
+    def virtio_mem_regions(self) -> int:
+        """KiB of all virtio-mem devices' regions (their ``<size>``)."""
+        return sum(device.size for device in self.virtio_mem_devices)
 
     def io_limits(self, disk: Disk) -> dict[str, dict[str, int]]:
         """The policy bounds of a disk: its metadata entry found by the one disk rule."""
@@ -132,7 +148,7 @@ def parse_domain_xml(text: str) -> DomainXml:
     balloon = root.find("./devices/memballoon")
     if balloon is not None and (balloon.get("model") or "").startswith("virtio"):
         out.free_page_reporting = balloon.get("freePageReporting") == "on"
-    out.virtio_mem = _virtio_mem(root)
+    out.virtio_mem_devices = _virtio_mems(root)
     metadata = root.find("./metadata")
     if metadata is not None:
         ns = "{" + OVIRT_TUNE_NS + "}"
@@ -153,14 +169,16 @@ def parse_domain_xml(text: str) -> DomainXml:
     return out
 
 
-def _virtio_mem(root: ET.Element) -> VirtioMem | None:
+def _virtio_mems(root: ET.Element) -> list[VirtioMem]:
+    devices = []
     for elem in root.findall("./devices/memory"):
         target = elem.find("./target")
         if elem.get("model") != "virtio-mem" or target is None:
             continue
         node = target.find("./node")
-        return VirtioMem(size=_kib(target.find("./size")), block=_kib(target.find("./block")),
-                         requested=_kib(target.find("./requested")), current=_kib(target.find("./current")),
-                         node=_int(node.text) if node is not None else None,
-                         element=ET.tostring(elem, encoding="unicode").strip())  # without its tail
-    return None
+        devices.append(VirtioMem(size=_kib(target.find("./size")), block=_kib(target.find("./block")),
+                                 requested=_kib(target.find("./requested")),
+                                 current=_kib(target.find("./current")),
+                                 node=_int(node.text) if node is not None else None,
+                                 element=ET.tostring(elem, encoding="unicode").strip()))  # without its tail
+    return devices

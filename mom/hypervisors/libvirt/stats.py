@@ -11,6 +11,21 @@ those empty, from memoryStats(). oom_kills and alloc_stalls are never there:
 libvirt 9.0 (Debian 12's) has no memoryStats key for them, though newer QEMU
 balloon drivers report them over QMP (the qmp interface passes them on).
 
+The balloon section is the boot memory's balloon, as over QMP and in the
+simulator: balloon_cur <= balloon_max = the boot memory, virtio-mem apart.
+libvirt's QEMU driver counts virtio-mem memory in its balloon figures: its
+current size (info()'s memory, the bulk record's ``balloon.current``) is
+QEMU's balloon plus every virtio-mem device's plugged size (``<current>``,
+not ``<requested>``), its maximum (info()'s maxMemory, ``balloon.maximum``)
+the domain's total memory, boot memory plus every device's region
+(``<size>``). Measured with libvirt 9.0.0 (Debian 12) and QEMU 7.2, 512 MiB
+boot memory and 256 MiB plugged in a 512 MiB region: info() [1048576,
+786432], while QMP's query-balloon said 512 MiB; mid-plug, with 128 MiB of
+the 256 MiB plugged, 655360. balloon_section takes them off again.
+memoryStats()' ``actual`` is QEMU's balloon alone (unused here); its
+``available`` is the guest's MemTotal, plugged memory included, as QMP's
+stat-total-memory: mem_available is the guest's own view and keeps it.
+
 The balloon section adds balloon_free_page_reporting (1/0) from the domain
 XML's ``<memballoon freePageReporting>``, absent without a virtio balloon.
 The virtio_mem section (virtio_mem_size, virtio_mem_requested,
@@ -83,7 +98,13 @@ def bulk_balloon(rec: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def balloon_section(cur: int, top: int, xml: DomainXml) -> dict[str, Any]:
-    """GuestData.balloon from (current, maximum) KiB and the domain XML."""
+    """GuestData.balloon from libvirt's (current, maximum) KiB and the domain XML:
+    the boot memory's balloon, the virtio-mem devices' plugged sizes and regions
+    that libvirt adds taken off (see the module doc). The XML is read after
+    libvirt's figures: while the guest plugs, the two may differ by a step, so
+    the result is kept within [0, maximum]."""
+    top = max(0, top - xml.virtio_mem_regions)
+    cur = min(max(0, cur - xml.virtio_mem_plugged), top)
     out: dict[str, Any] = {"balloon_cur": cur, "balloon_max": top, "balloon_min": xml.balloon_min}
     if xml.free_page_reporting is not None:
         out["balloon_free_page_reporting"] = int(xml.free_page_reporting)

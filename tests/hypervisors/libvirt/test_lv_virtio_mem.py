@@ -18,7 +18,7 @@ from mom.hypervisors.base import GuestInfo, HypervisorError, NotSupported  # noq
 from mom.hypervisors.libvirt.count import BalloonStatsFiller  # noqa: E402
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 
-from .lvtest import FaultyOpener, domain_uuid, node_file, virtio_mem_xml  # noqa: E402
+from .lvtest import FaultyConnection, FaultyOpener, domain_uuid, node_file, virtio_mem_xml  # noqa: E402
 
 GIB = 1048576  # KiB
 # vm0 and vm2: a 2 GiB virtio-mem region in 2 MiB blocks asking for 512 MiB; vm1: none.
@@ -154,6 +154,71 @@ def test_the_plugged_size_is_read_fresh_without_events(iface_factory, tmp_path: 
     assert h.collect_all(guests, ["virtio_mem"])[vm0.uuid].virtio_mem["virtio_mem_size"] == 0
     plugged["kib"] = 262144
     assert h.collect_all(guests, ["virtio_mem"])[vm0.uuid].virtio_mem["virtio_mem_size"] == 262144
+    # The balloon section needs the plugged size too (libvirt counts it in its balloon
+    # figures): one fresh XML per tick for both sections, and only for the guests with
+    # a device (vm0, vm2); vm1 and the other sections keep the cached XML.
     before = opener.conn.calls.count("XMLDesc")
-    h.collect_all(guests, ["balloon"])
-    assert opener.conn.calls.count("XMLDesc") == before  # the other sections keep the cached XML
+    h.collect_all(guests, ["memory", "balloon", "cpu_tune", "virtio_mem"])
+    assert opener.conn.calls.count("XMLDesc") == before + 2
+    plugged["kib"] = 0
+    assert h.collect_all(guests, ["balloon", "virtio_mem"])[vm0.uuid].virtio_mem["virtio_mem_size"] == 0
+    assert opener.conn.calls.count("XMLDesc") == before + 4
+
+
+# libvirt's QEMU driver counts virtio-mem memory in its balloon figures (measured with
+# libvirt 9.0 in test_lv_e2e_virtio_mem.py): current = the balloon + every device's
+# plugged size, maximum = boot memory + every device's region. The test driver's
+# info() gives <currentMemory> and boot + regions: vm0 boots with 1 GiB, its balloon
+# holds 128 MiB back, and two devices (512 MiB and 1 GiB regions) have 256 MiB and
+# 128 MiB plugged, so libvirt says 1310720 of 2621440 KiB.
+BOOT_KIB, BALLOONED_KIB = GIB, 131072
+PLUGGED_KIB = (262144, 131072)
+TWO_DEVICES = {"virtio_mem": virtio_mem_xml("512 MiB", "2 MiB", "256 MiB")
+               + virtio_mem_xml("1 GiB", "2 MiB", "128 MiB"),
+               "virtio_mem_kib": 3 * GIB // 2, "memory_kib": BOOT_KIB,
+               "current_kib": BOOT_KIB - BALLOONED_KIB + sum(PLUGGED_KIB)}
+
+
+def plugged_xml(live: str) -> str:
+    """The live XML as QEMU's libvirt gives it: each device's plugged size in <current>
+    (the test driver leaves it at 0)."""
+    for kib in PLUGGED_KIB:
+        live = live.replace("<current unit='KiB'>0</current>", f"<current unit='KiB'>{kib}</current>", 1)
+    return live
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["info", "getAllDomainStats"])
+def test_the_balloon_section_is_the_boot_memorys_balloon(iface_factory, tmp_path: Path, bulk: bool) -> None:
+    """balloon_cur <= balloon_max = boot memory, as over QMP and in the simulator: every
+    device's plugged size and region taken off libvirt's figures, in both paths."""
+    def opener(uri):  # type: ignore[no-untyped-def]
+        conn = libvirt.open(uri)
+        made.append(FaultyConnection(BalloonStatsFiller(conn) if bulk else conn))
+        return made[-1]
+    made: list = []
+    h = iface_factory(node_file(tmp_path / "n.xml", 2, each={0: TWO_DEVICES}), opener=opener)
+    guests = by_name(h.list_guests())
+    vm0 = guests["vm0"]
+    live = h.domain(vm0).XMLDesc(0)
+    assert h.domain(vm0).info()[1:3] == [2621440, 1310720]  # libvirt's own figures
+    made[-1].overrides[("XMLDesc", vm0.uuid)] = lambda flags: plugged_xml(live)
+    data = h.collect_all(list(guests.values()), ["balloon", "virtio_mem"])
+    assert (bulk and "getAllDomainStats" in made[-1].calls) or "info" in made[-1].calls
+    balloon = data[vm0.uuid].balloon
+    assert (balloon["balloon_cur"], balloon["balloon_max"]) == (BOOT_KIB - BALLOONED_KIB, BOOT_KIB)
+    assert data[vm0.uuid].virtio_mem["virtio_mem_size"] == PLUGGED_KIB[0]  # the device MOM manages: the first
+    assert h.guest_balloon_info(vm0)["balloon_max"] == BOOT_KIB  # the per-guest getter too
+    plain = data[guests["vm1"].uuid].balloon  # no device: libvirt's figures as they are
+    assert (plain["balloon_cur"], plain["balloon_max"]) == (GIB, GIB)
+
+
+def test_the_balloon_stays_within_its_bounds_when_the_xml_is_a_step_behind() -> None:
+    """libvirt's figures are read before the XML: mid-plug they may disagree by a step."""
+    from mom.hypervisors.libvirt.stats import balloon_section
+    xml = parse_domain_xml("<domain><devices><memory model='virtio-mem'><target><size>524288</size>"
+                           "<block>2048</block><current>262144</current></target></memory></devices></domain>")
+    assert xml.virtio_mem_plugged == 262144 and xml.virtio_mem_regions == 524288
+    section = balloon_section(524288 + 131072, 1048576, xml)  # the XML already has more plugged
+    assert (section["balloon_cur"], section["balloon_max"]) == (393216, 524288)
+    section = balloon_section(524288 + 393216, 1048576, xml)  # the XML still has less plugged
+    assert (section["balloon_cur"], section["balloon_max"]) == (524288, 524288)
