@@ -7,6 +7,9 @@ blocks, and a balloon with free page reporting. momd's policy asks for 256 MiB
 plugged: libvirt's live XML must show the request, the guest's MemTotal must
 grow by it, and momd's own records must show the plugged size (its XML cache
 dropped by libvirt's memory-device size event) and free page reporting on.
+With memory plugged, momd's balloon figures must be the boot memory's (QEMU's
+query-balloon, asked through libvirtd), not libvirt's, which count the plugged
+memory; a balloon target set through the interface must reach QEMU as it is.
 Then the policy asks for 0: the guest unplugs and MemTotal falls back.
 Every process it starts (libvirtd, momd, QEMU) is stopped by PID.
 
@@ -31,6 +34,9 @@ from .conftest import NO_BINDING
 
 libvirt = pytest.importorskip("libvirt", reason=NO_BINDING)
 
+import libvirt_qemu  # noqa: E402
+
+from mom.hypervisors.libvirt import LibvirtHypervisor  # noqa: E402
 from mom.hypervisors.libvirt.domain_xml import parse_domain_xml  # noqa: E402
 
 from .e2e import guest_mem, wait_for, write_policy  # noqa: E402
@@ -42,6 +48,7 @@ BOOT_KIB = 524288
 REGION_KIB = 524288
 BLOCK_KIB = 2048
 PLUGGED_KIB = 262144
+INFLATE_KIB = 65536
 
 
 def domain_xml(img: GuestImage, serial: Path) -> str:
@@ -141,6 +148,10 @@ def test_momd_resizes_a_real_guests_virtio_mem_device(world: dict) -> None:
         alive = "alive" if momd.proc.poll() is None else f"exited {momd.proc.returncode}"
         return f"device {device()}; guest MemTotal {guest_mem(serial)} KiB; momd {alive}; log:\n{momd.log()[-2500:]}"
 
+    def qmp_balloon_kib() -> int:
+        reply = libvirt_qemu.qemuMonitorCommand(dom, json.dumps({"execute": "query-balloon"}), 0)
+        return int(json.loads(reply)["return"]["actual"]) // 1024
+
     def recorded() -> list[dict]:
         lines = (base / "record.jsonl").read_text().splitlines(keepends=True) \
             if (base / "record.jsonl").exists() else []
@@ -164,6 +175,33 @@ def test_momd_resizes_a_real_guests_virtio_mem_device(world: dict) -> None:
     assert (last["virtio_mem_requested"], last["virtio_mem_block"], last["virtio_mem_max"]) == \
         (PLUGGED_KIB, BLOCK_KIB, REGION_KIB)
     assert last["balloon_free_page_reporting"] == 1 and last["hugetlb_pgalloc"] is not None
+    # The balloon is the boot memory's, as over QMP and in the simulator (libvirt's own
+    # figures count the plugged memory: 786432 of 1048576 KiB here): QEMU's balloon,
+    # asked through this libvirtd, agrees; mem_available is the guest's MemTotal,
+    # plugged memory included.
+    plugged = [s for s in recorded() if s.get("virtio_mem_size") == PLUGGED_KIB]
+    assert plugged and all(s["balloon_cur"] <= s["balloon_max"] == BOOT_KIB for s in plugged), plugged[-3:]
+    assert dom.info()[1:3] == [BOOT_KIB + REGION_KIB, BOOT_KIB + PLUGGED_KIB]  # what libvirt says itself
+    assert plugged[-1]["balloon_cur"] == qmp_balloon_kib() == BOOT_KIB
+    wait_for("momd's recorded mem_available at the guest's MemTotal with the plugged memory",
+             lambda: recorded()[-1]["mem_available"] == grown_mem, 15, lambda: str(recorded()[-1:]))
+
+    # -- the balloon's target is the boot memory's too ----------------------------------------
+    t0 = time.monotonic()
+    lv = LibvirtHypervisor(lvd.uri)
+    try:
+        [guest] = [g for g in lv.list_guests() if g.name == GUEST]
+        lv.set_balloon_target(guest, BOOT_KIB - INFLATE_KIB)
+        wait_for("QEMU's balloon at the target", lambda: qmp_balloon_kib() == BOOT_KIB - INFLATE_KIB, 15, state)
+        wait_for("momd's recorded balloon_cur at the target, the maximum still the boot memory",
+                 lambda: (recorded()[-1]["balloon_cur"], recorded()[-1]["balloon_max"],
+                          recorded()[-1]["virtio_mem_size"]) == (BOOT_KIB - INFLATE_KIB, BOOT_KIB, PLUGGED_KIB),
+                 15, lambda: str(recorded()[-1:]))
+        lv.set_balloon_target(guest, BOOT_KIB)
+        wait_for("QEMU's balloon back at the boot memory", lambda: qmp_balloon_kib() == BOOT_KIB, 15, state)
+    finally:
+        lv.close()
+    timings["balloon target there and back"] = time.monotonic() - t0
 
     # -- unplug ----------------------------------------------------------------------------
     write_policy(policy, virtio_mem_policy(0))
