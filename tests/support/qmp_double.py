@@ -78,7 +78,8 @@ class GuestState:
     oom_kills: int = 0
     alloc_stalls: int = 0
     polling_interval: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # command -> the answer given instead of QEMU's (a malformed answer); the handshake's too
+    answers: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeQemu:
@@ -116,6 +117,11 @@ class FakeQemu:
 
     def hang(self, hung: bool = True) -> None:
         self.hung = hung
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections this QEMU still holds open (a client that leaks its socket keeps one)."""
+        return len(self._writers)
 
     # -- the server ---------------------------------------------------------------------
     async def _start(self) -> None:
@@ -178,6 +184,8 @@ class FakeQemu:
     # -- commands -----------------------------------------------------------------------
     def _execute(self, cmd: str, args: dict[str, Any]) -> Any:
         s = self.state
+        if cmd in s.answers:
+            return s.answers[cmd]
         if cmd == "query-name":
             return {"name": self.name} if self.name else {}
         if cmd == "query-uuid":
@@ -315,6 +323,8 @@ class QmpDouble:
                 pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 def main(argv: list[str]) -> int:

@@ -131,7 +131,12 @@ class QmpConnection:
     # -- connecting -------------------------------------------------------------------
     async def connect(self) -> None:
         """Connect, negotiate and read identity and devices, all within the deadline.
-        Never raises: a failure leaves the connection DISCONNECTED with ``outage`` set."""
+        A failure leaves the connection DISCONNECTED with ``outage`` set; nothing is
+        raised, except the cancellation of the attempt (the interface's backstop, or
+        close()), which is raised again after the attempt was undone (socket closed,
+        DISCONNECTED: the next discovery tries again). On a closed connection, nothing."""
+        if self.state is RunState.CLOSED:  # close() ran while this attempt was scheduled
+            return
         self.run.move(RunState.CONNECTING)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -140,11 +145,13 @@ class QmpConnection:
             await asyncio.wait_for(self._open(sock, client), self.timeout)
         except (TimeoutError, OSError, EOFError, QMPError, HypervisorError, ValueError, KeyError, TypeError) as e:
             why = f"no answer within {self.timeout:g} s" if isinstance(e, TimeoutError) else _reason(e)
-            await self._shut(client)
-            sock.close()
-            if self.state is RunState.CONNECTING:
-                self._lost(f"cannot connect: {why}")
+            await self._undo(sock, client, f"cannot connect: {why}")
             return
+        except BaseException:
+            # Cancelled (or worse): left CONNECTING, due() would never be true again and
+            # the guest never managed again; the socket would leak.
+            await self._undo(sock, client, "cannot connect: the attempt was cancelled")
+            raise
         if self.state is not RunState.CONNECTING:  # closed meanwhile
             await self._shut(client)
             return
@@ -255,6 +262,16 @@ class QmpConnection:
         self.run.move(RunState.DISCONNECTED)
         await self._shut(client)
 
+    async def _undo(self, sock: socket.socket, client: QMPClient, why: str) -> None:
+        """A failed or cancelled attempt: DISCONNECTED first (whatever interrupts the
+        rest), then the client shut and the socket closed."""
+        if self.state is RunState.CONNECTING:
+            self._lost(why)
+        try:
+            await self._shut(client)
+        finally:
+            sock.close()
+
     def _lost(self, why: str) -> None:
         """A failed attempt: DISCONNECTED, and the next attempt after the back-off."""
         self.outage = why
@@ -274,6 +291,8 @@ class QmpConnection:
             pass
 
     async def close(self) -> None:
+        """Close for good (CLOSED; later calls raise QmpLost, a later connect() does
+        nothing). Raises nothing: the client is shut within the deadline, quietly."""
         if self.state is RunState.CLOSED:
             return
         client, self.client = self.client, None

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from mom.core.faults import FaultKey, FaultLog, OncePerKind
 from mom.core.host_paths import SYS_ROOT
 from mom.hypervisors.base import (
     Capability,
@@ -54,10 +55,25 @@ from mom.hypervisors.runstate import RunState
 from mom.hypervisors.settings import QmpSettings
 
 log = logging.getLogger("mom.qmp")
-# qemu.qmp logs every failed greeting and lost connection as an error with a traceback; the
-# interface reports each outage itself, once (see QmpHypervisor._report).
-logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 T = TypeVar("T")
+# Each guest section's QMP command (named in the section's error when QEMU's answer cannot be read).
+SECTION_COMMANDS = {"memory": "qom-get guest-stats", "balloon": "query-balloon",
+                    "virtio_mem": "query-memory-devices"}
+NO_SOCKETS = FaultKey("hypervisor", "qmp-socket-glob")
+
+
+def outage_key(path: str) -> FaultKey:
+    """The fault of one socket's connection (rendered "guest PATH qmp")."""
+    return FaultKey("hypervisor", "qmp", path)
+
+
+def quiet_qemu_qmp() -> None:
+    """qemu.qmp logs every failed greeting and lost connection as an error with a
+    traceback; the interface reports each outage itself, once. Silenced unless
+    momd logs at debug verbosity (then its lines help) or someone set its level."""
+    qemu_log = logging.getLogger("qemu.qmp")
+    if qemu_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+        qemu_log.setLevel(logging.CRITICAL)
 
 
 class QmpHypervisor(HypervisorInterface):
@@ -68,9 +84,13 @@ class QmpHypervisor(HypervisorInterface):
 
     def __init__(self, socket_glob: str, *, timeout: float = 5.0, stats_period: float | None = None,
                  sys_root: str = SYS_ROOT, retry_min: float = 1.0, retry_max: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], float] | None = None,
+                 backstop: float | None = None) -> None:
         """socket_glob: the guests' QMP sockets. timeout: the deadline of one QMP call,
-        of one connection attempt and of one guest's collection (s). stats_period:
+        of one connection attempt and of one guest's collection (s). backstop: how
+        long a caller waits for a whole discovery or collection at most (s; default
+        2 * timeout + 1), after which it is cancelled. clock: the daemon's, for the
+        times of the outages kept (FaultLog); monotonic: for the back-off. stats_period:
         the balloon statistics polling interval set on each guest (s; None: left
         alone). retry_min/retry_max: back-off bounds between connection attempts
         to a socket that refuses (s). Nothing is started here: the loop starts on
@@ -80,28 +100,36 @@ class QmpHypervisor(HypervisorInterface):
         self.timeout = timeout
         self.stats_period = None if stats_period is None else max(1, round(stats_period))
         self.retry_min, self.retry_max = retry_min, retry_max
+        self.backstop = 2 * timeout + 1 if backstop is None else backstop
         self._now = monotonic
         self._loop = LoopThread("mom-qmp")
         self._conns: dict[str, QmpConnection] = {}      # socket path -> its connection (loop thread only)
         self._by_uuid: dict[str, QmpConnection] = {}    # the last discovery's guests
-        self._outages: dict[str, str] = {}              # socket path -> the outage logged for it
-        self._none_reported = False                     # the glob matching nothing was logged
+        self.faults = FaultLog(log, clock or time.time)  # the sockets' outages, each logged once
+        self._bad_answers = OncePerKind(log)             # answers that could not be read: a traceback once
+        self._started = False
 
     @classmethod
     def from_settings(cls, settings: QmpSettings, clock: Any = None) -> QmpHypervisor:
         return cls(settings.socket_glob, timeout=settings.timeout, stats_period=settings.stats_period,
-                   sys_root=settings.sys_root)
+                   sys_root=settings.sys_root, clock=clock.time if clock is not None else None)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the loop's thread (the first call does it otherwise)."""
+        """Start the loop's thread (the first call does it otherwise). Raises
+        HypervisorUnavailable after close()."""
         try:
             self._loop.start()
         except LoopClosed:
             raise HypervisorUnavailable("qmp: the interface is closed") from None
+        if not self._started:  # on first use: momd's logging is set up by then
+            self._started = True
+            quiet_qemu_qmp()
 
     def close(self) -> None:
-        """Close every connection and stop the loop; later calls raise HypervisorUnavailable."""
+        """Cancel the calls under way (their callers get HypervisorUnavailable), close
+        every connection and stop the loop; later calls raise HypervisorUnavailable.
+        Raises nothing."""
         self._loop.close(self._close_all(), timeout=self.timeout + 1)
 
     async def _close_all(self) -> None:
@@ -110,9 +138,15 @@ class QmpHypervisor(HypervisorInterface):
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the loop from a pool thread. The coroutines bound their
-        own QMP calls; the wait here is a backstop above those deadlines."""
+        own QMP calls; the wait here is a backstop above those deadlines. Raises
+        HypervisorUnavailable (closed), HypervisorError (the backstop expired)."""
         try:
-            return self._loop.run(coro, (timeout or 2 * self.timeout) + 1)
+            self.start()
+        except HypervisorUnavailable:
+            coro.close()
+            raise
+        try:
+            return self._loop.run(coro, timeout or self.backstop)
         except LoopClosed:
             raise HypervisorUnavailable("qmp: the interface is closed") from None
         except TimeoutError as e:
@@ -133,36 +167,36 @@ class QmpHypervisor(HypervisorInterface):
 
     # -- discovery ----------------------------------------------------------------------
     def list_guests(self) -> list[GuestInfo]:
+        """The guests: the sockets with a live connection. Raises HypervisorError when
+        the backstop expired (the discovery is cancelled; the next one goes on),
+        HypervisorUnavailable after close()."""
         return self._run(self._discover())
 
     async def _discover(self) -> list[GuestInfo]:
         paths = sorted(glob.glob(self.socket_glob))
-        if not paths and not self._none_reported:
-            log.warning("qmp: no socket matches %s (yet); guests are picked up when their sockets appear",
-                        self.socket_glob)
-        self._none_reported = not paths
+        if paths:
+            self.faults.clear(NO_SOCKETS)
+        else:
+            self.faults.report(NO_SOCKETS, f"no socket matches {self.socket_glob} (yet); "
+                                           f"guests are picked up when their sockets appear")
         present = set(paths)
-        for path in [p for p in self._conns if p not in present]:
-            conn = self._conns.pop(path)
-            self._outages.pop(path, None)
+        gone = [self._conns.pop(p) for p in [p for p in self._conns if p not in present]]
+        for conn in gone:
+            self.faults.forget_target(conn.path)
             if conn.state is RunState.CONNECTED:
-                log.info("qmp: guest %s: its socket %s is gone", conn.name, path)
-            await conn.close()
-        for conn in self._conns.values():
-            await conn.check()  # a QEMU that exited since: reconnected below, at once
+                log.info("qmp: guest %s: its socket %s is gone", conn.name, conn.path)
         for path in paths:
             if path not in self._conns:
                 self._conns[path] = QmpConnection(path, timeout=self.timeout, stats_period=self.stats_period,
                                                   retry_min=self.retry_min, retry_max=self.retry_max,
                                                   monotonic=self._now)
-        due = [c for c in self._conns.values() if c.due()]
-        await asyncio.gather(*(c.connect() for c in due))
-        for conn in due:
-            self._report(conn)
+        # This discovery's connections (close() may empty self._conns while it waits).
+        conns = [self._conns[p] for p in paths]
+        # All at once: one slow QEMU (closing, checking or connecting) delays none of the others.
+        await asyncio.gather(*(c.close() for c in gone), *(self._refresh(c) for c in conns))
         guests: list[GuestInfo] = []
         by_uuid: dict[str, QmpConnection] = {}
-        for path in paths:
-            conn = self._conns[path]
+        for conn in conns:
             ident = conn.identity
             if conn.state is not RunState.CONNECTED or ident is None:
                 continue
@@ -175,11 +209,20 @@ class QmpHypervisor(HypervisorInterface):
         self._by_uuid = by_uuid
         return guests
 
+    async def _refresh(self, conn: QmpConnection) -> None:
+        await conn.check()  # a QEMU that exited since: reconnected at once
+        if conn.due():
+            await conn.connect()
+            self._report(conn)
+
     def _report(self, conn: QmpConnection) -> None:
         """One warning when a socket's connection fails or breaks (again when the
         reason changes), one line when it is back."""
+        key = outage_key(conn.path)
         if conn.state is RunState.CONNECTED:
-            if self._outages.pop(conn.path, None) is not None or conn.connections > 1:
+            if str(key) in self.faults.active():
+                self.faults.clear(key)  # its one line: "guest PATH qmp: recovered"
+            elif conn.connections > 1:  # lost and back at once (no outage was logged)
                 log.info("qmp: guest %s (%s) connected again, pid %s", conn.name, conn.path,
                          conn.identity.pid if conn.identity else None)
             for problem in conn.devices.problems:
@@ -188,10 +231,7 @@ class QmpHypervisor(HypervisorInterface):
             self._outage(conn, conn.outage)
 
     def _outage(self, conn: QmpConnection, message: str) -> None:
-        if self._outages.get(conn.path) == message:
-            return
-        self._outages[conn.path] = message
-        log.warning("qmp: %s (guest %s): %s", conn.path, conn.name, message)
+        self.faults.report(outage_key(conn.path), f"{message} (guest {conn.name})")
 
     def _conn(self, guest: GuestInfo) -> QmpConnection:
         conn = self._by_uuid.get(guest.uuid)
@@ -201,6 +241,10 @@ class QmpHypervisor(HypervisorInterface):
 
     # -- collection ---------------------------------------------------------------------
     def collect_all(self, guests: Iterable[GuestInfo], sections: Iterable[str]) -> dict[str, GuestData]:
+        """{uuid: GuestData} of the guests whose QEMU answered; a failing section (an
+        error of QEMU, an answer that cannot be read, a device the guest lacks) is in
+        that guest's errors only. Raises HypervisorError when the backstop expired,
+        HypervisorUnavailable after close()."""
         return self._run(self._collect(list(guests), set(sections)))
 
     async def _collect(self, guests: list[GuestInfo], sections: set[str]) -> dict[str, GuestData]:
@@ -217,9 +261,19 @@ class QmpHypervisor(HypervisorInterface):
                 self._report(conn)
             elif isinstance(answer, GuestGone):
                 continue
+            elif isinstance(answer, Exception):  # a bug met on this guest's answers: its sections fail, not the tick
+                why = self._unexpected(conn, "collection", answer)
+                result[guest.uuid] = GuestData(errors=dict.fromkeys(sorted(sections), f"guest {guest.name}: {why}"))
             elif isinstance(answer, BaseException):
                 raise answer
         return result
+
+    def _unexpected(self, conn: QmpConnection, what: str, e: Exception) -> str:
+        """The one line of an unexpected failure (constant, so the engine logs it once);
+        its traceback is logged once per socket, part and kind, at debug verbosity."""
+        if self._bad_answers.due((conn.path, what, type(e).__name__)) is not None:
+            log.debug("qmp: %s: %s failed", conn.path, what, exc_info=e)
+        return f"{what}: QEMU's answer cannot be read ({type(e).__name__}: {e})"
 
     async def _guest(self, guest: GuestInfo, conn: QmpConnection, sections: set[str]) -> GuestData:
         """One guest's sections, queried together (QMP pipelines them) under its deadline."""
@@ -232,12 +286,13 @@ class QmpHypervisor(HypervisorInterface):
         for section, answer in zip(wanted, answers, strict=True):
             if isinstance(answer, (QmpLost, QmpHung)):
                 raise answer
-            if section == "virtio_mem" and isinstance(answer, NotSupported):
-                continue  # no device: the section stays None (GuestData.virtio_mem), not an error
             if isinstance(answer, HypervisorError):
                 data.errors[section] = str(answer)
-                if isinstance(answer, NotSupported):
+                if isinstance(answer, NotSupported):  # e.g. no virtio-mem device: normal, said once by the engine
                     data.unsupported.add(section)
+            elif isinstance(answer, Exception):  # a malformed answer: this guest's section fails, not the tick
+                why = self._unexpected(conn, SECTION_COMMANDS[section], answer)
+                data.errors[section] = f"guest {guest.name}: {why}"
             elif isinstance(answer, BaseException):
                 raise answer
             else:
@@ -279,7 +334,12 @@ class QmpHypervisor(HypervisorInterface):
         return conn.devices.balloon
 
     # Per-guest getters (the base class's contract; used by tools and tests).
-    def _one(self, guest: GuestInfo, getter: Callable[[GuestInfo, QmpConnection], Coroutine[Any, Any, T]]) -> T:
+    def _one(self, guest: GuestInfo, getter: Callable[[GuestInfo, QmpConnection], Coroutine[Any, Any, T]],
+             what: str) -> T:
+        """One guest's call (``what``: its QMP command, for the error). Raises GuestGone
+        (no connection: QmpLost), HypervisorError (QEMU refused, did not answer,
+        gave an answer that cannot be read; the backstop), NotSupported (no such
+        device), HypervisorUnavailable after close()."""
         conn = self._conn(guest)
 
         async def call() -> T:
@@ -288,27 +348,34 @@ class QmpHypervisor(HypervisorInterface):
             except (QmpLost, QmpHung):
                 self._report(conn)
                 raise
+            except HypervisorError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a malformed answer is this call's error, one line
+                raise HypervisorError(f"guest {guest.name}: {self._unexpected(conn, what, e)}") from None
 
         return self._run(call())
 
     def guest_memory_stats(self, guest: GuestInfo) -> dict[str, Any]:
-        return self._one(guest, self._memory)
+        return self._one(guest, self._memory, SECTION_COMMANDS["memory"])
 
     def guest_balloon_info(self, guest: GuestInfo) -> dict[str, Any]:
-        return self._one(guest, self._balloon)
+        return self._one(guest, self._balloon, SECTION_COMMANDS["balloon"])
 
     def guest_virtio_mem(self, guest: GuestInfo) -> dict[str, Any]:
         """The "virtio_mem" section: virtio_mem_size (plugged), virtio_mem_requested,
         virtio_mem_block, virtio_mem_max (the region), KiB. NotSupported without a device."""
-        return self._one(guest, self._virtio_mem)
+        return self._one(guest, self._virtio_mem, SECTION_COMMANDS["virtio_mem"])
 
     # -- control ------------------------------------------------------------------------
     def set_balloon_target(self, guest: GuestInfo, target_kib: int) -> None:
+        """Send ``balloon`` with the target in bytes. Raises GuestGone (no connection),
+        NotSupported (no balloon device), HypervisorError (QEMU refused or did not
+        answer; the backstop), HypervisorUnavailable after close()."""
         async def balloon(guest: GuestInfo, conn: QmpConnection) -> None:
             self._balloon_path(guest, conn)
             await conn.execute("balloon", {"value": int(target_kib) * stats.KIB})
 
-        self._one(guest, balloon)
+        self._one(guest, balloon, "balloon")
 
     def set_virtio_mem_requested(self, guest: GuestInfo, size_kib: int) -> None:
         """Ask the guest's virtio-mem device for ``size_kib`` plugged: its
@@ -324,4 +391,4 @@ class QmpHypervisor(HypervisorInterface):
             await conn.execute("qom-set", {"path": dev.virtio_mem, "property": "requested-size",
                                            "value": int(size_kib) * stats.KIB})
 
-        self._one(guest, request)
+        self._one(guest, request, "qom-set requested-size")

@@ -34,6 +34,7 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._calls: set[asyncio.Task[Any]] = set()  # the submitted calls still running (loop thread only)
 
     @property
     def running(self) -> bool:
@@ -66,36 +67,59 @@ class LoopThread:
         except LoopClosed:
             coro.close()
             raise
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        return asyncio.run_coroutine_threadsafe(self._tracked(coro), loop)
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a submitted call, known to close() so that it can be cancelled there."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            return await coro
+        finally:
+            self._calls.discard(task)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coro`` on the loop and wait at most ``timeout`` seconds for it.
 
         The coroutines bound their own QMP calls with shorter deadlines; this one
-        is the backstop: on expiry the coroutine is cancelled and TimeoutError raised."""
+        is the backstop: on expiry the coroutine is cancelled and TimeoutError raised.
+        LoopClosed when the loop is closed before or while it runs."""
         future = self.submit(coro)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"no answer within {timeout:g} s") from None
+        except concurrent.futures.CancelledError:  # close() cancelled it
+            raise LoopClosed(f"{self.name}: closed") from None
 
     def close(self, cleanup: Coroutine[Any, Any, Any] | None = None, timeout: float = 2.0) -> None:
-        """Run ``cleanup`` (bounded by ``timeout``), stop the loop and join its thread.
-        Later submissions raise LoopClosed."""
+        """Cancel the calls still running (their callers get LoopClosed at once rather
+        than waiting for their backstop), run ``cleanup``, each bounded by
+        ``timeout``, stop the loop and join its thread. Later submissions raise
+        LoopClosed. Raises nothing."""
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._closed = True
-        if loop is None or thread is None:
+            already, self._closed = self._closed, True
+        if loop is None or thread is None or already:
             if cleanup is not None:
                 cleanup.close()
             return
-        if cleanup is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(cleanup, loop).result(timeout)
-            except Exception:  # noqa: BLE001 - closing goes on whatever the cleanup met
-                pass
+        try:
+            asyncio.run_coroutine_threadsafe(self._finish(cleanup, timeout), loop).result(2 * timeout + 1)
+        except Exception:  # noqa: BLE001 - closing goes on whatever the cleanup met
+            pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         if not thread.is_alive():
             loop.close()
+
+    async def _finish(self, cleanup: Coroutine[Any, Any, Any] | None, timeout: float) -> None:
+        calls = [t for t in self._calls if not t.done()]
+        for task in calls:
+            task.cancel()
+        if calls:
+            await asyncio.wait(calls, timeout=timeout)
+        if cleanup is not None:
+            await asyncio.wait_for(cleanup, timeout)

@@ -251,6 +251,13 @@ collectors: GuestQemuProc, GuestMemory, GuestBalloon, GuestVirtioMemOptional
     phase("guest MemTotal grown by the plugged memory", lambda: (guest_mem(serial) or 0) > full_mem + 200000)
     wait_until(lambda: any(s.get("virtio_mem_size") == VMEM_KIB for s in recorded()), 30, 0.3,
                what="momd's recorded virtio_mem_size", detail=lambda: str(recorded()[-2:]))
+    # The balloon is the boot memory's, the plugged memory apart, as over libvirt and in
+    # the simulator; mem_available is the guest's MemTotal, plugged memory included.
+    plugged = [s for s in recorded() if s.get("virtio_mem_size") == VMEM_KIB]
+    assert all(s["balloon_cur"] <= s["balloon_max"] == BASE_KIB for s in plugged), plugged[-3:]
+    assert plugged[-1]["balloon_cur"] == balloon_kib() == BASE_KIB, plugged[-1]
+    wait_until(lambda: recorded()[-1]["mem_available"] > full_mem + 200000, 30, 0.3,
+               what="momd's recorded mem_available with the plugged memory", detail=lambda: str(recorded()[-1:]))
     write_policy(policy, "vm.balloon_max", "0")
     momd.send(signal.SIGHUP)
     phase("virtio-mem shrunk (unplugged)", lambda: vmem_kib() == 0)
