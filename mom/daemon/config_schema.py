@@ -312,7 +312,8 @@ def _main() -> tuple[Setting, ...]:
           "Write tab-separated data per host and guest under `momplot-NNN` folders here; empty: off."),
         s("hypervisor-call-timeout", positive, "10", _SECONDS,
           "The deadline of one call to libvirt or vdsm; a call that misses it is refused for its target "
-          "until it returns, the others go on."),
+          "until it returns, the others go on. The qmp interface gives a third of it (at most 5 s) to one "
+          "QMP call, one connection attempt and one guest's collection."),
         s("proc-root", non_empty, PROC_ROOT, "directory",
           "Where host collectors read `/proc` (tests and containers point it elsewhere)."),
         s("sys-root", non_empty, SYS_ROOT, "directory",

@@ -300,7 +300,7 @@ def test_a_handshake_cut_by_the_backstop_is_undone_and_tried_again(double: QmpDo
     qemu = double.add("100.qmp", name="slow", uuid=UUID_A)
     qemu.hang()  # accepts, never greets
     hv = make_hv(timeout=3.0, backstop=0.5)
-    with pytest.raises(HypervisorError, match="no answer within 0.5 s"):
+    with pytest.raises(HypervisorError, match=r"no answer within 0\.5 s"):
         hv.list_guests()
     wait_until(lambda: hv.run_states() == {qemu.path: RunState.DISCONNECTED}, 5, 0.02, what="the attempt undone")
     wait_until(lambda: qemu.open_connections == 0, 5, 0.02, what="the attempt's socket closed")
@@ -331,7 +331,7 @@ def test_a_malformed_answer_fails_that_guests_section_only(double: QmpDouble, ma
         assert set(odd.errors) == {"virtio_mem"} and not odd.unsupported
         errors.add(odd.errors["virtio_mem"])
     assert errors == {"guest odd: query-memory-devices: QEMU's answer cannot be read (KeyError: 'size')"}
-    with pytest.raises(HypervisorError, match="^guest odd: query-memory-devices: QEMU's answer cannot be read"):
+    with pytest.raises(HypervisorError, match=r"^guest odd: query-memory-devices: QEMU's answer cannot be read"):
         hv.guest_virtio_mem(guests["odd"])
 
 
