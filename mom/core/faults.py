@@ -98,6 +98,10 @@ class FaultLog:
         self.log.log(level, "%s: %s", key, message)
 
     def clear(self, key: FaultKey) -> None:
+        # Called for every collector and section of every guest each step, nearly always
+        # for a key with no fault: that answer needs no lock (a dict lookup is atomic).
+        if key not in self._active:
+            return
         with self._lock:
             if self._active.pop(key, None) is None:
                 return

@@ -127,6 +127,9 @@ class Engine:
         self._step_listeners: list[StepListener] = []
         self._recent: list[Action] = []  # applied controls, newest last, at most RECENT_ACTIONS
         self._last_run: dict[str, float] = {}  # step -> clock time of its last success
+        # guest name -> (section, its fault key) for each section collected: made once per
+        # guest, not for every section of every guest at every step.
+        self._section_keys: dict[str, tuple[tuple[str, FaultKey], ...]] = {}
         self._status = EngineStatus(time=self.clock.time(), faults=self.faults.tallies())
         if hypervisor.supports(Capability.EVENTS):  # guests starting and stopping are announced
             hypervisor.set_change_listener(self.discover_soon)
@@ -236,6 +239,7 @@ class Engine:
         self.faults.forget_target(state.info.name)
         self.gateway.forget_guest(state.info.uuid)
         self.guest_rows.forget(state.info.uuid)
+        self._section_keys.clear()  # by name: made again for the guests that remain
 
     def collect_host(self) -> None:
         row = self.host_rows.row(HOST, None)
@@ -263,9 +267,9 @@ class Engine:
             if gd is None:
                 state.ready = False
                 continue
-            for section in sections:
-                key = FaultKey("hypervisor", section, state.info.name)
-                message = gd.errors.get(section)
+            errors = gd.errors
+            for section, key in self._guest_section_keys(state.info.name, sections):
+                message = errors.get(section) if errors else None
                 if message is None:
                     self.faults.clear(key)
                 elif section in gd.unsupported and section not in self.guest_rows.required_sections:
@@ -281,6 +285,13 @@ class Engine:
             self.inventory.add_guest_row(state, row)
             if row is not None and self._on_sample is not None:
                 self._on_sample(state.info.name, now, row)
+
+    def _guest_section_keys(self, name: str, sections: set[str]) -> tuple[tuple[str, FaultKey], ...]:
+        keys = self._section_keys.get(name)
+        if keys is None:
+            keys = self._section_keys[name] = tuple(
+                (section, FaultKey("hypervisor", section, name)) for section in sections)
+        return keys
 
     @staticmethod
     def _note_unsupported(state: GuestState, key: FaultKey, message: str) -> None:

@@ -37,6 +37,19 @@ class RowSource:
         # virtio-mem device under GuestVirtioMemOptional) may be missing as a matter of course.
         self.required_sections: set[str] = set().union(*(c.sections for c in self.collectors if c.mandatory))
         self.blocking = any(c.blocking for c in self.collectors)
+        # Every field a complete row can have: a row that holds them all needs no filling.
+        self._all_fields = frozenset(self.mandatory | self.optional)
+        # target -> (each collector's fault key, the statistics key): made once per
+        # target rather than for every collector of every guest at every step.
+        self._keys: dict[str, tuple[tuple[FaultKey, ...], FaultKey]] = {}
+
+    def _fault_keys(self, target: str) -> tuple[tuple[FaultKey, ...], FaultKey]:
+        keys = self._keys.get(target)
+        if keys is None:
+            keys = self._keys[target] = (
+                tuple(FaultKey("collector", f"collector {c.name}", target) for c in self.collectors),
+                FaultKey("collector", "statistics", target))
+        return keys
 
     def fields(self) -> set[str]:
         return self.mandatory | self.optional
@@ -47,14 +60,15 @@ class RowSource:
             forget = getattr(c, "forget", None)
             if forget:
                 forget(uuid)
+        self._keys.clear()  # keyed by name, not uuid: made again for the guests that remain
 
     def row(self, target: str, subject: GuestSubject | None) -> Row | None:
         """Run the collectors and merge their rows; None when mandatory fields are
         missing. target: "host" or the guest's name (for faults). Never raises."""
         row: Row = {}
         failed = False
-        for c in self.collectors:
-            key = FaultKey("collector", f"collector {c.name}", target)
+        keys, statistics_key = self._fault_keys(target)
+        for c, key in zip(self.collectors, keys, strict=True):  # keys made from collectors
             try:
                 data = c.collect(subject)
             except CollectionError as e:
@@ -69,16 +83,17 @@ class RowSource:
                 continue
             self.faults.clear(key)
             row.update(data)
-        return self._complete(target, row, failed)
+        return self._complete(statistics_key, row, failed)
 
-    def _complete(self, target: str, row: Row, failed: bool) -> Row | None:
-        key = FaultKey("collector", "statistics", target)
-        missing = sorted(self.mandatory - row.keys())
-        if missing:
+    def _complete(self, key: FaultKey, row: Row, failed: bool) -> Row | None:
+        if not self.mandatory <= row.keys():
+            missing = sorted(self.mandatory - row.keys())
             if not failed:  # a failed collector was just reported: one fault, one log line
                 self.faults.report(key, f"missing {', '.join(missing)}; left out of the policy")
             return None
         self.faults.clear(key)
-        for name in self.optional:
-            row.setdefault(name, None)
+        if not self._all_fields <= row.keys():
+            for name in self.optional:
+                if name not in row:
+                    row[name] = None
         return row
