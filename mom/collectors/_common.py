@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar
 
 from mom.collectors.base import CollectionError, Collector, GuestSubject
@@ -23,15 +24,17 @@ def guest_section(subject: GuestSubject | None, section: str, collector: str) ->
 
 
 def pick(values: dict[str, Any], mandatory: Iterable[str], optional: Iterable[str],
-         collector: str, subject: GuestSubject) -> dict[str, Any]:
-    """Keep only declared fields; CollectionError listing missing mandatory ones."""
-    missing = sorted(k for k in mandatory if values.get(k) is None)
+         collector: str, subject: GuestSubject, wanted: AbstractSet[str] | None = None) -> dict[str, Any]:
+    """Keep only declared fields; CollectionError listing missing mandatory ones.
+    wanted: mandatory and optional together, when the caller has them made already."""
+    missing = [k for k in mandatory if values.get(k) is None]
     if missing:
         raise CollectionError(
             f"{collector}: guest {subject.info.name} ({subject.info.uuid}) "
-            f"lacks {', '.join(missing)}"
+            f"lacks {', '.join(sorted(missing))}"
         )
-    wanted = set(mandatory) | set(optional)
+    if wanted is None:
+        wanted = set(mandatory) | set(optional)
     return {k: v for k, v in values.items() if k in wanted and v is not None}
 
 
@@ -39,8 +42,20 @@ def pick_present(values: dict[str, Any] | None, fields: Iterable[str]) -> dict[s
     """Keep the declared fields that are present; never raises."""
     if not values:
         return {}
-    wanted = set(fields)
+    wanted = fields if isinstance(fields, (set, frozenset)) else set(fields)
     return {k: v for k, v in values.items() if k in wanted and v is not None}
+
+
+# collector class -> its fields (mandatory | optional), made once per class: the section
+# collectors pick from every guest's data at every step.
+_FIELDS: dict[type[Collector], frozenset[str]] = {}
+
+
+def _fields_of(cls: type[Collector]) -> frozenset[str]:
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = cls.fields()
+    return fields
 
 
 def read_pid_stat(path: str) -> list[str]:
@@ -83,9 +98,9 @@ class SectionCollector(Collector):
     def collect(self, subject: GuestSubject | None) -> dict[str, Any]:
         values = guest_section(subject, self.section, self.name)
         assert subject is not None
-        return pick(values, self.mandatory, self.optional, self.name, subject)
+        return pick(values, self.mandatory, self.optional, self.name, subject, _fields_of(type(self)))
 
     def collect_present(self, subject: GuestSubject | None) -> dict[str, Any]:
         if subject is None:
             return {}
-        return pick_present(getattr(subject.data, self.section), self.fields())
+        return pick_present(getattr(subject.data, self.section), _fields_of(type(self)))
