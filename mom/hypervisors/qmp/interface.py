@@ -217,12 +217,12 @@ class QmpHypervisor(HypervisorInterface):
 
     def _report(self, conn: QmpConnection) -> None:
         """One warning when a socket's connection fails or breaks (again when the
-        reason changes), one line when it is back."""
+        reason changes); when it is back, "recovered" and which QEMU it is now."""
         key = outage_key(conn.path)
         if conn.state is RunState.CONNECTED:
-            if str(key) in self.faults.active():
-                self.faults.clear(key)  # its one line: "guest PATH qmp: recovered"
-            elif conn.connections > 1:  # lost and back at once (no outage was logged)
+            outage = str(key) in self.faults.active()
+            self.faults.clear(key)  # "guest PATH qmp: recovered" if its outage was logged
+            if outage or conn.connections > 1:  # which guest and QEMU it is now (it may have been restarted)
                 log.info("qmp: guest %s (%s) connected again, pid %s", conn.name, conn.path,
                          conn.identity.pid if conn.identity else None)
             for problem in conn.devices.problems:
