@@ -103,6 +103,8 @@ class Qemu:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()  # a restart makes a new process and pipe
 
     def wait_ready(self) -> float:
         t0 = time.monotonic()
