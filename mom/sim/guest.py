@@ -145,7 +145,8 @@ class SimGuest:
     @property
     def resident(self) -> float:
         """Touched memory in host RAM."""
-        return max(0.0, self.touched - self.host_swap)
+        r = self.touched - self.host_swap
+        return r if r > 0.0 else 0.0  # max(0.0, r) without the call (read for every guest and step)
 
     @property
     def swap_used(self) -> float:
@@ -209,12 +210,16 @@ class SimGuest:
         self._fill_cache(dt)
         if self.spec.free_page_reporting:
             self._report_free(dt)
-        stall = faults * GUEST_FAULT_S + pending / max(1.0, GUEST_SWAP_OUT_RATE * dt)
-        self.guest_stall = min(1.0, stall)
+        # min() and max() written out below and in the step's helpers: the same
+        # values, without a call (this runs for every guest and step).
+        rate = GUEST_SWAP_OUT_RATE * dt
+        stall = faults * GUEST_FAULT_S + pending / (rate if rate > 1.0 else 1.0)
+        self.guest_stall = stall if stall < 1.0 else 1.0
         self.major_fault += BASE_MAJOR_FAULTS * dt
         self.minor_fault += BASE_MINOR_FAULTS * dt
         self.cpu_ticks += dt * CLK_TCK * 0.05 * self.spec.vcpus
-        self.grew = max(0.0, self.touched - before)
+        grew = self.touched - before
+        self.grew = grew if grew > 0.0 else 0.0
         # The host backs each newly touched page on its first access (also a page
         # free page reporting or the balloon had returned): a fault of QEMU's.
         self.qemu_minflt += self.grew / PAGE
@@ -233,7 +238,12 @@ class SimGuest:
     # reuses first, then untouched), then page cache, then cold anon to swap,
     # then hot anon to swap.
     def _free_mem(self) -> float:
-        return self.untouched + self.free_touched
+        # untouched + free_touched, with untouched written out (called several times
+        # per guest and step); the same operations in the same order.
+        free_touched = self.free_touched
+        u = (self.balloon_cur + self.vmem_size - self.reserve - self.hot_ram - self.cold_ram - self.cache
+             - free_touched)
+        return (u if u > 0.0 else 0.0) + free_touched
 
     def _take_free(self, amount: float, discard: bool = True) -> float:
         """Remove up to amount of free memory from the guest's use; returns the
@@ -241,7 +251,8 @@ class SimGuest:
         hands the pages to the host, which drops them (their host swap slots
         too); otherwise the guest reuses them and the ones on host swap must
         be read back in first."""
-        from_touched = min(amount, self.free_touched)
+        free_touched = self.free_touched
+        from_touched = free_touched if free_touched < amount else amount  # min(amount, free_touched)
         if from_touched > 0 and self.host_swap > 0:
             # Free touched pages are the host's coldest: its swap holds them first.
             on_swap = from_touched * min(1.0, self.host_swap / self.free_touched)
@@ -253,7 +264,8 @@ class SimGuest:
 
     def _reclaim(self, amount: float, budget: list[float], hot_too: bool = True) -> float:
         """Make up to amount more memory free; returns what was freed."""
-        got = min(amount, self.cache)
+        cache = self.cache
+        got = cache if cache < amount else amount  # min(amount, cache)
         self.cache -= got
         self.free_touched += got
         for part in ("cold", "hot") if hot_too else ("cold",):
@@ -348,7 +360,8 @@ class SimGuest:
         if free < amount:
             freed = self._reclaim(amount - free, budget)
             self.alloc_stalls += max(1.0, freed / RECLAIM_BATCH)
-        got = min(amount, self._free_mem())
+        free = self._free_mem()
+        got = free if free < amount else amount  # min(amount, free)
         from_touched = self._take_free(got, discard=False)
         self.minor_fault += (got - from_touched) / PAGE
         return got
@@ -414,18 +427,24 @@ class SimGuest:
         wanted = self.hot_swap / PAGE / HOT_PERIOD + self.cold_swap / PAGE / COLD_PERIOD
         if wanted <= 0:
             return 0.0
-        served = min(wanted, GUEST_SWAP_IOPS)
+        served = GUEST_SWAP_IOPS if GUEST_SWAP_IOPS < wanted else wanted
         kib = served * PAGE * dt
         hot_share = (self.hot_swap / PAGE / HOT_PERIOD) / wanted
-        back_hot = min(self.hot_swap, kib * hot_share)
-        back_cold = min(self.cold_swap, kib - back_hot)
+        back_hot = kib * hot_share
+        if not back_hot < self.hot_swap:
+            back_hot = self.hot_swap  # min(hot_swap, kib * hot_share)
+        back_cold = kib - back_hot
+        if not back_cold < self.cold_swap:
+            back_cold = self.cold_swap  # min(cold_swap, kib - back_hot)
         # Without free memory or cache, each page read in pushes another out
         # (cold first, then the working set itself: thrashing).
         got = self._allocate(back_hot + back_cold, budget)
-        hot_in = min(back_hot, got)
+        hot_in = got if got < back_hot else back_hot
         self.hot_swap -= hot_in
         self.hot_ram += hot_in
-        cold_in = min(back_cold, got - hot_in)
+        cold_in = got - hot_in
+        if not cold_in < back_cold:
+            cold_in = back_cold  # min(back_cold, got - hot_in)
         self.cold_swap -= cold_in
         self.cold_ram += cold_in
         # A fault whose page stays out (no room) still costs a read.
@@ -436,7 +455,9 @@ class SimGuest:
     def _fill_cache(self, dt: float) -> None:
         """The page cache grows into free memory up to its share; it only
         shrinks when reclaimed."""
-        room = max(0.0, self.size - self.reserve - self.anon_ram)
+        room = self.balloon_cur + self.vmem_size - self.reserve - (self.hot_ram + self.cold_ram)  # size, anon_ram
+        if not room > 0.0:
+            room = 0.0  # max(0.0, room)
         target = self.spec.cache_fraction * room
         if self.cache < target:
             grow = min(target - self.cache, CACHE_FILL_RATE * dt, self._free_mem())
