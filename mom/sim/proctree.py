@@ -160,12 +160,22 @@ class ProcTree:
 
     def write(self, files: Mapping[str, str]) -> None:
         """Replace each file (relative path -> content) atomically; raises OSError."""
+        # Every file of the tree is written at each step of the model: the path is
+        # joined by hand (os.path.join's result for a relative path) and its
+        # directory made only when the file cannot be created without it, rather
+        # than a makedirs for every file.
+        prefix = os.path.join(self.root, "")
+        suffix = f".tmp{os.getpid()}"
         with self.writing():
             for rel, text in files.items():
-                path = self.path(rel)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{path}.tmp{os.getpid()}"
-                with open(tmp, "w") as f:
+                path = prefix + rel if not rel.startswith("/") else rel
+                tmp = path + suffix
+                try:
+                    f = open(tmp, "w")
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    f = open(tmp, "w")
+                with f:
                     f.write(text)
                 os.replace(tmp, path)
 
