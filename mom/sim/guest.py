@@ -488,10 +488,15 @@ class SimGuest:
     def host_faults(self) -> float:
         """Host swap-ins per second this guest's accesses need: working-set
         pages on host swap every HOT_PERIOD, cold ones every COLD_PERIOD."""
-        if self.host_swap <= 0:
+        host_swap = self.host_swap
+        if host_swap <= 0:
             return 0.0
-        hot = max(0.0, self.host_swap - self.host_cold)
-        cold_touched = min(self.host_swap, self.cache + self.cold_ram)
+        hot = host_swap - (self.free_touched + self.cache + self.cold_ram)  # less host_cold
+        if not hot > 0.0:
+            hot = 0.0  # max(0.0, hot)
+        cold_touched = self.cache + self.cold_ram
+        if not cold_touched < host_swap:
+            cold_touched = host_swap  # min(host_swap, cache + cold_ram)
         return hot / PAGE / HOT_PERIOD + cold_touched / PAGE / COLD_PERIOD
 
     def stop(self) -> None:

@@ -242,8 +242,11 @@ class SimModel:
         served_share = min(1.0, HOST_SWAP_IOPS / total) if total > 0 else 0.0
         some_clear = 1.0
         full = 1.0 if self._running else 0.0
+        # min() written out in this per-guest loop (the same values, without a call).
         for g, f in zip(self._running, faults, strict=True):
-            back = min(g.host_swap, f * served_share * PAGE * dt)
+            back = f * served_share * PAGE * dt
+            if not back < g.host_swap:
+                back = g.host_swap  # min(g.host_swap, back)
             g.host_swap -= back
             refault = g.host_refault
             g.host_refault = 0.0
@@ -254,9 +257,11 @@ class SimModel:
             share = f * HOST_FAULT_S + refault / PAGE * HOST_FAULT_S / dt
             if g.grew > 0:
                 share += wait
-            share = min(1.0, share)
+            if not share < 1.0:
+                share = 1.0  # min(1.0, share)
             g.host_stall_seconds += share * dt
-            g.stall_seconds += min(1.0, share + g.guest_stall) * dt
+            stalled = share + g.guest_stall
+            g.stall_seconds += (stalled if stalled < 1.0 else 1.0) * dt
             some_clear *= 1.0 - share
             full *= share
         self.pgfault += 1000 * dt
