@@ -84,7 +84,8 @@ def test_packaged_configuration_is_valid(tmp_path: Path) -> None:
     conf.write_text(text)
     config = load_config(str(conf))
     assert config.main.hypervisor_interface == "libvirt"
-    assert set(config.main.controllers) == {"Balloon", "KSM"}
+    assert set(config.main.controllers) == {"Balloon", "KSM", "VirtioMem"}
+    assert "GuestVirtioMemOptional" in config.guest_collectors  # the default policy sizes virtio-mem guests
 
 
 def test_unit_verifies(tmp_path: Path) -> None:
