@@ -62,6 +62,9 @@ MEMORY_FIELDS = {
 }
 # The keys that say the guest's balloon driver really reports statistics.
 GUEST_STAT_KEYS = ("available", "unused", "usable")
+# The same names as getAllDomainStats spells them, made once (read for every guest and tick).
+_BULK_GUEST_STAT_KEYS = tuple(f"balloon.{k}" for k in GUEST_STAT_KEYS)
+_BULK_MEMORY_KEYS = tuple((k, f"balloon.{k}") for k in MEMORY_FIELDS)
 # A bulk record in one of these states is a guest that is not running any more.
 INACTIVE_STATES = frozenset({libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED})
 
@@ -71,9 +74,9 @@ NO_BALLOON_STATS = ("the guest reports no balloon statistics "
 
 def bulk_memory(rec: Mapping[str, Any]) -> dict[str, Any] | None:
     """The memoryStats()-style map inside a bulk record; None when the driver left it empty."""
-    if not any(f"balloon.{k}" in rec for k in GUEST_STAT_KEYS):
+    if not any(key in rec for key in _BULK_GUEST_STAT_KEYS):
         return None
-    return {k: rec[f"balloon.{k}"] for k in MEMORY_FIELDS if f"balloon.{k}" in rec}
+    return {k: rec[key] for k, key in _BULK_MEMORY_KEYS if key in rec}
 
 
 def reports_memory(raw: Mapping[str, Any]) -> bool:
@@ -103,8 +106,12 @@ def balloon_section(cur: int, top: int, xml: DomainXml) -> dict[str, Any]:
     that libvirt adds taken off (see the module doc). The XML is read after
     libvirt's figures: while the guest plugs, the two may differ by a step, so
     the result is kept within [0, maximum]."""
-    top = max(0, top - xml.virtio_mem_regions)
-    cur = min(max(0, cur - xml.virtio_mem_plugged), top)
+    if xml.virtio_mem_devices:
+        top = max(0, top - xml.virtio_mem_regions)
+        cur = min(max(0, cur - xml.virtio_mem_plugged), top)
+    else:
+        top = max(0, top)
+        cur = min(max(0, cur), top)
     out: dict[str, Any] = {"balloon_cur": cur, "balloon_max": top, "balloon_min": xml.balloon_min}
     if xml.free_page_reporting is not None:
         out["balloon_free_page_reporting"] = int(xml.free_page_reporting)
