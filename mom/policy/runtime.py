@@ -173,8 +173,15 @@ class IoTuneEntry:
 
     def _setter(key: str) -> Callable[[IoTuneEntry, Any], None]:  # type: ignore[misc]
         def set_value(self: IoTuneEntry, value: Any) -> None:
-            disk = self.fields["name"] if self.fields["name"] is not None else self.fields["path"]
-            self.fields["current"][key] = _io_limit_or_none(str(disk), key, value)
+            fields = self.fields
+            # The values core's rule takes as they are, tested first: a policy sets
+            # several limits per disk, guest and run (vdsm's sets them all).
+            t = type(value)
+            if (t is int and value >= 0) or (t is float and value >= 0 and value.is_integer()):
+                fields["current"][key] = int(value)
+                return
+            disk = fields["name"] if fields["name"] is not None else fields["path"]
+            fields["current"][key] = _io_limit_or_none(str(disk), key, value)
         set_value.__name__ = key
         return set_value
 
