@@ -246,6 +246,13 @@ def restore(V: Scope, S: Scope) -> None:
 
     A restore is not a binding: it writes around a subclass's ``__setitem__``,
     so the trace (trace.py), which notes each binding, does not note it."""
+    if type(V) is dict:  # an evaluation's own scope: the plain (quicker) writes
+        for name, old in S.items():
+            if old is UNBOUND:
+                del V[name]
+            else:
+                V[name] = old
+        return
     for name, old in S.items():
         if old is UNBOUND:
             del V[name]
@@ -516,8 +523,8 @@ class Compiler:
                 m.steps += 1
                 if m.steps > m.check_at:
                     m.over_steps(at.pos)
-                F: Scope = {}
-                bind(V, F, var, item)
+                F: Scope = {var: V[var] if var in V else UNBOUND}  # bind(), written out (per guest)
+                V[var] = item
                 try:
                     out.append(body(V, F))
                 except PolicyError as e:
