@@ -15,6 +15,8 @@ DEBIAN_TEST_PACKAGES="libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-s
 # The package tests: a fresh Debian 12 root (../shared/tools/fresh-debian.sh) for the
 # .deb, rpmbuild and Debian's Python build tools for the RPM spec.
 DEBIAN_TEST_PACKAGES="$DEBIAN_TEST_PACKAGES debootstrap rpm python3-build python3-installer python3-setuptools"
+# groff renders the man pages, which a test checks for warnings.
+DEBIAN_TEST_PACKAGES="$DEBIAN_TEST_PACKAGES groff-base"
 [ "${1:-}" = "--test" ] && DEBIAN_PACKAGES="$DEBIAN_PACKAGES $DEBIAN_TEST_PACKAGES"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
