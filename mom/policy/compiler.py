@@ -603,7 +603,10 @@ class Compiler:
         func = getattr(owner, mname)
         fs = [self.compile(a) for a in args]
         if mname in ("Control", "SetVar"):
-            return self.storing_method(obj_name, mname, func, fs, at)
+            return self.storing_method(obj_name, mname, func, fs, at,
+                                       args[0].value if mname == "SetVar" and args[0].kind == "str" else None)
+        if mname in ("GetVar", "Stat", "Has") and args[0].kind == "str" and args[0].value != "io_tune":
+            return self.named_read(obj_name, mname, func, args[0].value, at)
         if n == 1:
             (a,) = fs
 
@@ -633,11 +636,73 @@ class Compiler:
                 raise _fault(at.pos, mname, tuple(xs), e) from None
         return mcall
 
+    def named_read(self, obj_name: str, mname: str, func: Callable[..., Any], name: str, at: Node) -> Closure:
+        """GetVar, Stat and Has of a name written in the policy, the calls most
+        policies make most (several per guest and run): the entity's map is read
+        in place. Anything else (not an entity, a statistic it lacks) goes through
+        the method itself, so the values and the errors are the method's."""
+
+        def slow(V: Scope) -> Any:
+            try:
+                obj = V[obj_name]
+            except KeyError:
+                raise PolicyError(f"undefined variable {obj_name!r}", at.pos) from None
+            if type(obj) is not Entity:
+                raise PolicyError(f"{type_name(obj)} has no method {mname!r}", at.pos)
+            try:
+                return func(obj, name)
+            except _ERRORS as e:
+                raise _fault(at.pos, mname, (name,), e) from None
+
+        if mname == "GetVar":
+            def get_var(V: Scope, S: Scope) -> Any:
+                obj = V.get(obj_name)
+                if type(obj) is Entity:
+                    return obj.variables.get(name)
+                return slow(V)
+            return get_var
+        if mname == "Has":
+            def has(V: Scope, S: Scope) -> Any:
+                obj = V.get(obj_name)
+                if type(obj) is Entity:
+                    return name in obj.latest
+                return slow(V)
+            return has
+
+        def stat(V: Scope, S: Scope) -> Any:
+            obj = V.get(obj_name)
+            if type(obj) is Entity:
+                latest = obj.latest
+                if name in latest:
+                    return latest[name]
+            return slow(V)
+        return stat
+
     def storing_method(self, obj_name: str, mname: str, func: Callable[..., Any], fs: list[Closure],
-                       at: Node) -> Closure:
-        """Control and SetVar: each call may add an entry to the entity, so each is charged."""
+                       at: Node, var_name: str | None = None) -> Closure:
+        """Control and SetVar: each call may add an entry to the entity, so each is charged.
+        var_name: SetVar of a name written in the policy, stored in place (SetVar
+        only stores; a policy makes a score of them per guest and run)."""
         lookup = self.variable(obj_name, at)
         key, value = fs
+        if var_name is not None:
+            name = var_name
+
+            def set_var(V: Scope, S: Scope) -> Any:
+                obj = lookup(V, S)
+                v = value(V, S)
+                if type(obj) is not Entity:
+                    raise PolicyError(f"{type_name(obj)} has no method {mname!r}", at.pos)
+                m = V[MACHINE]
+                m.alloc += ENTRY_BYTES
+                if m.alloc > m.max_alloc:
+                    try:
+                        m.charge(0)
+                    except _ERRORS as e:
+                        raise _fault(at.pos, mname, (name, v), e) from None
+                obj.variables[name] = v
+                return None
+            return set_var
 
         def store(V: Scope, S: Scope) -> Any:
             obj = lookup(V, S)

@@ -279,3 +279,34 @@ def test_has_tells_a_provided_statistic_from_one_no_collector_provides():
     text = '(defvar f "rss") (if (Host.Has f) (Host.Stat f) -1)'
     assert ev(text, h)[-1] == -1
     assert ev(text, host([{"rss": 7}]))[-1] == 7
+
+
+# A name written in the policy ("x") is read and stored in place, a name held in a
+# variable (n) through the method: both must give the same values and errors.
+@pytest.mark.parametrize("text", [
+    '(Host.SetVar "v" 3) (Host.GetVar "v") (Host.GetVar "unset") (Host.Stat "mem_free") (Host.Stat "old_only")'
+    ' (Host.Has "mem_free") (Host.Has "nothing")',
+    '(defvar a "v") (defvar b "unset") (defvar c "mem_free") (defvar d "old_only") (defvar e "nothing")'
+    ' (Host.SetVar a 3) (Host.GetVar a) (Host.GetVar b) (Host.Stat c) (Host.Stat d) (Host.Has c) (Host.Has e)',
+])
+def test_named_reads_and_writes_match_the_methods(text: str) -> None:
+    values = ev(text, host(HOST_ROWS))
+    assert values[-7:] == [None, 3, None, 200, None, True, False]
+
+
+@pytest.mark.parametrize(("call", "message", "col"), [
+    ('(x.GetVar "v")', "integer has no method 'GetVar'", 15),
+    ('(x.Stat "mem_free")', "integer has no method 'Stat'", 15),
+    ('(x.Has "mem_free")', "integer has no method 'Has'", 15),
+    ('(x.SetVar "v" 1)', "integer has no method 'SetVar'", 15),
+    ('(Host.Stat "nothing")', "Host has no statistic 'nothing'", 15),
+    ('(nobody.GetVar "v")', "undefined variable 'nobody'", 15),
+])
+def test_named_reads_and_writes_fail_as_the_methods_do(call: str, message: str, col: int) -> None:
+    e = err("(defvar x 5) " + call, host(HOST_ROWS))
+    assert message in e.message and where(e)[1:] == (1, col)
+
+
+def test_named_stat_of_io_tune_wraps_the_entries() -> None:
+    g = guest("vm1", [{"io_tune": [{"name": "vda", "path": "/d", "guaranteed": {}, "maximum": {}, "current": {}}]}])
+    assert ev1('(with Guests g (count (g.Stat "io_tune")))', host(HOST_ROWS), [g]) == [1]
