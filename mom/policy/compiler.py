@@ -605,8 +605,6 @@ class Compiler:
         if mname in ("Control", "SetVar"):
             return self.storing_method(obj_name, mname, func, fs, at,
                                        args[0].value if mname == "SetVar" and args[0].kind == "str" else None)
-        if mname in ("GetVar", "Stat", "Has") and args[0].kind == "str" and args[0].value != "io_tune":
-            return self.named_read(obj_name, mname, func, args[0].value, at)
         if n == 1:
             (a,) = fs
 
@@ -622,6 +620,8 @@ class Compiler:
                     return func(obj, x)
                 except _ERRORS as e:
                     raise _fault(at.pos, mname, (x,), e) from None
+            if mname in ("GetVar", "Stat", "Has") and args[0].kind == "str" and args[0].value != "io_tune":
+                return self.named_read(obj_name, mname, args[0].value, mcall1)
             return mcall1
         lookup = self.variable(obj_name, at)
 
@@ -636,37 +636,26 @@ class Compiler:
                 raise _fault(at.pos, mname, tuple(xs), e) from None
         return mcall
 
-    def named_read(self, obj_name: str, mname: str, func: Callable[..., Any], name: str, at: Node) -> Closure:
+    @staticmethod
+    def named_read(obj_name: str, mname: str, name: str, slow: Closure) -> Closure:
         """GetVar, Stat and Has of a name written in the policy, the calls most
         policies make most (several per guest and run): the entity's map is read
         in place. Anything else (not an entity, a statistic it lacks) goes through
-        the method itself, so the values and the errors are the method's."""
-
-        def slow(V: Scope) -> Any:
-            try:
-                obj = V[obj_name]
-            except KeyError:
-                raise PolicyError(f"undefined variable {obj_name!r}", at.pos) from None
-            if type(obj) is not Entity:
-                raise PolicyError(f"{type_name(obj)} has no method {mname!r}", at.pos)
-            try:
-                return func(obj, name)
-            except _ERRORS as e:
-                raise _fault(at.pos, mname, (name,), e) from None
+        the method call, slow, so the values and the errors are the method's."""
 
         if mname == "GetVar":
             def get_var(V: Scope, S: Scope) -> Any:
                 obj = V.get(obj_name)
                 if type(obj) is Entity:
                     return obj.variables.get(name)
-                return slow(V)
+                return slow(V, S)
             return get_var
         if mname == "Has":
             def has(V: Scope, S: Scope) -> Any:
                 obj = V.get(obj_name)
                 if type(obj) is Entity:
                     return name in obj.latest
-                return slow(V)
+                return slow(V, S)
             return has
 
         def stat(V: Scope, S: Scope) -> Any:
@@ -675,7 +664,7 @@ class Compiler:
                 latest = obj.latest
                 if name in latest:
                     return latest[name]
-            return slow(V)
+            return slow(V, S)
         return stat
 
     def storing_method(self, obj_name: str, mname: str, func: Callable[..., Any], fs: list[Closure],
