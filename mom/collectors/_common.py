@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar
@@ -46,16 +47,11 @@ def pick_present(values: dict[str, Any] | None, fields: Iterable[str]) -> dict[s
     return {k: v for k, v in values.items() if k in wanted and v is not None}
 
 
-# collector class -> its fields (mandatory | optional), made once per class: the section
+# A collector class's fields (mandatory | optional), made once per class: the section
 # collectors pick from every guest's data at every step.
-_FIELDS: dict[type[Collector], frozenset[str]] = {}
-
-
+@functools.cache
 def _fields_of(cls: type[Collector]) -> frozenset[str]:
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS[cls] = cls.fields()
-    return fields
+    return cls.fields()
 
 
 def read_pid_stat(path: str) -> list[str]:

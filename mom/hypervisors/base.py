@@ -25,7 +25,7 @@ from mom.core.host_paths import SYS_ROOT
 
 __all__ = ["SECTIONS", "KSM_TUNABLES", "Capability", "GuestData", "GuestInfo", "GuestGone", "HypervisorError",
            "HypervisorInterface", "HypervisorUnavailable", "InterfaceUnavailable", "NotSupported",
-           "check_virtio_mem_size", "checked_io_tunes", "disk_for"]
+           "check_virtio_mem_size", "checked_io_tunes", "disk_for", "record_section_error"]
 
 
 class HypervisorError(MomError):
@@ -68,6 +68,15 @@ def check_virtio_mem_size(guest_name: str, size_kib: int, block_kib: int, max_ki
         raise HypervisorError(f"{refused} is outside the device's region [0, {max_kib}] KiB")
     if block_kib and size % block_kib:
         raise HypervisorError(f"{refused} is not a multiple of its {block_kib} KiB block")
+
+
+def record_section_error(data: GuestData, section: str, error: HypervisorError) -> None:
+    """A section that failed for one guest: its message in ``data.errors``; when the
+    guest or the interface lacks it (NotSupported) also in ``data.unsupported``,
+    which the engine takes as normal for a section only optional collectors read."""
+    data.errors[section] = str(error)
+    if isinstance(error, NotSupported):
+        data.unsupported.add(section)
 
 
 def checked_io_tunes(guest: GuestInfo, tunes: Iterable[Any]) -> list[DiskLimits]:
@@ -212,9 +221,7 @@ class HypervisorInterface(ABC):
                     except GuestGone:
                         raise
                     except HypervisorError as e:
-                        data.errors[section] = str(e)
-                        if isinstance(e, NotSupported):
-                            data.unsupported.add(section)
+                        record_section_error(data, section, e)
             except GuestGone:
                 continue
             result[guest.uuid] = data

@@ -1,4 +1,3 @@
-
 """Typed settings of each hypervisor interface, one frozen dataclass per interface,
 built from the configuration by :meth:`from_config`.
 

@@ -24,7 +24,15 @@ from typing import Any
 import libvirt
 
 from mom.core.faults import FaultKey, FaultLog
-from mom.hypervisors.base import SECTIONS, GuestData, GuestGone, GuestInfo, HypervisorError, NotSupported
+from mom.hypervisors.base import (
+    SECTIONS,
+    GuestData,
+    GuestGone,
+    GuestInfo,
+    HypervisorError,
+    NotSupported,
+    record_section_error,
+)
 from mom.hypervisors.libvirt import stats
 from mom.hypervisors.libvirt.connection import ConnectionLost, LibvirtConnection
 from mom.hypervisors.libvirt.domain_xml import DomainXml
@@ -118,9 +126,7 @@ class Collection:
             except (GuestGone, ConnectionLost):
                 raise
             except HypervisorError as e:
-                data.errors[section] = str(e)
-                if isinstance(e, NotSupported):
-                    data.unsupported.add(section)
+                record_section_error(data, section, e)
         return data
 
     # -- the sections -----------------------------------------------------------------------

@@ -47,6 +47,7 @@ from mom.hypervisors.base import (
     HypervisorUnavailable,
     NotSupported,
     check_virtio_mem_size,
+    record_section_error,
 )
 from mom.hypervisors.qmp import stats
 from mom.hypervisors.qmp.connection import QmpConnection, QmpHung, QmpLost
@@ -286,10 +287,8 @@ class QmpHypervisor(HypervisorInterface):
         for section, answer in zip(wanted, answers, strict=True):
             if isinstance(answer, (QmpLost, QmpHung)):
                 raise answer
-            if isinstance(answer, HypervisorError):
-                data.errors[section] = str(answer)
-                if isinstance(answer, NotSupported):  # e.g. no virtio-mem device: normal, said once by the engine
-                    data.unsupported.add(section)
+            if isinstance(answer, HypervisorError):  # NotSupported (no virtio-mem device): normal
+                record_section_error(data, section, answer)
             elif isinstance(answer, Exception):  # a malformed answer: this guest's section fails, not the tick
                 why = self._unexpected(conn, SECTION_COMMANDS[section], answer)
                 data.errors[section] = f"guest {guest.name}: {why}"
@@ -298,8 +297,8 @@ class QmpHypervisor(HypervisorInterface):
             else:
                 setattr(data, section, answer)
         for section in others:
-            data.errors[section] = f"guest {guest.name}: {section} is not supported by the qmp interface"
-            data.unsupported.add(section)
+            record_section_error(data, section,
+                                 NotSupported(f"guest {guest.name}: {section} is not supported by the qmp interface"))
         return data
 
     async def _memory(self, guest: GuestInfo, conn: QmpConnection) -> dict[str, Any]:
